@@ -1,0 +1,529 @@
+"""The `edgedeploy` command line: parses options, calls one module per verb, prints the result.
+
+Keep this file thin and its imports cheap: every heavy framework is imported inside the command
+that needs it, so `edgedeploy --help` answers instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from edgedeploy.errors import EdgeDeployError, NotYetSupported
+
+app = typer.Typer(
+    help="Compress, convert, push and profile neural networks on edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+targets_app = typer.Typer(help="List, show and probe deployment targets.", no_args_is_help=True)
+fleet_app = typer.Typer(help="Profile models on many targets at once.", no_args_is_help=True)
+profiles_app = typer.Typer(help="Query, compare, export and report stored device profiles.", no_args_is_help=True)
+emulator_app = typer.Typer(help="Build and run a QEMU arm64 Debian emulator as a target.", no_args_is_help=True)
+app.add_typer(targets_app, name="targets")
+app.add_typer(fleet_app, name="fleet")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(emulator_app, name="emulator")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target host or group from the inventory.")]
+InventoryOpt = Annotated[
+    Path | None, typer.Option("--inventory", "-i", help="Inventory YAML (Ansible style); merged over targets/.")
+]
+TrustNewOpt = Annotated[
+    bool, typer.Option("--trust-new", help="Accept and record an unknown SSH host key (refused otherwise).")
+]
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------------------------------
+# compress / convert / inspect
+# --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def compress(
+    model: Annotated[str, typer.Argument(help="Torch model: module:factory, TorchScript, .pt2 or state_dict file.")],
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Recipe YAML (default: prune -> distill -> cluster -> QAT).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the compressed model and report.")] = Path(
+        "out/compressed"
+    ),
+    arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file (e.g. lenet300).")] = None,
+    dataset: Annotated[str, typer.Option(help="Training/evaluation data: mnist.")] = "mnist",
+    train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    repeats: Annotated[int, typer.Option(help="Repeat the recipe N times; report mean and std accuracy.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
+    from edgedeploy import compress_job
+
+    result = compress_job.run(
+        model=model,
+        recipe=recipe,
+        output=output,
+        arch=arch,
+        dataset=dataset,
+        train_samples=train_samples,
+        seed=seed,
+        repeats=repeats,
+        show_progress=not as_json,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        compress_job.print_report(result)
+
+
+@app.command()
+def convert(
+    model: Annotated[str, typer.Argument(help="Source model: torch (module:factory or file), .onnx, .keras/.h5, .tflite.")],
+    to: Annotated[str, typer.Option("--to", help="onnx or tflite.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8-dynamic or int8.")] = "fp32",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration data for int8: a .npy file or a directory of .npy files.")
+    ] = None,
+    int8_format: Annotated[str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")] = "auto",
+    arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224.")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
+    verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert to ONNX or TFLite and verify the result against the source model."""
+    from edgedeploy import convert_job
+
+    result = convert_job.run(
+        model=model,
+        to=to,
+        precision=precision,
+        output=output,
+        calibration=calibration,
+        int8_format=int8_format,
+        arch=arch,
+        input_shape=input_shape,
+        tolerance=tolerance,
+        verify_samples=verify_samples,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        convert_job.print_report(result)
+
+
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="A .onnx, .tflite or torch file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a model: inputs/outputs, ops, parameters, sparsity, sizes, quantization, runtimes."""
+    from edgedeploy.convert import inspect as inspect_mod
+
+    info = inspect_mod.inspect_model(model)
+    if as_json:
+        print_json(info)
+    else:
+        inspect_mod.print_report(info)
+
+
+# --------------------------------------------------------------------------------------------------
+# targets / push / run / profile / provision
+# --------------------------------------------------------------------------------------------------
+
+
+@targets_app.command("list")
+def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """List the targets and groups of the inventory."""
+    from edgedeploy.deploy import targets_job
+
+    rows = targets_job.list_targets(inventory)
+    if as_json:
+        print_json(rows)
+    else:
+        targets_job.print_list(rows)
+
+
+@targets_app.command("show")
+def targets_show(name: str, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one target's variables and cached facts."""
+    from edgedeploy.deploy import targets_job
+
+    doc = targets_job.show_target(name, inventory)
+    if as_json:
+        print_json(doc)
+    else:
+        targets_job.print_show(doc)
+
+
+@targets_app.command("check")
+def targets_check(
+    name: str, inventory: InventoryOpt = None, trust_new: TrustNewOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Connect to a target and probe arch, ISA features, RAM, disk, Python, runtimes, thermal, power."""
+    from edgedeploy.deploy import targets_job
+
+    facts = targets_job.check_target(name, inventory, trust_new=trust_new)
+    if as_json:
+        print_json(facts)
+    else:
+        targets_job.print_facts(facts)
+
+
+@app.command()
+def push(
+    file: Annotated[Path, typer.Argument(help="File to send (a model).")],
+    target: TargetOpt = "local",
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move, move nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a model (and the runner) to a target's work directory, verified by sha256."""
+    from edgedeploy.deploy import push as push_mod
+
+    result = push_mod.push_to_target(
+        file, target, inventory=inventory, trust_new=trust_new, dry_run=dry_run, progress=not as_json
+    )
+    if as_json:
+        print_json(result)
+    else:
+        push_mod.print_result(result)
+
+
+def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
+    """`--shape NAME=1,3,48,192` (repeatable) or a bare `--shape 1,3,48,192` for a one-input model."""
+    out: dict[str, list[int]] = {}
+    for spec in shapes:
+        name, _, dims = spec.rpartition("=")
+        try:
+            out[name] = [int(d) for d in dims.split(",") if d.strip()]
+        except ValueError:
+            fail(f"--shape {spec!r}: expected NAME=1,3,224,224 or 1,3,224,224")
+    return out
+
+
+ShapeOpt = Annotated[
+    list[str] | None, typer.Option("--shape", help="Fix a dynamic input shape: NAME=1,3,48,192 (repeatable).")
+]
+RuntimeOpt = Annotated[
+    str, typer.Option("--runtime", help="auto, onnxruntime, ai-edge-litert or tflite-runtime.")
+]
+
+
+@app.command()
+def run(
+    model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
+    target: TargetOpt = "local",
+    inputs: Annotated[list[Path] | None, typer.Option("--inputs", help=".npy inputs, in the model's input order.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write each output as DIR/<output-name>.npy.")] = None,
+    runtime: RuntimeOpt = "auto",
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
+    shape: ShapeOpt = None,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a model once on a target and fetch its outputs."""
+    from edgedeploy import profile_job
+
+    result = profile_job.run_model(
+        model,
+        target,
+        inputs=inputs or [],
+        out_dir=out,
+        runtime=runtime,
+        threads=threads,
+        shapes=_parse_shapes(shape or []),
+        inventory=inventory,
+        trust_new=trust_new,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        profile_job.print_run(result)
+
+
+@app.command()
+def profile(
+    model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
+    target: TargetOpt = "local",
+    runs: Annotated[int, typer.Option(help="Timed inferences.")] = 100,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up inferences.")] = 10,
+    duration: Annotated[float | None, typer.Option(help="Run for this many seconds instead of --runs.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
+    runtime: RuntimeOpt = "auto",
+    repeats: Annotated[int, typer.Option(help="Repeat the whole measurement K times and report spread.")] = 1,
+    cores: Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0,1.")] = None,
+    cooldown: Annotated[float, typer.Option(help="Seconds to rest between repeats.")] = 0.0,
+    inputs: Annotated[list[Path] | None, typer.Option("--inputs", help=".npy inputs instead of random ones.")] = None,
+    shape: ShapeOpt = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Keep every latency sample in the profile.")] = False,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure latency, memory, thermal state and power on a target; store a device profile."""
+    from edgedeploy import profile_job
+
+    doc = profile_job.profile_model(
+        model,
+        target,
+        runs=runs,
+        warmup=warmup,
+        duration=duration,
+        threads=threads,
+        runtime=runtime,
+        repeats=repeats,
+        cores=cores,
+        cooldown=cooldown,
+        inputs=inputs or [],
+        shapes=_parse_shapes(shape or []),
+        raw_samples=raw,
+        inventory=inventory,
+        trust_new=trust_new,
+        progress=not as_json,
+    )
+    if as_json:
+        print_json(doc)
+    else:
+        profile_job.print_profile(doc)
+
+
+@app.command()
+def provision(
+    target: TargetOpt,
+    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="onnxruntime and/or ai-edge-litert.")] = None,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Install runtimes on a device WITHOUT internet: wheels fetched on the host, installed offline there."""
+    from edgedeploy.deploy import provision as provision_mod
+
+    result = provision_mod.provision_target(
+        target, runtimes=runtime or ["onnxruntime", "ai-edge-litert"], inventory=inventory, trust_new=trust_new
+    )
+    if as_json:
+        print_json(result)
+    else:
+        provision_mod.print_result(result)
+
+
+# --------------------------------------------------------------------------------------------------
+# fleet / profiles
+# --------------------------------------------------------------------------------------------------
+
+
+@fleet_app.command("profile")
+def fleet_profile(
+    models: Annotated[list[Path], typer.Argument(help="Models to profile on every target.")],
+    target: TargetOpt = "all",
+    inventory: InventoryOpt = None,
+    workers: Annotated[int, typer.Option(help="Targets worked on at once.")] = 8,
+    runs: Annotated[int, typer.Option(help="Timed inferences per profile.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Warm-up inferences per profile.")] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per (target, model) job.")] = 600.0,
+    retries: Annotated[int, typer.Option(help="Retries per job on transient failures.")] = 1,
+    resume: Annotated[str | None, typer.Option(help="Resume an interrupted fleet run by its id.")] = None,
+    trust_new: TrustNewOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Profile every model on every target of a group, concurrently, isolating failures."""
+    from edgedeploy import fleet_job
+
+    result = fleet_job.run_fleet(
+        models,
+        target,
+        inventory=inventory,
+        workers=workers,
+        runs=runs,
+        warmup=warmup,
+        timeout=timeout,
+        retries=retries,
+        resume=resume,
+        trust_new=trust_new,
+        progress=not as_json,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        fleet_job.print_result(result)
+    raise typer.Exit(0 if all(row["status"] == "ok" for row in result["rows"]) else 1)
+
+
+ProfilesDirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="Profile store root (default: ./profiles or $EDGEDEPLOY_PROFILES).")
+]
+
+
+@profiles_app.command("list")
+def profiles_list(
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model (stem or sha256 prefix).")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Only this runtime.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only profiles at or after this ISO date/time.")] = None,
+    root: ProfilesDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored profiles."""
+    from edgedeploy.profiles import store
+
+    rows = store.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
+    if as_json:
+        print_json(rows)
+    else:
+        store.print_list(rows)
+
+
+@profiles_app.command("show")
+def profiles_show(profile_id: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one stored profile."""
+    from edgedeploy.profiles import store
+
+    doc = store.load_profile(root, profile_id)
+    if as_json:
+        print_json(doc)
+    else:
+        store.print_profile(doc)
+
+
+@profiles_app.command("compare")
+def profiles_compare(a: str, b: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Compare two profiles; differences smaller than the measured spread are flagged as noise."""
+    from edgedeploy.profiles import compare as compare_mod
+
+    doc = compare_mod.compare_profiles(root, a, b)
+    if as_json:
+        print_json(doc)
+    else:
+        compare_mod.print_comparison(doc)
+
+
+@profiles_app.command("export")
+def profiles_export(
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write a CSV file ('-' for stdout).")] = None,
+    root: ProfilesDirOpt = None,
+) -> None:
+    """Export profiles as CSV."""
+    from edgedeploy.profiles import store
+
+    if csv_out is None:
+        fail("profiles export needs --csv FILE (or --csv - for stdout)")
+    store.export_csv(root, csv_out)
+
+
+@profiles_app.command("report")
+def profiles_report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Self-contained HTML report.")] = Path("report.html"),
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    png_dir: Annotated[Path | None, typer.Option("--png", help="Also write the plots as PNG files here.")] = None,
+    root: ProfilesDirOpt = None,
+) -> None:
+    """Write one self-contained HTML report with tables and plots."""
+    from edgedeploy.profiles import report
+
+    path = report.write_report(root, output, target=target, model=model, png_dir=png_dir)
+    typer.echo(f"report written: {path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# emulator / quickstart
+# --------------------------------------------------------------------------------------------------
+
+
+@emulator_app.command("build")
+def emulator_build(
+    suite: Annotated[str, typer.Option(help="Debian suite.")] = "bookworm",
+    force: Annotated[bool, typer.Option(help="Rebuild even if a cached image exists.")] = False,
+) -> None:
+    """Build (or reuse) a bootable Debian arm64 disk image with sshd and python3."""
+    from edgedeploy.deploy import emulator
+
+    typer.echo(str(emulator.build_image(suite=suite, force=force)))
+
+
+@emulator_app.command("start")
+def emulator_start(
+    name: Annotated[str, typer.Option(help="Instance name (also its target name).")] = "qemu-arm64",
+    cpus: Annotated[int, typer.Option(help="Virtual CPUs.")] = 2,
+    memory: Annotated[int, typer.Option(help="Memory in MiB.")] = 2048,
+    suite: Annotated[str, typer.Option(help="Debian suite of the image.")] = "bookworm",
+) -> None:
+    """Boot an emulated arm64 device and add it to the inventory as a target."""
+    from edgedeploy.deploy import emulator
+
+    info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite)
+    print_json(info)
+
+
+@emulator_app.command("stop")
+def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "qemu-arm64") -> None:
+    """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
+    from edgedeploy.deploy import emulator
+
+    emulator.stop_instance(name)
+
+
+@emulator_app.command("status")
+def emulator_status(as_json: JsonOpt = False) -> None:
+    """List emulator instances."""
+    from edgedeploy.deploy import emulator
+
+    rows = emulator.list_instances()
+    if as_json:
+        print_json(rows)
+    else:
+        emulator.print_instances(rows)
+
+
+@app.command()
+def quickstart(
+    epochs: Annotated[int, typer.Option(help="Training epochs for the LeNet-300-100 baseline.")] = 4,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where models are written.")] = Path("out/quickstart"),
+    target: TargetOpt = "local",
+    runs: Annotated[int, typer.Option(help="Timed inferences per variant.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The whole path on one target: train LeNet-300-100 on MNIST, compress, convert, profile, report."""
+    from edgedeploy import quickstart as quickstart_mod
+
+    quickstart_mod.run(epochs=epochs, output=output, target=target, runs=runs, seed=seed)
+
+
+def not_yet(feature: str) -> NoReturn:
+    raise NotYetSupported(f"{feature} is not supported yet")
+
+
+def main() -> None:
+    """Console entry point: every user-facing failure becomes one line on stderr and an exit code."""
+    try:
+        app()
+    except EdgeDeployError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - last line of defence against tracebacks
+        if os.environ.get("EDGEDEPLOY_DEBUG"):
+            raise
+        typer.echo(f"error: {type(err).__name__}: {err} (set EDGEDEPLOY_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)

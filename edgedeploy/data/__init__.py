@@ -1,0 +1,1 @@
+"""Offline datasets (nothing is ever downloaded at run time)."""

@@ -1,0 +1,1 @@
+"""Model architectures edgedeploy knows by name (for state_dicts and the benchmarks)."""
