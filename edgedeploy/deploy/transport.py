@@ -1,0 +1,97 @@
+"""The one small protocol every transport implements (like pyinfra's connectors).
+
+A transport moves files and runs commands on ONE target. Commands are argument lists, never shell
+strings: each transport quotes them itself (shlex for ssh/adb) so a file name can never execute.
+Remote paths are POSIX strings; a relative path is relative to the login/work directory of the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+ProgressFn = Callable[[int, int], None]
+"""progress(bytes_done, bytes_total), called while a file moves."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def last_error_line(self) -> str:
+        """The last non-empty stderr (or stdout) line: what a one-line error message should quote."""
+        for text in (self.stderr, self.stdout):
+            lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+        return f"exit code {self.exit_code}"
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Connect, run a command (timeout, exit code), put a file, get a file, close."""
+
+    target_name: str
+    workdir: str
+    """The target's work directory (absolute or relative to the login directory)."""
+
+    def connect(self) -> None: ...
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        """Run argv on the target. Raises TargetError on timeout or a lost link; a non-zero exit is
+        returned, not raised."""
+        ...
+
+    def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
+        """Copy a local file to `remote` (written as-is: callers wanting atomicity upload to a temp name
+        and rename, see deploy/push.py)."""
+        ...
+
+    def get(self, remote: str, local: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class TransportBase:
+    """Context-manager plumbing shared by the concrete transports."""
+
+    target_name: str = ""
+
+    def connect(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> TransportBase:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,75 @@
+"""The device-profile document: what one measurement of one model on one target says.
+
+A profile is plain JSON so it can be diffed and committed. Bump SCHEMA_VERSION when a field changes
+meaning; readers accept older versions they know.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from edgedeploy import __version__
+
+SCHEMA_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_format(path: Path) -> str:
+    return {".onnx": "onnx", ".tflite": "tflite"}.get(
+        path.suffix.lower(), path.suffix.lstrip(".") or "unknown"
+    )
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_profile(
+    *,
+    model_path: Path,
+    model_sha256: str,
+    target: dict[str, Any],
+    runner_doc: dict[str, Any],
+    power: dict[str, Any],
+    settings: dict[str, Any],
+    repeats: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Assemble a profile from the runner's JSON and what the host knows about model and target."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgedeploy_version": __version__,
+        "created": utc_now(),
+        "target": target,
+        "emulated": bool(target.get("emulated", False)),
+        "model": {
+            "path": str(model_path),
+            "name": model_path.stem,
+            "sha256": model_sha256,
+            "format": model_format(model_path),
+            "size_bytes": model_path.stat().st_size,
+        },
+        "runtime": runner_doc.get("runtime", {}),
+        "settings": settings,
+        "inputs": runner_doc.get("inputs", []),
+        "outputs": runner_doc.get("outputs", []),
+        "init_ms": runner_doc.get("init_ms"),
+        "first_inference_ms": runner_doc.get("first_inference_ms"),
+        "latency_ms": runner_doc.get("latency_ms"),
+        "memory": runner_doc.get("memory"),
+        "cpu": runner_doc.get("cpu"),
+        "thermal": runner_doc.get("thermal"),
+        "power": power,
+        "repeats": repeats or [],
+        "started": runner_doc.get("started"),
+        "finished": runner_doc.get("finished"),
+    }
