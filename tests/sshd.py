@@ -1,0 +1,144 @@
+"""A real OpenSSH server for tests: own config, host key and authorized client key, on loopback.
+
+Used by the fixtures in conftest.py. Debian's openssh-server provides /usr/sbin/sshd; tests skip
+with a clear reason when it is missing (`make test` installs it).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
+
+
+def sshd_available() -> bool:
+    return os.path.exists(SSHD) and os.path.exists(SSH_KEYGEN)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def keygen(path: Path, kind: str = "ed25519") -> Path:
+    subprocess.run([SSH_KEYGEN, "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+@dataclass
+class SSHServer:
+    """One running sshd. `client_key` is authorized; `known_hosts` holds this server's host key."""
+
+    root: Path
+    host: str
+    port: int
+    user: str
+    client_key: Path
+    host_key: Path
+    known_hosts: Path
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "sshd_config"
+
+    def host_key_line(self) -> str:
+        pub = (self.host_key.with_suffix(".pub")).read_text().split()
+        return f"[{self.host}]:{self.port} {pub[0]} {pub[1]}\n"
+
+    def write_known_hosts(self) -> Path:
+        self.known_hosts.write_text(self.host_key_line())
+        return self.known_hosts
+
+    def start(self, timeout: float = 10.0) -> SSHServer:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
+        authorized = self.root / "authorized_keys"
+        authorized.write_text(self.client_key.with_suffix(".pub").read_text())
+        authorized.chmod(0o600)
+        self.config_path.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    f"ListenAddress {self.host}",
+                    f"HostKey {self.host_key}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {authorized}",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin prohibit-password",
+                    "Subsystem sftp internal-sftp",
+                    "LogLevel ERROR",
+                    self.extra_config,
+                ]
+            )
+            + "\n"
+        )
+        log = (self.root / "sshd.log").open("wb")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config_path)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.root / 'sshd.log').read_text()[-500:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("sshd did not listen in time")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def inventory_yaml(self, name: str = "sshbox", workdir: str | None = None, **extra: object) -> str:
+        """An inventory file body naming this server as host `name`, with host key checking on."""
+        import yaml
+
+        host_vars: dict[str, object] = {
+            "ansible_connection": "ssh",
+            "ansible_host": self.host,
+            "ansible_port": self.port,
+            "ansible_user": self.user,
+            "ansible_ssh_private_key_file": str(self.client_key),
+            "edgedeploy_known_hosts": str(self.known_hosts),
+            "edgedeploy_workdir": workdir or str(self.root / "device-workdir"),
+            **extra,
+        }
+        return yaml.safe_dump({"all": {"hosts": {name: host_vars}}})
+
+
+def make_server(root: Path, host: str = "127.0.0.1", client_key: Path | None = None) -> SSHServer:
+    """Create (not start) a server in `root` with fresh host key; reuse `client_key` when given."""
+    root.mkdir(parents=True, exist_ok=True)
+    host_key = keygen(root / "ssh_host_ed25519_key")
+    client_key = client_key or keygen(root / "client_key")
+    return SSHServer(
+        root=root,
+        host=host,
+        port=free_port(host),
+        user=getpass.getuser(),
+        client_key=client_key,
+        host_key=host_key,
+        known_hosts=root / "known_hosts",
+    )
