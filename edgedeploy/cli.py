@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from edgedeploy.errors import EdgeDeployError, NotYetSupported
+from edgedeploy.errors import EdgeDeployError
 
 app = typer.Typer(
     help="Compress, convert, push and profile neural networks on edge devices.",
@@ -537,15 +537,23 @@ def quickstart(
     target: TargetOpt = "local",
     runs: Annotated[int, typer.Option(help="Timed inferences per variant.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    train_samples: Annotated[
+        int | None, typer.Option(help="Train on this many MNIST images (default: all 60k).")
+    ] = None,
+    inventory: InventoryOpt = None,
 ) -> None:
     """The whole path on one target: train LeNet-300-100 on MNIST, compress, convert, profile, report."""
     from edgedeploy import quickstart as quickstart_mod
 
-    quickstart_mod.run(epochs=epochs, output=output, target=target, runs=runs, seed=seed)
-
-
-def not_yet(feature: str) -> NoReturn:
-    raise NotYetSupported(f"{feature} is not supported yet")
+    quickstart_mod.run(
+        epochs=epochs,
+        output=output,
+        target=target,
+        runs=runs,
+        seed=seed,
+        train_samples=train_samples,
+        inventory=inventory,
+    )
 
 
 def main() -> None:

