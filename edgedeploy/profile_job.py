@@ -7,7 +7,9 @@ the same code path as on real devices.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,13 @@ from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import push_file, remote_join
 from edgedeploy.deploy.transport import Transport
 from edgedeploy.errors import TargetError, UsageError
+from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile, sha256_file
 from edgedeploy.profiles.store import write_profile
 from edgedeploy.runner import RUNNER_PATH
 
 RUNNER_EXIT_BAD_INPUT = 2
-RUNNER_EXIT_NO_RUNTIME = 3
+__all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model"]
 
 
 def _check_model(model: Path) -> None:
@@ -54,36 +57,20 @@ def _invoke_runner(
         detail = result.last_error_line()
         if result.exit_code == 127:
             detail = f"{target.python} not found on the device (set ansible_python_interpreter)"
+        elif "SyntaxError" in result.stderr:
+            # The runner is written for 3.8+; an older interpreter fails to even parse it.
+            detail = f"{target.python} on the device is too old (the runner needs Python 3.8+)"
         raise TargetError(f"{target.name}: runner failed: {detail}")
-    doc = json.loads(lines[-1])
+    try:
+        doc = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise TargetError(f"{target.name}: runner printed unreadable output ({exc.msg})") from exc
     if "error" in doc:
-        if result.exit_code == RUNNER_EXIT_NO_RUNTIME:
-            raise TargetError(f"{target.name}: {doc['error']}")
-        raise UsageError(f"{model}: {doc['error']}")
+        # Bad input (the model, the .npy files, a shape) is the user's to fix; the rest is the device's.
+        if result.exit_code == RUNNER_EXIT_BAD_INPUT:
+            raise UsageError(f"{model}: {doc['error']}")
+        raise TargetError(f"{target.name}: {doc['error']}")
     return doc
-
-
-def estimate_power(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]:
-    """Energy per inference from CPU utilisation and the target's power model: an ESTIMATE, labelled so."""
-    model = target.power_model
-    latency = runner_doc.get("latency_ms") or {}
-    cpu = runner_doc.get("cpu") or {}
-    cores = (runner_doc.get("host") or {}).get("cpu_count") or 1
-    if not model or not latency or cpu.get("utilization_cores") is None:
-        return {"source": "unavailable", "method": "no sensors and no power model for this target"}
-    busy_fraction = min(1.0, cpu["utilization_cores"] / cores)
-    watts = model["idle_w"] + (model["busy_w"] - model["idle_w"]) * busy_fraction
-    return {
-        "source": "estimated",
-        "method": (
-            "board power model (idle_w + (busy_w - idle_w) x CPU busy fraction) x mean latency; "
-            f"{model.get('note', 'power model from the inventory')}"
-        ),
-        "avg_power_w": watts,
-        "energy_per_inference_mj": watts * latency["mean"],
-        "model": {"idle_w": model["idle_w"], "busy_w": model["busy_w"]},
-        "cpu_busy_fraction": busy_fraction,
-    }
 
 
 def _target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]:
@@ -121,23 +108,23 @@ def profile_model(
     store_root: Path | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure `model` on one target and store the profile; returns the profile with its `path`."""
+    """Measure `model` on one target and store the profile; returns the profile with its `path`.
+
+    Each repeat is a fresh runner process (load, warm-up, timed runs), so the spread across repeats
+    includes what changes between processes, not only between loops.
+    """
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
-    if runs < 1 or warmup < 0 or repeats < 1:
-        raise UsageError("--runs and --repeats must be >= 1 and --warmup >= 0")
+    if runs < 1 or warmup < 0 or repeats < 1 or cooldown < 0 or (duration is not None and duration <= 0):
+        raise UsageError("--runs and --repeats must be >= 1, --warmup and --cooldown >= 0, --duration > 0")
     target = load_inventory(inventory).get(target_name)
     threads = threads or target.threads
     runtime = runtime if runtime != "auto" else target.runtime
-    args = ["--mode", "profile", "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
-    if duration:
-        args += ["--duration", str(duration)]
-    if threads:
-        args += ["--threads", str(threads)]
-    if raw_samples:
-        args.append("--raw")
+    args = _runner_profile_args(target, runs, warmup, duration, threads, runtime, cores, raw_samples)
     args += _shape_args(shapes or {})
+    if duration:
+        timeout = max(timeout, duration * 2 + 120)
     status = on_status or (lambda _msg: None)
     docs: list[dict[str, Any]] = []
     with open_transport(target, trust_new=trust_new) as transport:
@@ -147,13 +134,14 @@ def profile_model(
             if i and cooldown:
                 transport.run(["sleep", str(cooldown)], timeout=cooldown + 30)
             docs.append(_invoke_runner(transport, target, model, [*args, *input_args], timeout))
-    final = docs[-1]
+    # The representative repeat is the one with the median p50; the others are summarised.
+    representative = sorted(docs, key=lambda d: d["latency_ms"]["p50"])[(len(docs) - 1) // 2]
     profile = build_profile(
         model_path=model,
         model_sha256=sha256_file(model),
-        target=_target_summary(target, final),
-        runner_doc=final,
-        power=estimate_power(target, final),
+        target=_target_summary(target, representative),
+        runner_doc=representative,
+        power=profile_power(target, representative),
         settings={
             "runs": runs,
             "warmup": warmup,
@@ -162,26 +150,68 @@ def profile_model(
             "requested_runtime": runtime,
             "cores": cores,
             "repeats": repeats,
+            "cooldown_s": cooldown,
             "inputs": "user" if inputs else "random",
         },
         repeats=[_repeat_summary(d) for d in docs] if repeats > 1 else None,
+        repeat_spread=_spread(docs) if repeats > 1 else None,
     )
-    if repeats > 1:
-        medians = [d["latency_ms"]["p50"] for d in docs]
-        mean = statistics.fmean(medians)
-        profile["repeat_spread"] = {
-            "p50_mean_ms": mean,
-            "p50_std_ms": statistics.stdev(medians),
-            "p50_cv": statistics.stdev(medians) / mean if mean else None,
-        }
     profile["path"] = str(write_profile(profile, store_root))
     return profile
 
 
+def _runner_profile_args(
+    target: Target,
+    runs: int,
+    warmup: int,
+    duration: float | None,
+    threads: int | None,
+    runtime: str,
+    cores: str | None,
+    raw_samples: bool,
+) -> list[str]:
+    args = ["--mode", "profile", "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
+    if duration:
+        args += ["--duration", str(duration)]
+    if threads:
+        args += ["--threads", str(threads)]
+    if cores:
+        args += ["--cores", cores]
+    if raw_samples:
+        args.append("--raw")
+    # Inventory knobs for boards whose sysfs is elsewhere (containers) or whose sensor must be forced.
+    if "edgedeploy_sysfs_root" in target.vars:
+        args += ["--sysfs-root", str(target.vars["edgedeploy_sysfs_root"])]
+    if "edgedeploy_power_sensor" in target.vars:
+        args += ["--power-sensor", str(target.vars["edgedeploy_power_sensor"])]
+    return args
+
+
 def _repeat_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    power = doc.get("power") or {}
     return {
         "latency_ms": {k: v for k, v in doc["latency_ms"].items() if k != "samples"},
+        "init_ms": doc.get("init_ms"),
+        "throttled": bool((doc.get("thermal") or {}).get("throttled")),
+        "energy_per_inference_mj": power.get("energy_per_inference_mj"),
         "started": doc["started"],
+    }
+
+
+def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run-to-run spread of the median and the mean latency across repeats."""
+    medians = [d["latency_ms"]["p50"] for d in docs]
+    means = [d["latency_ms"]["mean"] for d in docs]
+    p50_mean = statistics.fmean(medians)
+    return {
+        "repeats": len(docs),
+        "p50_mean_ms": p50_mean,
+        "p50_std_ms": statistics.stdev(medians),
+        "p50_cv": statistics.stdev(medians) / p50_mean if p50_mean else None,
+        "p50_min_ms": min(medians),
+        "p50_max_ms": max(medians),
+        "mean_cv": statistics.stdev(means) / statistics.fmean(means) if statistics.fmean(means) else None,
+        "throttled_repeats": sum(1 for d in docs if (d.get("thermal") or {}).get("throttled")),
     }
 
 
@@ -223,11 +253,24 @@ def run_model(
         if out_dir is not None:
             for out in doc["outputs"]:
                 local = out_dir / f"{out['file']}.npy"
-                transport.get(remote_join(remote_out, f"{out['file']}.npy"), local)
+                _fetch_atomic(transport, remote_join(remote_out, f"{out['file']}.npy"), local)
                 written[out["name"]] = str(local)
     doc["target"] = {"name": target.name, "emulated": target.emulated}
     doc["written"] = written
     return doc
+
+
+def _fetch_atomic(transport: Transport, remote: str, local: Path) -> None:
+    """Fetch into a temp file beside `local`, then rename: a dropped link never leaves half an array."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
+    os.close(fd)
+    try:
+        transport.get(remote, Path(tmp))
+        os.replace(tmp, local)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def print_run(doc: dict[str, Any]) -> None:
@@ -264,6 +307,16 @@ def print_profile(doc: dict[str, Any]) -> None:
     )
     console = Console()
     console.print(table)
+    spread = doc.get("repeat_spread")
+    if spread:
+        console.print(
+            f"{spread['repeats']} repeats: p50 {spread['p50_mean_ms']:.3f} ms +- {spread['p50_std_ms']:.3f} "
+            f"(CV {spread['p50_cv']:.1%}, range {spread['p50_min_ms']:.3f}-{spread['p50_max_ms']:.3f} ms)"
+        )
+    console.print(f"power: {power['source']} ({power['method']})")
+    if doc.get("throttled"):
+        reasons = "; ".join((doc.get("thermal") or {}).get("reasons") or ["in another repeat"])
+        console.print(f"[red]the device was throttling during the runs: {reasons}[/]")
     if doc.get("emulated"):
         console.print("[yellow]emulated target: these timings are NOT device timings[/]")
     console.print(f"profile: {doc['path']}")

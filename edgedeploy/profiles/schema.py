@@ -43,8 +43,15 @@ def build_profile(
     power: dict[str, Any],
     settings: dict[str, Any],
     repeats: list[dict[str, Any]] | None = None,
+    repeat_spread: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a profile from the runner's JSON and what the host knows about model and target."""
+    """Assemble a profile from the runner's JSON and what the host knows about model and target.
+
+    With several repeats, `runner_doc` is the representative one (median p50) and `repeats` holds a
+    summary of each; `throttled` is true when ANY repeat ran while the device throttled.
+    """
+    thermal = runner_doc.get("thermal") or {}
+    throttled = bool(thermal.get("throttled")) or any(r.get("throttled") for r in repeats or [])
     return {
         "schema_version": SCHEMA_VERSION,
         "edgedeploy_version": __version__,
@@ -65,11 +72,16 @@ def build_profile(
         "init_ms": runner_doc.get("init_ms"),
         "first_inference_ms": runner_doc.get("first_inference_ms"),
         "latency_ms": runner_doc.get("latency_ms"),
+        "throughput_ips": runner_doc.get("throughput_ips"),
+        "timed_seconds": runner_doc.get("timed_seconds"),
         "memory": runner_doc.get("memory"),
         "cpu": runner_doc.get("cpu"),
-        "thermal": runner_doc.get("thermal"),
+        "thermal": thermal,
+        "throttled": throttled,
         "power": power,
         "repeats": repeats or [],
+        "repeat_spread": repeat_spread,
+        "runner_version": runner_doc.get("runner_version"),
         "started": runner_doc.get("started"),
         "finished": runner_doc.get("finished"),
     }

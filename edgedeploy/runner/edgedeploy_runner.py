@@ -3,19 +3,25 @@
 
 Stand-alone on purpose: it is copied to the device and run there with the device's Python (3.8+),
 so it imports only the standard library, numpy and the inference runtime it uses. Exit codes:
-0 ok, 2 bad input (model, inputs, shapes), 3 no usable runtime on this device.
+0 ok, 1 runner failure, 2 bad input (model, inputs, shapes), 3 no usable runtime on this device,
+4 the device's Python is too old.
 Errors are printed as JSON too: {"error": "...", "kind": "..."} so the host can show one clear line.
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
+import re
 import resource
+import subprocess
 import sys
+import threading
 import time
 
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"
+MIN_PYTHON = (3, 8)
 RUNTIMES_FOR = {".onnx": ["onnxruntime"], ".tflite": ["ai-edge-litert", "tflite-runtime", "tensorflow"]}
 INSTALL_HINT = (
     "install one on the device (pip install onnxruntime / ai-edge-litert), "
@@ -268,7 +274,491 @@ def _check_shape(spec, shape, source):
 
 
 # ------------------------------------------------------------------------------------------------
-# Measurements
+# System state: cpufreq, thermal zones, throttling. Every sysfs path is under `sysfs` (normally
+# /sys) so the readers can be checked against a fake tree.
+# ------------------------------------------------------------------------------------------------
+
+
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_int(path):
+    text = _read(path)
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _natural_glob(pattern):
+    """glob sorted so that cpu10 comes after cpu9."""
+
+    def key(path):
+        digits = "".join(c for c in os.path.basename(path) if c.isdigit())
+        return (len(digits), digits, path)
+
+    return sorted(glob.glob(pattern), key=key)
+
+
+def _trailing_int(name):
+    digits = ""
+    for c in reversed(name):
+        if not c.isdigit():
+            break
+        digits = c + digits
+    return int(digits) if digits else None
+
+
+def cpufreq_state(sysfs):
+    """Per-core current/min/max frequency (MHz) and governor; [] where cpufreq is not exposed."""
+    cores = []
+    for cpu_dir in _natural_glob(os.path.join(sysfs, "devices/system/cpu/cpu[0-9]*")):
+        freq_dir = os.path.join(cpu_dir, "cpufreq")
+        cur = _read_int(os.path.join(freq_dir, "scaling_cur_freq"))
+        governor = _read(os.path.join(freq_dir, "scaling_governor"))
+        if cur is None and governor is None:
+            continue
+        entry = {"cpu": _trailing_int(cpu_dir), "governor": governor}
+        for key, name in (("cur_mhz", "scaling_cur_freq"), ("min_mhz", "scaling_min_freq")):
+            khz = _read_int(os.path.join(freq_dir, name))
+            entry[key] = khz / 1000.0 if khz is not None else None
+        khz = _read_int(os.path.join(freq_dir, "scaling_max_freq"))
+        entry["max_mhz"] = khz / 1000.0 if khz is not None else None
+        cores.append(entry)
+    return cores
+
+
+def _millicelsius(value):
+    # The kernel ABI is millidegrees; a few old vendor kernels report whole degrees.
+    return value / 1000.0 if abs(value) >= 1000 else float(value)
+
+
+def thermal_zones(sysfs):
+    zones = []
+    for zone_dir in _natural_glob(os.path.join(sysfs, "class/thermal/thermal_zone*")):
+        temp = _read_int(os.path.join(zone_dir, "temp"))
+        if temp is None:
+            continue
+        zone = {
+            "zone": os.path.basename(zone_dir),
+            "type": _read(os.path.join(zone_dir, "type")),
+            "temp_c": _millicelsius(temp),
+        }
+        passive = []
+        for trip_type in glob.glob(os.path.join(zone_dir, "trip_point_*_type")):
+            if _read(trip_type) in ("passive", "hot"):
+                trip_temp = _read_int(trip_type[: -len("_type")] + "_temp")
+                if trip_temp is not None and trip_temp > 0:
+                    passive.append(_millicelsius(trip_temp))
+        if passive:
+            zone["passive_trip_c"] = min(passive)
+        zones.append(zone)
+    return zones
+
+
+def throttle_counters(sysfs):
+    """x86 thermal-throttle event counters summed over cores (None where not exposed)."""
+    total = {}
+    for cpu_dir in glob.glob(os.path.join(sysfs, "devices/system/cpu/cpu[0-9]*")):
+        for name in ("core_throttle_count", "package_throttle_count"):
+            value = _read_int(os.path.join(cpu_dir, "thermal_throttle", name))
+            if value is not None:
+                total[name] = total.get(name, 0) + value
+    return total or None
+
+
+def find_tool(name):
+    for folder in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/opt/vc/bin", "/system/bin"]:
+        path = os.path.join(folder, name)
+        if folder and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def run_tool(argv, timeout=5.0):
+    """stdout of a device tool (vcgencmd, dumpsys), or None when it is missing or fails."""
+    tool = find_tool(argv[0])
+    if tool is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [tool] + list(argv[1:]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace")
+
+
+# Raspberry Pi firmware `vcgencmd get_throttled` bits.
+THROTTLE_BITS = {
+    0: "under-voltage now",
+    1: "arm frequency capped now",
+    2: "throttled now",
+    3: "soft temperature limit now",
+    16: "under-voltage occurred",
+    17: "arm frequency capping occurred",
+    18: "throttling occurred",
+    19: "soft temperature limit occurred",
+}
+THROTTLE_NOW_MASK = 0xF
+
+
+def vcgencmd_state():
+    throttled = run_tool(["vcgencmd", "get_throttled"])
+    if throttled is None:
+        return None
+    state = {}
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", throttled)
+    if match:
+        bits = int(match.group(1), 0)
+        state["throttled"] = bits
+        state["flags"] = [text for bit, text in sorted(THROTTLE_BITS.items()) if bits & (1 << bit)]
+    temp = run_tool(["vcgencmd", "measure_temp"]) or ""
+    match = re.search(r"temp=([-\d.]+)", temp)
+    if match:
+        state["temp_c"] = float(match.group(1))
+    return state
+
+
+def system_snapshot(sysfs):
+    snap = {
+        "time": _now_iso(),
+        "zones": thermal_zones(sysfs),
+        "cpufreq": cpufreq_state(sysfs),
+        "throttle_counters": throttle_counters(sysfs),
+    }
+    vc = vcgencmd_state()
+    if vc is not None:
+        snap["vcgencmd"] = vc
+    return snap
+
+
+def judge_throttling(before, after):
+    """Was the device throttling (or did it start to) around the timed runs? Returns (flag, reasons)."""
+    reasons = []
+    for when, snap in (("before", before), ("after", after)):
+        vc = snap.get("vcgencmd") or {}
+        if vc.get("throttled", 0) & THROTTLE_NOW_MASK:
+            now_flags = [THROTTLE_BITS[b] for b in range(4) if vc["throttled"] & (1 << b)]
+            reasons.append("vcgencmd %s: %s" % (when, ", ".join(now_flags)))
+        for zone in snap.get("zones", []):
+            if "passive_trip_c" in zone and zone["temp_c"] >= zone["passive_trip_c"]:
+                reasons.append(
+                    "%s %s: %.1f C at or above its passive trip point %.1f C"
+                    % (zone["type"] or zone["zone"], when, zone["temp_c"], zone["passive_trip_c"])
+                )
+    sticky_before = (before.get("vcgencmd") or {}).get("throttled", 0) >> 16
+    sticky_after = (after.get("vcgencmd") or {}).get("throttled", 0) >> 16
+    if sticky_after & ~sticky_before:
+        new = [THROTTLE_BITS[16 + b] for b in range(4) if (sticky_after & ~sticky_before) & (1 << b)]
+        reasons.append("vcgencmd: %s during the run" % ", ".join(new))
+    counts_before = before.get("throttle_counters") or {}
+    for name, value in (after.get("throttle_counters") or {}).items():
+        if value > counts_before.get(name, value):
+            reasons.append("%s rose by %d during the run" % (name, value - counts_before[name]))
+    return bool(reasons), reasons
+
+
+# ------------------------------------------------------------------------------------------------
+# Power sensors. Each has `method` (what is measured, said plainly) and read() -> (watts, rails)
+# or None. discover_power_sensor() returns the first one this device has.
+# ------------------------------------------------------------------------------------------------
+
+# Rails that carry the whole board/module input; preferred over summing sub-rails.
+BOARD_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "VIN")
+
+
+class Ina3221Sensor(object):
+    """Jetson's INA3221 monitors: hwmon (`name` = ina3221; inN_input mV, currN_input mA, inN_label)
+    or the older L4T iio driver ina3221x (in_powerN_input mW, rail_name_N)."""
+
+    name = "ina3221"
+
+    def __init__(self, channels):
+        self.channels = channels  # [(label, reader)] where reader() -> watts or None
+        labels = [label for label, _ in channels]
+        self.board_rail = next((r for r in BOARD_INPUT_RAILS if r in labels), None)
+        if self.board_rail:
+            self.method = "INA3221 rail %s (board input power)" % self.board_rail
+        else:
+            self.method = "sum of INA3221 rails %s" % ", ".join(labels)
+
+    @classmethod
+    def discover(cls, sysfs):
+        channels = []
+        for hwmon in _natural_glob(os.path.join(sysfs, "class/hwmon/hwmon*")):
+            for base in (hwmon, os.path.join(hwmon, "device")):
+                if _read(os.path.join(base, "name")) != "ina3221":
+                    continue
+                for label_file in _natural_glob(os.path.join(base, "in*_label")):
+                    n = os.path.basename(label_file)[2:].split("_")[0]
+                    label = _read(label_file)
+                    volts = os.path.join(base, "in%s_input" % n)
+                    amps = os.path.join(base, "curr%s_input" % n)
+                    if label and label != "NC" and os.path.exists(volts) and os.path.exists(amps):
+                        channels.append((label, _hwmon_reader(volts, amps)))
+                break
+        iio = os.path.join(sysfs, "bus/i2c/drivers/ina3221x/*/iio:device*")
+        for device in _natural_glob(iio):
+            for rail_file in _natural_glob(os.path.join(device, "rail_name_*")):
+                n = rail_file.rsplit("_", 1)[1]
+                power = os.path.join(device, "in_power%s_input" % n)
+                if os.path.exists(power):
+                    channels.append((_read(rail_file), _milliwatt_reader(power)))
+        return cls(channels) if channels else None
+
+    def read(self):
+        rails = {}
+        for label, reader in self.channels:
+            watts = reader()
+            if watts is not None:
+                rails[label] = watts
+        if not rails:
+            return None
+        total = rails.get(self.board_rail) if self.board_rail else sum(rails.values())
+        return (total, rails) if total is not None else None
+
+
+def _hwmon_reader(volts_file, amps_file):
+    def read():
+        mv, ma = _read_int(volts_file), _read_int(amps_file)
+        return mv * ma / 1e6 if mv is not None and ma is not None else None
+
+    return read
+
+
+def _milliwatt_reader(power_file):
+    def read():
+        mw = _read_int(power_file)
+        return mw / 1e3 if mw is not None else None
+
+    return read
+
+
+class PowerSupplySensor(object):
+    """/sys/class/power_supply: a discharging battery (its draw is the load) or an online USB/mains
+    input that reports its own voltage and current. power_now (uW) or voltage_now (uV) x current_now (uA)."""
+
+    name = "power_supply"
+
+    def __init__(self, supply_dir, kind):
+        self.supply_dir = supply_dir
+        self.method = "%s %s: %s" % (
+            "/sys/class/power_supply",
+            os.path.basename(supply_dir),
+            "battery discharge power (voltage_now x current_now)" if kind == "Battery" else "input power",
+        )
+
+    @classmethod
+    def discover(cls, sysfs):
+        for supply in _natural_glob(os.path.join(sysfs, "class/power_supply/*")):
+            kind = _read(os.path.join(supply, "type")) or ""
+            if kind == "Battery":
+                # While charging or full, current_now is the charge current, not what the board uses.
+                if _read(os.path.join(supply, "status")) != "Discharging":
+                    continue
+            elif _read(os.path.join(supply, "online")) != "1":
+                continue
+            sensor = cls(supply, kind)
+            if sensor.read() is not None:
+                return sensor
+        return None
+
+    def read(self):
+        microwatts = _read_int(os.path.join(self.supply_dir, "power_now"))
+        if microwatts is None:
+            uv = _read_int(os.path.join(self.supply_dir, "voltage_now"))
+            ua = _read_int(os.path.join(self.supply_dir, "current_now"))
+            if uv is None or ua is None:
+                return None
+            microwatts = uv * ua / 1e6
+        watts = abs(microwatts) / 1e6  # discharge current is negative on some kernels
+        return (watts, None) if watts > 0 else None
+
+
+PMIC_CURRENT = re.compile(r"(\S+)_A\s+current\(\d+\)=([-\d.eE]+)A")
+PMIC_VOLT = re.compile(r"(\S+)_V\s+volt\(\d+\)=([-\d.eE]+)V")
+
+
+def parse_pmic_adc(text):
+    """Rail powers (W) from `vcgencmd pmic_read_adc`: each NAME_A current paired with NAME_V volt."""
+    amps = dict((m.group(1), float(m.group(2))) for m in PMIC_CURRENT.finditer(text))
+    volts = dict((m.group(1), float(m.group(2))) for m in PMIC_VOLT.finditer(text))
+    return dict((rail, volts[rail] * amps[rail]) for rail in sorted(amps) if rail in volts)
+
+
+class Pi5PmicSensor(object):
+    name = "pmic_read_adc"
+    method = (
+        "Raspberry Pi 5 PMIC rails (vcgencmd pmic_read_adc), sum of V x A; "
+        "excludes the 5 V input converter's losses and USB peripherals"
+    )
+
+    @classmethod
+    def discover(cls, sysfs):
+        sensor = cls()
+        return sensor if sensor.read() is not None else None
+
+    def read(self):
+        text = run_tool(["vcgencmd", "pmic_read_adc"], timeout=2.0)
+        rails = parse_pmic_adc(text or "")
+        return (sum(rails.values()), rails) if rails else None
+
+
+class AndroidBatterySensor(object):
+    """`dumpsys battery` voltage (mV) x battery current (`dumpsys battery get current_now`, uA, or the
+    battery's current_now in sysfs). Only while unplugged: on a charger it is the charge current."""
+
+    name = "dumpsys_battery"
+    method = "Android battery discharge power (dumpsys battery voltage x current_now)"
+
+    def __init__(self, sysfs):
+        self.sysfs = sysfs
+
+    @classmethod
+    def discover(cls, sysfs):
+        text = run_tool(["dumpsys", "battery"])
+        if not text:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.strip().partition(":")
+            plugged = key in ("AC powered", "USB powered", "Wireless powered", "Dock powered")
+            if plugged and value.strip() == "true":
+                return None
+        sensor = cls(sysfs)
+        return sensor if sensor.read() is not None else None
+
+    def read(self):
+        text = run_tool(["dumpsys", "battery"]) or ""
+        match = re.search(r"^\s*voltage:\s*(\d+)", text, re.M)
+        if not match:
+            return None
+        millivolts = int(match.group(1))
+        current = (run_tool(["dumpsys", "battery", "get", "current_now"]) or "").strip()
+        try:
+            microamps = int(current)
+        except ValueError:
+            microamps = _read_int(os.path.join(self.sysfs, "class/power_supply/battery/current_now"))
+        if microamps is None or microamps == 0:
+            return None
+        return (abs(millivolts * microamps) / 1e9, None)
+
+
+POWER_SENSORS = (Ina3221Sensor, Pi5PmicSensor, PowerSupplySensor, AndroidBatterySensor)
+
+
+def discover_power_sensor(sysfs, wanted):
+    if wanted == "none":
+        return None
+    for cls in POWER_SENSORS:
+        if wanted not in ("auto", cls.name):
+            continue
+        sensor = cls.discover(sysfs)
+        if sensor is not None:
+            return sensor
+    if wanted != "auto":
+        raise RunnerError("power sensor %r not found on this device" % wanted)
+    return None
+
+
+class PowerSampler(object):
+    """Reads a sensor on a background thread while the timed runs go; sensor reads are file reads
+    (or a short vcgencmd/dumpsys call) and release the GIL, so inference is barely disturbed."""
+
+    def __init__(self, sensor, interval):
+        self.sensor = sensor
+        self.interval = interval
+        self.samples = []  # (monotonic seconds, watts, rails)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="edgedeploy-power")
+        self._thread.daemon = True
+
+    def _take(self):
+        reading = self.sensor.read()
+        if reading is not None:
+            self.samples.append((time.perf_counter(), reading[0], reading[1]))
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def start(self):
+        self._take()  # one sample at each end, so even a very short window has two
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._take()
+
+    def summary(self):
+        """Mean power (time-weighted) and energy over the sampled window."""
+        if not self.samples:
+            return None
+        if len(self.samples) == 1:
+            watts = self.samples[0][1]
+            return {"avg_power_w": watts, "samples": 1, "window_s": 0.0, "rails_w": self.samples[0][2]}
+        energy = 0.0
+        for (t0, w0, _), (t1, w1, _) in zip(self.samples, self.samples[1:]):
+            energy += (t1 - t0) * (w0 + w1) / 2.0
+        window = self.samples[-1][0] - self.samples[0][0]
+        rails = None
+        if self.samples[0][2]:
+            rails = dict(
+                (name, sum(s[2].get(name, 0.0) for s in self.samples) / len(self.samples))
+                for name in self.samples[0][2]
+            )
+        return {
+            "avg_power_w": energy / window if window > 0 else self.samples[-1][1],
+            "samples": len(self.samples),
+            "window_s": window,
+            "rails_w": rails,
+        }
+
+
+def sample_idle_power(sensor, seconds, interval):
+    sampler = PowerSampler(sensor, interval)
+    sampler.start()
+    time.sleep(seconds)
+    sampler.stop()
+    summary = sampler.summary()
+    return summary["avg_power_w"] if summary else None
+
+
+def measured_power(sensor, sampler, idle_w, n_inferences, interval):
+    summary = sampler.summary()
+    if summary is None:
+        return None
+    per_inference_s = summary["window_s"] / n_inferences if n_inferences else 0.0
+    doc = {
+        "source": "measured",
+        "method": sensor.method,
+        "sensor": sensor.name,
+        "avg_power_w": summary["avg_power_w"],
+        "samples": summary["samples"],
+        "sample_interval_s": interval,
+        "window_s": summary["window_s"],
+        "energy_per_inference_mj": summary["avg_power_w"] * per_inference_s * 1e3,
+    }
+    if summary["rails_w"]:
+        doc["rails_w"] = summary["rails_w"]
+    if idle_w is not None:
+        doc["idle_power_w"] = idle_w
+        # What the inference costs above what the board draws anyway.
+        above_idle_w = max(0.0, summary["avg_power_w"] - idle_w)
+        doc["dynamic_energy_per_inference_mj"] = above_idle_w * per_inference_s * 1e3
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory, threads, statistics
 # ------------------------------------------------------------------------------------------------
 
 
@@ -300,6 +790,19 @@ def peak_rss_mb():
     return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 
 
+def thread_count():
+    try:
+        import psutil
+
+        return psutil.Process().num_threads()
+    except Exception:
+        pass
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
 def percentile(sorted_vals, q):
     if not sorted_vals:
         return None
@@ -327,7 +830,37 @@ def latency_stats(samples_ms):
     }
 
 
-def main(argv=None):
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_cores(text):
+    cores = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cores.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise RunnerError("--cores %r: expected a list like 0,1 or 2-3" % text)
+    return cores
+
+
+def pin_cores(text):
+    """Pin this process (and the runtime threads it starts later) to `text` cores; returns them."""
+    if not text:
+        return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    if not hasattr(os, "sched_setaffinity"):
+        raise RunnerError("--cores: this platform cannot pin threads to cores")
+    cores = parse_cores(text)
+    try:
+        os.sched_setaffinity(0, cores)
+    except OSError as exc:
+        raise RunnerError("--cores %s: %s (this device has %s cores)" % (text, exc.strerror, os.cpu_count()))
+    return sorted(os.sched_getaffinity(0))
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--mode", choices=["profile", "run"], default="profile")
@@ -335,16 +868,25 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--duration", type=float, default=None, help="time for this many seconds instead")
     parser.add_argument("--inputs", nargs="*", default=[])
     parser.add_argument("--shape", action="append", default=[])
     parser.add_argument("--out-dir", default=None, help="run mode: write outputs as <name>.npy here")
     parser.add_argument("--raw", action="store_true", help="include every latency sample")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cores", default=None, help="pin to these cores, e.g. 0,1 or 2-3")
+    parser.add_argument("--sysfs-root", default="/sys", help="where sysfs is (a fake tree in tests)")
+    parser.add_argument("--power-sensor", default="auto", help="auto, none, ina3221, pmic_read_adc, ...")
+    parser.add_argument("--power-interval", type=float, default=0.05, help="seconds between power samples")
+    parser.add_argument("--idle-seconds", type=float, default=1.0, help="idle power baseline (sensors only)")
     parser.add_argument("--result", default=None, help="also write the JSON here (atomically)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
+        check_python(sys.version_info)
         doc = measure(args)
         code = 0
     except RunnerError as exc:
@@ -353,6 +895,9 @@ def main(argv=None):
     except MemoryError:
         doc = {"error": "out of memory while running the model", "kind": "resource"}
         code = 2
+    except Exception as exc:  # a bug or a runtime crash: still one JSON line, never half a profile
+        doc = {"error": "runner failed: %s: %s" % (type(exc).__name__, exc), "kind": "internal"}
+        code = 1
     text = json.dumps(doc)
     if args.result:
         tmp = args.result + ".tmp"
@@ -363,17 +908,27 @@ def main(argv=None):
     return code
 
 
+def check_python(version_info):
+    if tuple(version_info[:2]) < MIN_PYTHON:
+        raise RunnerError(
+            "Python %d.%d on the device is too old; the runner needs %d.%d+ "
+            "(set ansible_python_interpreter to a newer one)" % (tuple(version_info[:2]) + MIN_PYTHON),
+            kind="python",
+            code=4,
+        )
+
+
 def measure(args):
-    if sys.version_info < (3, 8):
-        raise RunnerError("Python %s is too old; the runner needs 3.8+" % platform.python_version(), "python")
     try:
         import numpy as np
     except ImportError:
         raise RunnerError("numpy is not installed on this device; " + INSTALL_HINT, kind="no-runtime", code=3)
+    if args.runs < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
+        raise RunnerError("--runs must be >= 1, --warmup >= 0 and --duration > 0")
     started = _now_iso()
     runtime = choose_runtime(args.model, args.runtime)
+    affinity = pin_cores(args.cores)
     rss_before = rss_mb()
-    cpu0 = os.times()
     t0 = time.perf_counter()
     model = load_model(args.model, runtime, args.threads)
     init_ms = (time.perf_counter() - t0) * 1e3
@@ -416,11 +971,30 @@ def measure(args):
         doc["memory"] = {"peak_rss_mb": peak_rss_mb(), "rss_delta_mb": _delta(rss_mb(), rss_before)}
         doc["finished"] = _now_iso()
         return doc
+    doc.update(time_inferences(model, args, affinity))
+    doc["memory"] = {
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_load_mb": rss_before,
+        "rss_delta_mb": _delta(rss_mb(), rss_before),
+    }
+    doc["finished"] = _now_iso()
+    return doc
 
+
+def time_inferences(model, args, affinity):
+    """Warm-up (untimed), then the timed runs with thermal state before/after and power sampled."""
+    sensor = discover_power_sensor(args.sysfs_root, args.power_sensor)
+    idle_w = None
+    if sensor is not None and args.idle_seconds > 0:
+        idle_w = sample_idle_power(sensor, args.idle_seconds, args.power_interval)
     for _ in range(args.warmup):
         model.invoke()
+    before = system_snapshot(args.sysfs_root)
+    sampler = PowerSampler(sensor, args.power_interval) if sensor is not None else None
     samples = []
-    cpu1 = os.times()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)  # finer-grained than os.times() clock ticks
+    if sampler:
+        sampler.start()
     wall0 = time.perf_counter()
     deadline = wall0 + args.duration if args.duration else None
     while True:
@@ -433,24 +1007,41 @@ def measure(args):
         elif len(samples) >= args.runs:
             break
     wall = time.perf_counter() - wall0
-    cpu2 = os.times()
+    if sampler:
+        sampler.stop()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    threads = thread_count()
+    after = system_snapshot(args.sysfs_root)
+    throttled, reasons = judge_throttling(before, after)
     latency = latency_stats(samples)
     if args.raw:
         latency["samples"] = samples
-    doc["latency_ms"] = latency
-    doc["timed_seconds"] = wall
-    doc["cpu"] = {
-        "user_s": cpu2.user - cpu1.user,
-        "sys_s": cpu2.system - cpu1.system,
-        # Average busy cores during the timed runs: the input of the estimated power model.
-        "utilization_cores": ((cpu2.user - cpu1.user) + (cpu2.system - cpu1.system)) / wall
-        if wall > 0
-        else None,
-        "total_user_s": cpu2.user - cpu0.user,
+    user_s = cpu1.ru_utime - cpu0.ru_utime
+    sys_s = cpu1.ru_stime - cpu0.ru_stime
+    power = measured_power(sensor, sampler, idle_w, len(samples), args.power_interval) if sampler else None
+    return {
+        "latency_ms": latency,
+        "timed_seconds": wall,
+        "throughput_ips": len(samples) / wall if wall > 0 else None,
+        "cpu": {
+            "user_s": user_s,
+            "sys_s": sys_s,
+            # Average busy cores during the timed runs: the input of the estimated power model.
+            "utilization_cores": (user_s + sys_s) / wall if wall > 0 else None,
+            "process_threads": threads,
+            "affinity": affinity,
+            "governors": sorted(set(c["governor"] for c in after["cpufreq"] if c["governor"])),
+        },
+        "thermal": {"before": before, "after": after, "throttled": throttled, "reasons": reasons},
+        "power": power or {"source": "none", "method": "no power sensor found on this device"},
+        "settings": {
+            "warmup": args.warmup,
+            "runs": args.runs if not args.duration else None,
+            "duration_s": args.duration,
+            "cores": args.cores,
+            "power_sensor": args.power_sensor,
+        },
     }
-    doc["memory"] = {"peak_rss_mb": peak_rss_mb(), "rss_delta_mb": _delta(rss_mb(), rss_before)}
-    doc["finished"] = _now_iso()
-    return doc
 
 
 def safe_name(name):
