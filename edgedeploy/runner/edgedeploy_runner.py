@@ -126,7 +126,8 @@ class TFLiteModel(object):
             specs.append(
                 {
                     "name": d["name"],
-                    "shape": [s if s >= 0 else None for s in shape],
+                    # numpy ints from the interpreter; -1 marks a dynamic dimension
+                    "shape": [int(s) if s >= 0 else None for s in shape],
                     "dtype": d["dtype"].__name__ if hasattr(d["dtype"], "__name__") else str(d["dtype"]),
                 }
             )

@@ -1,0 +1,185 @@
+"""`edgedeploy run` and `edgedeploy profile` through the CLI, on the local target and on a real OpenSSH
+server on loopback, for ONNX and TFLite models; measured power through the inventory's sysfs root;
+bad input as one clear line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.sshd import SSHServer
+from tests.test_runner import BOARD, JETSON_ORIN_INA3221, make_onnx, write_tree
+
+HAVE_SSH_TRANSPORT = importlib.util.find_spec("edgedeploy.deploy.ssh") is not None
+POWER_MODEL = {"idle_w": 2.0, "busy_w": 6.0, "note": "test board"}
+RUNTIME_OF = {"onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same tiny MLP as ONNX (onnx.helper) and as TFLite (litert-torch, no TensorFlow needed)."""
+    import litert_torch
+    import torch
+
+    folder = tmp_path_factory.mktemp("profile-models")
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 8)).eval()
+    litert_torch.convert(mlp, (torch.zeros(1, 16),)).export(str(folder / "tiny.tflite"))
+    return {"onnx": make_onnx(folder / "tiny.onnx"), "tflite": folder / "tiny.tflite"}
+
+
+def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """CLI arguments naming the target: `local`, or the loopback sshd through an inventory file."""
+    if kind == "local":
+        return ["--target", "local"]
+    if not HAVE_SSH_TRANSPORT:
+        pytest.skip("edgedeploy.deploy.ssh is not in this branch yet (the deploy helper's branch adds it)")
+    server: SSHServer = request.getfixturevalue("sshd")
+    inventory = tmp_path / "inventory.yml"
+    # The device's Python is this venv's, which has the runtimes (as a provisioned board would).
+    inventory.write_text(
+        server.inventory_yaml(
+            "sshbox", ansible_python_interpreter=sys.executable, edgedeploy_power_model=POWER_MODEL
+        )
+    )
+    return ["--target", "sshbox", "--inventory", str(inventory)]
+
+
+def one_error_line(out) -> str:  # noqa: ANN001 - a CompletedProcess
+    assert out.returncode != 0, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    return lines[0]
+
+
+def reference_outputs(model: Path, x: np.ndarray) -> np.ndarray:
+    if model.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_profile_json_interface(
+    kind: str, fmt: str, models: dict[str, Path], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    target = target_for(kind, request, tmp_path)
+    out = run_cli("profile", str(models[fmt]), *target, "--runs", "25", "--warmup", "3", "--threads", "1",
+                  "--json", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    lat = doc["latency_ms"]
+    assert lat["n"] == 25 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert lat["mean"] > 0 and lat["std"] >= 0
+    assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
+    assert doc["memory"]["peak_rss_mb"] > 10
+    assert doc["runtime"] == {"name": RUNTIME_OF[fmt], "version": doc["runtime"]["version"], "threads": 1}
+    assert doc["runtime"]["version"]
+    assert doc["target"]["name"] == ("local" if kind == "local" else "sshbox")
+    assert doc["target"]["arch"] == "x86_64" or doc["target"]["arch"]
+    # This host has no power sensors: the figure is an estimate and says so.
+    assert doc["power"]["source"] == "estimated" and "power model" in doc["power"]["method"]
+    assert doc["power"]["energy_per_inference_mj"] > 0
+    assert doc["power"]["why_not_measured"] == "no power sensor found on this device"
+    assert doc["model"]["format"] == fmt and len(doc["model"]["sha256"]) == 64
+    stored = Path(doc["path"])
+    stored = stored if stored.is_absolute() else tmp_path / stored
+    assert json.loads(stored.read_text())["latency_ms"] == lat
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_run_writes_each_output_as_npy(
+    kind: str, fmt: str, models: dict[str, Path], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    target = target_for(kind, request, tmp_path)
+    x = np.random.default_rng(3).standard_normal((1, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = run_cli("run", str(models[fmt]), *target, "--inputs", str(tmp_path / "x.npy"),
+                  "--out", str(tmp_path / "outs"), "--json", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    (output,) = doc["outputs"]
+    written = tmp_path / "outs" / f"{output['file']}.npy"
+    assert doc["written"] == {output["name"]: str(written)}
+    assert [p.name for p in (tmp_path / "outs").iterdir()] == [written.name], "no temp files left"
+    np.testing.assert_allclose(np.load(written), reference_outputs(models[fmt], x), rtol=1e-5, atol=1e-5)
+
+
+def test_repeats_report_spread_with_pinning_and_cooldown(models: dict[str, Path], tmp_path: Path) -> None:
+    out = run_cli("profile", str(models["onnx"]), "--runs", "20", "--warmup", "2", "--repeats", "3",
+                  "--cooldown", "0.1", "--cores", "0", "--json", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    spread = doc["repeat_spread"]
+    assert spread["repeats"] == 3 and len(doc["repeats"]) == 3
+    medians = sorted(r["latency_ms"]["p50"] for r in doc["repeats"])
+    assert doc["latency_ms"]["p50"] == medians[1], "the profile shows the median repeat"
+    assert spread["p50_min_ms"] == medians[0] and spread["p50_max_ms"] == medians[2]
+    assert spread["p50_cv"] >= 0 and spread["throttled_repeats"] == 0
+    assert doc["cpu"]["affinity"] == [0] and doc["settings"]["cores"] == "0"
+
+
+def test_measured_power_from_the_boards_sensors(models: dict[str, Path], tmp_path: Path) -> None:
+    sysfs = write_tree(tmp_path / "sys", {**BOARD, **JETSON_ORIN_INA3221})
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(  # JSON is YAML
+            {"all": {"hosts": {"board": {"ansible_connection": "local", "edgedeploy_sysfs_root": str(sysfs),
+                                          "edgedeploy_power_model": POWER_MODEL}}}}
+        )
+    )  # fmt: skip
+    out = run_cli("profile", str(models["onnx"]), "--target", "board", "--inventory", str(inventory),
+                  "--runs", "30", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "measured" in out.stdout and "VDD_IN" in out.stdout
+    (stored,) = (tmp_path / "profiles" / "board" / "tiny").glob("*.json")
+    doc = json.loads(stored.read_text())
+    assert doc["power"]["source"] == "measured" and doc["power"]["avg_power_w"] == pytest.approx(6.0)
+    assert doc["power"]["energy_per_inference_mj"] > 0
+    assert doc["thermal"]["before"]["zones"][0]["temp_c"] == 47.25 and doc["throttled"] is False
+
+
+def test_missing_runtime_says_what_to_install(models: dict[str, Path], tmp_path: Path) -> None:
+    if importlib.util.find_spec("tflite_runtime") is not None:
+        pytest.skip("tflite-runtime is installed here")
+    line = one_error_line(
+        run_cli("profile", str(models["tflite"]), "--runtime", "tflite-runtime", cwd=tmp_path)
+    )
+    assert "no runtime for .tflite" in line and "pip install" in line and "edgedeploy provision" in line
+    line = one_error_line(run_cli("profile", str(models["tflite"]), "--runtime", "onnxruntime", cwd=tmp_path))
+    assert "cannot run .tflite files" in line
+    assert not (tmp_path / "profiles").exists(), "a failed profile must not leave a file behind"
+
+
+def test_bad_tflite_inputs_and_missing_device_python(models: dict[str, Path], tmp_path: Path) -> None:
+    np.save(tmp_path / "wide.npy", np.zeros((1, 17), np.float32))
+    line = one_error_line(run_cli("run", str(models["tflite"]), "--inputs", str(tmp_path / "wide.npy")))
+    assert "expects shape [1, 16]" in line
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(models["tflite"].read_bytes()[:300])
+    assert "cannot load" in one_error_line(run_cli("profile", str(corrupt), cwd=tmp_path))
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        '{"all": {"hosts": {"nopy": {"ansible_connection": "local",'
+        ' "ansible_python_interpreter": "/nonexistent/python3"}}}}'
+    )
+    line = one_error_line(run_cli("profile", str(models["onnx"]), "--target", "nopy",
+                                  "--inventory", str(inventory), cwd=tmp_path))  # fmt: skip
+    assert "/nonexistent/python3 not found on the device" in line
+    assert not (tmp_path / "profiles").exists()
