@@ -30,8 +30,33 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("profile-models")
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 8)).eval()
-    litert_torch.convert(mlp, (torch.zeros(1, 16),)).export(str(folder / "tiny.tflite"))
-    return {"onnx": make_onnx(folder / "tiny.onnx"), "tflite": folder / "tiny.tflite"}
+    example = (torch.zeros(1, 16),)
+    litert_torch.convert(mlp, example).export(str(folder / "tiny.tflite"))
+    return {
+        "onnx": make_onnx(folder / "tiny.onnx"),
+        "tflite": folder / "tiny.tflite",
+        "tflite-int8": int8_tflite(mlp, example, folder / "tiny-int8.tflite"),
+    }
+
+
+def int8_tflite(model, example, path: Path) -> Path:  # noqa: ANN001 - torch objects
+    """Fully int8 TFLite (int8 input and output tensors), as PT2E static quantisation makes it."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    )
+    prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model, example).module(), quantizer)
+    prepared(torch.randn(8, 16)[:1])
+    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    litert_torch.convert(converted, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
+        str(path)
+    )
+    return path
 
 
 def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
@@ -183,3 +208,23 @@ def test_bad_tflite_inputs_and_missing_device_python(models: dict[str, Path], tm
                                   "--inventory", str(inventory), cwd=tmp_path))  # fmt: skip
     assert "/nonexistent/python3 not found on the device" in line
     assert not (tmp_path / "profiles").exists()
+
+
+def test_float_npy_is_quantised_for_an_int8_tflite_input(models: dict[str, Path], tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(5).standard_normal((1, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = run_cli("run", str(models["tflite-int8"]), "--inputs", str(tmp_path / "x.npy"),
+                  "--out", str(tmp_path / "outs"), "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["inputs"][0]["dtype"] == "int8" and doc["outputs"][0]["dtype"] == "int8"
+    interp = Interpreter(model_path=str(models["tflite-int8"]))
+    interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    interp.set_tensor(detail["index"], np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8))
+    interp.invoke()
+    want = interp.get_tensor(interp.get_output_details()[0]["index"])
+    np.testing.assert_array_equal(np.load(tmp_path / "outs" / f"{doc['outputs'][0]['file']}.npy"), want)

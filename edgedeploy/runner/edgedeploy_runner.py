@@ -129,6 +129,8 @@ class TFLiteModel(object):
                     # numpy ints from the interpreter; -1 marks a dynamic dimension
                     "shape": [int(s) if s >= 0 else None for s in shape],
                     "dtype": d["dtype"].__name__ if hasattr(d["dtype"], "__name__") else str(d["dtype"]),
+                    # int8/uint8 inputs of fully quantised models: real = (q - zero_point) * scale
+                    "quantization": list(d["quantization"]) if d["quantization"][0] else None,
                 }
             )
         return specs
@@ -225,7 +227,12 @@ def make_inputs(np, specs, files, shapes, seed):
                 )
             _check_shape(spec, arr.shape, files[i])
             if arr.dtype != dtype:
-                if np.can_cast(arr.dtype, dtype, casting="same_kind"):
+                if arr.dtype.kind == "f" and dtype.kind in "iu" and spec.get("quantization"):
+                    # Float data for a quantised input: quantise it as the converter's scale says.
+                    scale, zero_point = spec["quantization"]
+                    info = np.iinfo(dtype)
+                    arr = np.clip(np.round(arr / scale + zero_point), info.min, info.max).astype(dtype)
+                elif np.can_cast(arr.dtype, dtype, casting="same_kind"):
                     arr = arr.astype(dtype)
                 else:
                     raise RunnerError(
@@ -597,6 +604,7 @@ def parse_pmic_adc(text):
 
 class Pi5PmicSensor(object):
     name = "pmic_read_adc"
+    min_interval = 0.2  # each reading starts vcgencmd
     method = (
         "Raspberry Pi 5 PMIC rails (vcgencmd pmic_read_adc), sum of V x A; "
         "excludes the 5 V input converter's losses and USB peripherals"
@@ -618,6 +626,7 @@ class AndroidBatterySensor(object):
     battery's current_now in sysfs). Only while unplugged: on a charger it is the charge current."""
 
     name = "dumpsys_battery"
+    min_interval = 0.5  # each reading starts two dumpsys processes
     method = "Android battery discharge power (dumpsys battery voltage x current_now)"
 
     def __init__(self, sysfs):
@@ -985,13 +994,15 @@ def measure(args):
 def time_inferences(model, args, affinity):
     """Warm-up (untimed), then the timed runs with thermal state before/after and power sampled."""
     sensor = discover_power_sensor(args.sysfs_root, args.power_sensor)
+    # Sensors read through a tool (vcgencmd, dumpsys) start a process per reading: sample them slower.
+    interval = max(args.power_interval, getattr(sensor, "min_interval", 0.0))
     idle_w = None
     if sensor is not None and args.idle_seconds > 0:
-        idle_w = sample_idle_power(sensor, args.idle_seconds, args.power_interval)
+        idle_w = sample_idle_power(sensor, args.idle_seconds, interval)
     for _ in range(args.warmup):
         model.invoke()
     before = system_snapshot(args.sysfs_root)
-    sampler = PowerSampler(sensor, args.power_interval) if sensor is not None else None
+    sampler = PowerSampler(sensor, interval) if sensor is not None else None
     samples = []
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)  # finer-grained than os.times() clock ticks
     if sampler:
@@ -1019,7 +1030,7 @@ def time_inferences(model, args, affinity):
         latency["samples"] = samples
     user_s = cpu1.ru_utime - cpu0.ru_utime
     sys_s = cpu1.ru_stime - cpu0.ru_stime
-    power = measured_power(sensor, sampler, idle_w, len(samples), args.power_interval) if sampler else None
+    power = measured_power(sensor, sampler, idle_w, len(samples), interval) if sampler else None
     return {
         "latency_ms": latency,
         "timed_seconds": wall,
