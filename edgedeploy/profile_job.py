@@ -81,6 +81,11 @@ def _target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any
         "arch": host.get("machine") or target.vars.get("edgedeploy_arch"),
         "python": host.get("python"),
         "cpu_count": host.get("cpu_count"),
+        "cpu_model": host.get("cpu_model"),
+        "isa": host.get("isa"),
+        "mem_total_mb": host.get("mem_total_mb"),
+        "os": host.get("os"),
+        "kernel": host.get("kernel"),
         "emulated": target.emulated,
         "groups": [g for g in target.groups if g != "all"],
     }

@@ -159,6 +159,8 @@ def test_profile_measures_latency_cpu_memory_and_estimates_nothing_without_senso
     assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
     assert doc["memory"]["peak_rss_mb"] >= doc["memory"]["rss_before_load_mb"] > 0
     assert doc["cpu"]["process_threads"] >= 1 and doc["cpu"]["user_s"] >= 0
+    host = doc["host"]
+    assert host["cpu_count"] >= 1 and host["python"].startswith("3.") and isinstance(host["isa"], list)
     # No sensors: the runner says so; the host side (profiles/power.py) then estimates.
     assert doc["power"]["source"] == "none"
     assert doc["thermal"]["throttled"] is False and doc["thermal"]["before"]["zones"] == []

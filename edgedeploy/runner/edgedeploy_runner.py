@@ -767,6 +767,48 @@ def measured_power(sensor, sampler, idle_w, n_inferences, interval):
     return doc
 
 
+# ISA features that decide int8 speed: Arm dot-product/i8mm, x86 AVX2/AVX-512 VNNI.
+ISA_FLAGS = (
+    "neon",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+)
+
+
+def host_facts():
+    """What the profile needs to say which device this was (the probe facts that matter for speed)."""
+    facts = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "kernel": platform.release(),
+    }
+    cpuinfo = _read("/proc/cpuinfo") or ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Hardware", "Model") and "cpu_model" not in facts:
+            facts["cpu_model"] = value.strip()
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+    facts["isa"] = [flag for flag in ISA_FLAGS if flag in flags]
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            facts["mem_total_mb"] = int(line.split()[1]) / 1024.0
+    for line in (_read("/etc/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            facts["os"] = line.split("=", 1)[1].strip().strip('"')
+    return facts
+
+
 # ------------------------------------------------------------------------------------------------
 # Memory, threads, statistics
 # ------------------------------------------------------------------------------------------------
@@ -965,11 +1007,7 @@ def measure(args):
         ],
         "init_ms": init_ms,
         "first_inference_ms": first_ms,
-        "host": {
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-        },
+        "host": host_facts(),
     }
     if args.mode == "run":
         if args.out_dir:
