@@ -72,24 +72,25 @@ def sample_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
     return out
 
 
-def build_models(workdir: Path, quick: bool, calibration: np.ndarray) -> tuple[dict[str, Path], str]:
-    """fp32 and int8 variants as ONNX (QOperator U8S8 per-channel) and TFLite (PT2E per-channel static)."""
-    import torch
-
-    from edgedeploy.models import zoo
-
-    if quick:
-        torch.manual_seed(0)
-        model, name = zoo.lenet5().eval(), "lenet5 (random weights, smoke run)"
-    else:
-        model, name = zoo.efficientnet_lite0().eval(), "efficientnet_lite0"
-    example = (torch.from_numpy(calibration[:1]),)
-    paths = {
+def model_paths(workdir: Path) -> dict[str, Path]:
+    return {
         "onnx-fp32": workdir / "model-fp32.onnx",
         "onnx-int8": workdir / "model-int8.onnx",
         "tflite-fp32": workdir / "model-fp32.tflite",
         "tflite-int8": workdir / "model-int8.tflite",
     }
+
+
+def build_models(workdir: Path, quick: bool, calibration: np.ndarray) -> dict[str, Path]:
+    """fp32 and int8 variants as ONNX (QOperator U8S8 per-channel) and TFLite (PT2E per-channel static)."""
+    import torch
+
+    from edgedeploy.models import zoo
+
+    torch.manual_seed(0)
+    model = zoo.lenet5().eval() if quick else zoo.efficientnet_lite0().eval()
+    example = (torch.from_numpy(calibration[:1]),)
+    paths = model_paths(workdir)
     torch.onnx.export(
         model, example, str(paths["onnx-fp32"]), input_names=["input"], output_names=["logits"],
         external_data=False, dynamo=False,
@@ -99,7 +100,7 @@ def build_models(workdir: Path, quick: bool, calibration: np.ndarray) -> tuple[d
 
     litert_torch.convert(model, example).export(str(paths["tflite-fp32"]))
     quantize_tflite(model, example, calibration, paths["tflite-int8"])
-    return paths, name
+    return paths
 
 
 def quantize_onnx(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
@@ -240,15 +241,19 @@ def measure(paths: dict[str, Path], args: argparse.Namespace, store: Path) -> di
 
 
 def agreement(paths: dict[str, Path], images: np.ndarray, threads: int) -> dict[str, float]:
-    top1 = {}
+    """Top-1 agreement with fp32, and how often fp32's top-1 is still in int8's top 5."""
+    logits = {}
     for variant, path in paths.items():
         model = BareModel(path, threads)
-        top1[variant] = np.array([int(np.argmax(model(images[i : i + 1]))) for i in range(len(images))])
-    return {
-        "onnx_int8_vs_fp32": float(np.mean(top1["onnx-int8"] == top1["onnx-fp32"])),
-        "tflite_int8_vs_fp32": float(np.mean(top1["tflite-int8"] == top1["tflite-fp32"])),
-        "tflite_fp32_vs_onnx_fp32": float(np.mean(top1["tflite-fp32"] == top1["onnx-fp32"])),
-    }
+        logits[variant] = np.concatenate([model(images[i : i + 1]) for i in range(len(images))])
+    top1 = {variant: values.argmax(axis=1) for variant, values in logits.items()}
+    result = {"tflite_fp32_vs_onnx_fp32": float(np.mean(top1["tflite-fp32"] == top1["onnx-fp32"]))}
+    for fmt in ("onnx", "tflite"):
+        fp32_top1, int8_logits = top1[f"{fmt}-fp32"], logits[f"{fmt}-int8"]
+        top5 = np.argsort(-int8_logits, axis=1)[:, :5]
+        result[f"{fmt}_int8_vs_fp32"] = float(np.mean(top1[f"{fmt}-int8"] == fp32_top1))
+        result[f"{fmt}_fp32_top1_in_int8_top5"] = float(np.mean((top5 == fp32_top1[:, None]).any(axis=1)))
+    return result
 
 
 def summarise(timings: dict[str, Any], top1: dict[str, float]) -> dict[str, Any]:
@@ -301,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="repeats for the CV (default 5)")
     parser.add_argument("--agreement-images", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the converted models here; reuse them when present"
+    )
     args = parser.parse_args(argv)
     args.runs = args.runs or (20 if args.quick else 100)
     args.warmup = args.warmup if args.warmup is not None else (5 if args.quick else 10)
@@ -310,17 +318,23 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="runner-fidelity-") as tmp:
-        workdir = Path(tmp)
-        os.environ.setdefault("XDG_CACHE_HOME", str(workdir / "cache"))  # the local target's work dir
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("XDG_CACHE_HOME", str(Path(tmp) / "cache"))  # the local target's work dir
         calibration = sample_images(8 if args.quick else 64, input_shape, seed=1)
-        with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout is the JSON
-            paths, model_name = build_models(workdir, args.quick, calibration)
+        paths = model_paths(workdir)
+        reused = args.workdir is not None and all(p.is_file() for p in paths.values())
+        if not reused:
+            with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout is the JSON
+                paths = build_models(workdir, args.quick, calibration)
         build_s = time.perf_counter() - started
         timings = measure(paths, args, workdir / "profiles")
         top1 = agreement(paths, sample_images(n_images, input_shape, seed=2), args.threads)
     doc = {
         "benchmark": "runner_fidelity",
-        "model": model_name,
+        "model": "lenet5 (random weights, smoke run)"
+        if args.quick
+        else "efficientnet_lite0 (ImageNet weights)",
         "quick": args.quick,
         "settings": {
             "threads": args.threads,
@@ -332,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": host_facts(),
         "variants": timings,
         "summary": summarise(timings, top1),
+        "models_reused": reused,
         "build_seconds": build_s,
         "total_seconds": time.perf_counter() - started,
     }
