@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout is the JSON
                 paths = build_models(workdir, args.quick, calibration)
         build_s = time.perf_counter() - started
-        timings = measure(paths, args, workdir / "profiles")
+        timings = measure(paths, args, Path(tmp) / "profiles")
         top1 = agreement(paths, sample_images(n_images, input_shape, seed=2), args.threads)
     doc = {
         "benchmark": "runner_fidelity",
