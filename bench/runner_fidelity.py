@@ -233,6 +233,9 @@ def measure(paths: dict[str, Path], args: argparse.Namespace, store: Path) -> di
             "runner_median_ms": runner_med,
             "bare_median_ms": bare_med,
             "runner_vs_bare_pct": 100.0 * (runner_med - bare_med) / bare_med,
+            # Each runner/bare pair ran back to back: their ratio cancels slow drifts in machine load.
+            "paired_runner_vs_bare_pct": 100.0
+            * (statistics.median(r / b for r, b in zip(runner_p50s, bare_p50s, strict=True)) - 1.0),
             "runner_cv_pct": cv_pct(runner_p50s),
             "bare_cv_pct": cv_pct(bare_p50s),
         }
