@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.sshd import SSHServer
-from tests.test_runner import BOARD, JETSON_ORIN_INA3221, make_onnx, write_tree
+from tests.test_runner import BOARD, JETSON_ORIN_INA3221, interpreters, make_onnx, write_tree
 
 HAVE_SSH_TRANSPORT = importlib.util.find_spec("edgedeploy.deploy.ssh") is not None
 POWER_MODEL = {"idle_w": 2.0, "busy_w": 6.0, "note": "test board"}
@@ -228,3 +228,25 @@ def test_float_npy_is_quantised_for_an_int8_tflite_input(models: dict[str, Path]
     interp.invoke()
     want = interp.get_tensor(interp.get_output_details()[0]["index"])
     np.testing.assert_array_equal(np.load(tmp_path / "outs" / f"{doc['outputs'][0]['file']}.npy"), want)
+
+
+def test_too_old_device_python_is_one_clear_line(models: dict[str, Path], tmp_path: Path) -> None:
+    found = interpreters("3.7")
+    if not found:
+        pytest.skip("no python3.7 on this machine to play an old device")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "oldpy": {"ansible_connection": "local", "ansible_python_interpreter": found[0]}
+                    }
+                }
+            }
+        )
+    )
+    line = one_error_line(run_cli("profile", str(models["onnx"]), "--target", "oldpy",
+                                  "--inventory", str(inventory), cwd=tmp_path))  # fmt: skip
+    assert "Python 3.7 on the device is too old; the runner needs 3.8+" in line
+    assert not (tmp_path / "profiles").exists()

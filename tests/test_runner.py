@@ -5,9 +5,11 @@ on PATH), since this host has no power sensors or thermal zones of its own."""
 from __future__ import annotations
 
 import ast
+import glob
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +143,61 @@ def test_too_old_python_is_refused_with_one_clear_message() -> None:
         runner.check_python((3, 7, 9))
     assert err.value.code == 4
     runner.check_python((3, 8, 0))
+
+
+def interpreters(version: str, needs: str = "") -> list[str]:
+    """Working `python<version>` interpreters on this machine (PATH, pyenv), optionally ones that
+    can import `needs`; CI images usually have none, and the tests using them skip."""
+    candidates = [
+        os.environ.get(f"EDGEDEPLOY_TEST_PY{version.replace('.', '')}"),
+        shutil.which(f"python{version}"),
+        *glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")),
+    ]
+    found = []
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        probe = subprocess.run([candidate, "-c", f"import sys{', ' + needs if needs else ''}"],
+                               capture_output=True, timeout=60, check=False)  # fmt: skip
+        if probe.returncode == 0:
+            found.append(candidate)
+    return found
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.6", "3.7"])
+def test_real_old_python_gets_one_clear_error(version: str, tiny_onnx: Path) -> None:
+    found = interpreters(version)
+    if not found:
+        pytest.skip(f"no python{version} on this machine")
+    proc = subprocess.run([found[0], str(RUNNER_PATH), str(tiny_onnx)], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert json.loads(proc.stdout)["error"].startswith(f"Python {version} on the device is too old")
+
+
+def test_runs_on_a_real_python38(tiny_onnx: Path, tmp_path: Path) -> None:
+    found = interpreters("3.8", needs="numpy, onnxruntime")
+    if not found:
+        pytest.skip("no python3.8 with numpy and onnxruntime here (set EDGEDEPLOY_TEST_PY38 to one)")
+    np.save(tmp_path / "x.npy", np.ones((1, 16), np.float32))
+    proc = subprocess.run(
+        [found[0], str(RUNNER_PATH), str(tiny_onnx), "--mode", "run", "--inputs", str(tmp_path / "x.npy"),
+         "--out-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["host"]["python"].startswith("3.8.") and doc["outputs"][0]["name"] == "y"
+    w, b = weights(tiny_onnx)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "y.npy"), np.maximum(np.ones((1, 16)) @ w + b, 0), rtol=1e-5
+    )
+
+
+def weights(model: Path) -> tuple[np.ndarray, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(model)).graph.initializer}
+    return init["W"], init["b"]
 
 
 def test_profile_measures_latency_cpu_memory_and_estimates_nothing_without_sensors(

@@ -974,7 +974,12 @@ def measure(args):
     try:
         import numpy as np
     except ImportError:
-        raise RunnerError("numpy is not installed on this device; " + INSTALL_HINT, kind="no-runtime", code=3)
+        raise RunnerError(
+            "numpy is not installed on this device: pip install numpy there, "
+            "or run `edgedeploy provision --target T` for devices without internet",
+            kind="no-runtime",
+            code=3,
+        )
     if args.runs < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
         raise RunnerError("--runs must be >= 1, --warmup >= 0 and --duration > 0")
     started = _now_iso()
