@@ -24,8 +24,12 @@ app = typer.Typer(
 )
 targets_app = typer.Typer(help="List, show and probe deployment targets.", no_args_is_help=True)
 fleet_app = typer.Typer(help="Profile models on many targets at once.", no_args_is_help=True)
-profiles_app = typer.Typer(help="Query, compare, export and report stored device profiles.", no_args_is_help=True)
-emulator_app = typer.Typer(help="Build and run a QEMU arm64 Debian emulator as a target.", no_args_is_help=True)
+profiles_app = typer.Typer(
+    help="Query, compare, export and report stored device profiles.", no_args_is_help=True
+)
+emulator_app = typer.Typer(
+    help="Build and run a QEMU arm64 Debian emulator as a target.", no_args_is_help=True
+)
 app.add_typer(targets_app, name="targets")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(profiles_app, name="profiles")
@@ -34,7 +38,8 @@ app.add_typer(emulator_app, name="emulator")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target host or group from the inventory.")]
 InventoryOpt = Annotated[
-    Path | None, typer.Option("--inventory", "-i", help="Inventory YAML (Ansible style); merged over targets/.")
+    Path | None,
+    typer.Option("--inventory", "-i", help="Inventory YAML (Ansible style); merged over targets/."),
 ]
 TrustNewOpt = Annotated[
     bool, typer.Option("--trust-new", help="Accept and record an unknown SSH host key (refused otherwise).")
@@ -57,18 +62,25 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @app.command()
 def compress(
-    model: Annotated[str, typer.Argument(help="Torch model: module:factory, TorchScript, .pt2 or state_dict file.")],
+    model: Annotated[
+        str, typer.Argument(help="Torch model: module:factory, TorchScript, .pt2 or state_dict file.")
+    ],
     recipe: Annotated[
-        Path | None, typer.Option("--recipe", "-r", help="Recipe YAML (default: prune -> distill -> cluster -> QAT).")
+        Path | None,
+        typer.Option("--recipe", "-r", help="Recipe YAML (default: prune -> distill -> cluster -> QAT)."),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the compressed model and report.")] = Path(
-        "out/compressed"
-    ),
-    arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file (e.g. lenet300).")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for the compressed model and report.")
+    ] = Path("out/compressed"),
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture name for a state_dict file (e.g. lenet300).")
+    ] = None,
     dataset: Annotated[str, typer.Option(help="Training/evaluation data: mnist.")] = "mnist",
     train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    repeats: Annotated[int, typer.Option(help="Repeat the recipe N times; report mean and std accuracy.")] = 1,
+    repeats: Annotated[
+        int, typer.Option(help="Repeat the recipe N times; report mean and std accuracy.")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
@@ -93,7 +105,9 @@ def compress(
 
 @app.command()
 def convert(
-    model: Annotated[str, typer.Argument(help="Source model: torch (module:factory or file), .onnx, .keras/.h5, .tflite.")],
+    model: Annotated[
+        str, typer.Argument(help="Source model: torch (module:factory or file), .onnx, .keras/.h5, .tflite.")
+    ],
     to: Annotated[str, typer.Option("--to", help="onnx or tflite.")] = "onnx",
     precision: Annotated[str, typer.Option(help="fp32, fp16, int8-dynamic or int8.")] = "fp32",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")] = None,
@@ -102,7 +116,9 @@ def convert(
     ] = None,
     int8_format: Annotated[str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")] = "auto",
     arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
-    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224.")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224.")
+    ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
     verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
     as_json: JsonOpt = False,
@@ -231,8 +247,12 @@ RuntimeOpt = Annotated[
 def run(
     model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
     target: TargetOpt = "local",
-    inputs: Annotated[list[Path] | None, typer.Option("--inputs", help=".npy inputs, in the model's input order.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write each output as DIR/<output-name>.npy.")] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Option("--inputs", help=".npy inputs, in the model's input order.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write each output as DIR/<output-name>.npy.")
+    ] = None,
     runtime: RuntimeOpt = "auto",
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
     shape: ShapeOpt = None,
@@ -266,13 +286,17 @@ def profile(
     target: TargetOpt = "local",
     runs: Annotated[int, typer.Option(help="Timed inferences.")] = 100,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up inferences.")] = 10,
-    duration: Annotated[float | None, typer.Option(help="Run for this many seconds instead of --runs.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Run for this many seconds instead of --runs.")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
     runtime: RuntimeOpt = "auto",
     repeats: Annotated[int, typer.Option(help="Repeat the whole measurement K times and report spread.")] = 1,
     cores: Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0,1.")] = None,
     cooldown: Annotated[float, typer.Option(help="Seconds to rest between repeats.")] = 0.0,
-    inputs: Annotated[list[Path] | None, typer.Option("--inputs", help=".npy inputs instead of random ones.")] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Option("--inputs", help=".npy inputs instead of random ones.")
+    ] = None,
     shape: ShapeOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="Keep every latency sample in the profile.")] = False,
     inventory: InventoryOpt = None,
@@ -309,7 +333,9 @@ def profile(
 @app.command()
 def provision(
     target: TargetOpt,
-    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="onnxruntime and/or ai-edge-litert.")] = None,
+    runtime: Annotated[
+        list[str] | None, typer.Option("--runtime", help="onnxruntime and/or ai-edge-litert.")
+    ] = None,
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
@@ -318,7 +344,10 @@ def provision(
     from edgedeploy.deploy import provision as provision_mod
 
     result = provision_mod.provision_target(
-        target, runtimes=runtime or ["onnxruntime", "ai-edge-litert"], inventory=inventory, trust_new=trust_new
+        target,
+        runtimes=runtime or ["onnxruntime", "ai-edge-litert"],
+        inventory=inventory,
+        trust_new=trust_new,
     )
     if as_json:
         print_json(result)
@@ -369,7 +398,8 @@ def fleet_profile(
 
 
 ProfilesDirOpt = Annotated[
-    Path | None, typer.Option("--dir", help="Profile store root (default: ./profiles or $EDGEDEPLOY_PROFILES).")
+    Path | None,
+    typer.Option("--dir", help="Profile store root (default: ./profiles or $EDGEDEPLOY_PROFILES)."),
 ]
 
 
@@ -431,10 +461,14 @@ def profiles_export(
 
 @profiles_app.command("report")
 def profiles_report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Self-contained HTML report.")] = Path("report.html"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Self-contained HTML report.")] = Path(
+        "report.html"
+    ),
     target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    png_dir: Annotated[Path | None, typer.Option("--png", help="Also write the plots as PNG files here.")] = None,
+    png_dir: Annotated[
+        Path | None, typer.Option("--png", help="Also write the plots as PNG files here.")
+    ] = None,
     root: ProfilesDirOpt = None,
 ) -> None:
     """Write one self-contained HTML report with tables and plots."""
@@ -497,7 +531,9 @@ def emulator_status(as_json: JsonOpt = False) -> None:
 @app.command()
 def quickstart(
     epochs: Annotated[int, typer.Option(help="Training epochs for the LeNet-300-100 baseline.")] = 4,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where models are written.")] = Path("out/quickstart"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where models are written.")] = Path(
+        "out/quickstart"
+    ),
     target: TargetOpt = "local",
     runs: Annotated[int, typer.Option(help="Timed inferences per variant.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

@@ -112,7 +112,10 @@ def convert_source(
         timings["conversion_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        checks = {name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol) for name, path in candidates.items()}
+        checks = {
+            name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
+            for name, path in candidates.items()
+        }
         timings["verification_s"] = time.perf_counter() - started
 
         selection = None
@@ -172,11 +175,21 @@ def _preflight(source: SourceModel, example: np.ndarray, to: str) -> dict[str, A
         return preflight.check_onnx(source.file)
     if source.kind == "tflite":
         return preflight.check_tflite(source.file)
-    return {"converter": "tensorflow", "ops_checked": 0, "unsupported": [], "note": "checked by TF's converter"}
+    return {
+        "converter": "tensorflow",
+        "ops_checked": 0,
+        "unsupported": [],
+        "note": "checked by TF's converter",
+    }
 
 
 def _fp32_base(
-    source: SourceModel, example: np.ndarray, to: str, precision: str, calibration: np.ndarray | None, work: Path
+    source: SourceModel,
+    example: np.ndarray,
+    to: str,
+    precision: str,
+    calibration: np.ndarray | None,
+    work: Path,
 ) -> Path:
     """The fp32 model in the target format, from which the other precisions derive."""
     base = work / (f"keras-{precision}.tflite" if source.kind == "keras" else f"fp32.{to}")
@@ -235,11 +248,17 @@ def _verify(
 
 
 def _select_int8(
-    base: Path, candidates: dict[str, Path], checks: dict[str, dict[str, Any]], sample: np.ndarray, threads: int | None
+    base: Path,
+    candidates: dict[str, Path],
+    checks: dict[str, dict[str, Any]],
+    sample: np.ndarray,
+    threads: int | None,
 ) -> dict[str, Any]:
     """Profile fp32 and both int8 encodings here, same thread count, interleaved; keep the fastest passing."""
     threads = threads or os.cpu_count() or 1
-    runners = {"fp32": open_runner(base, threads)} | {name: open_runner(p, threads) for name, p in candidates.items()}
+    runners = {"fp32": open_runner(base, threads)} | {
+        name: open_runner(p, threads) for name, p in candidates.items()
+    }
     latency = profile_latencies(runners, sample)
     passing = [name for name in candidates if checks[name]["passed"]]
     rows = [
@@ -256,8 +275,9 @@ def _select_int8(
     if passing:
         chosen = min(passing, key=lambda name: latency[name])
         others = [n for n in candidates if n != chosen]
-        reason = f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: " + ", ".join(
-            f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others)
+        reason = (
+            f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
+            + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
         )
         reason += f", fp32 {latency['fp32']:.3g} ms (median, {threads} threads, onnxruntime on this host)"
         failed = [onnx_export.INT8_FORMATS[n] for n in others if not checks[n]["passed"]]
@@ -266,4 +286,10 @@ def _select_int8(
     else:
         chosen = min(candidates, key=lambda name: checks[name]["max_abs_error"])
         reason = "no int8 encoding passed verification"
-    return {"threads": threads, "fp32_p50_ms": round(latency["fp32"], 4), "candidates": rows, "chosen": chosen, "reason": reason}
+    return {
+        "threads": threads,
+        "fp32_p50_ms": round(latency["fp32"], 4),
+        "candidates": rows,
+        "chosen": chosen,
+        "reason": reason,
+    }

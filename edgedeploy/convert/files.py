@@ -68,14 +68,18 @@ def load_calibration(path: Path) -> np.ndarray:
         arrays = [load_array_file(f) for f in files]
         shapes = {a.shape[1:] if a.ndim == arrays[0].ndim else a.shape for a in arrays}
         if len({a.ndim for a in arrays}) != 1 or len(shapes) != 1:
-            raise UsageError(f"{path}: calibration files have different shapes: {sorted(str(a.shape) for a in arrays)}")
+            raise UsageError(
+                f"{path}: calibration files have different shapes: {sorted(str(a.shape) for a in arrays)}"
+            )
         return np.concatenate(arrays, axis=0).astype(np.float32)
     if not path.exists():
         raise UsageError(f"{path}: calibration data not found")
     return load_array_file(path).astype(np.float32)
 
 
-def match_input_shape(samples: np.ndarray, input_shape: tuple[int, ...], what: str, origin: str) -> np.ndarray:
+def match_input_shape(
+    samples: np.ndarray, input_shape: tuple[int, ...], what: str, origin: str
+) -> np.ndarray:
     """Check samples against the model's input shape (batch excluded); a single sample gets a batch axis."""
     expected = tuple(input_shape[1:])
     if samples.shape == expected:

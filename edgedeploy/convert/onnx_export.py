@@ -67,7 +67,29 @@ def to_fp16(src: Path, out: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _sort_topologically(model.graph)
+    onnx.checker.check_model(model)
     onnx.save(model, str(out))
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Put nodes in dependency order: the fp16 converter appends its input Casts at the end, which
+    ONNX Runtime tolerates but the ONNX checker (and so other tools) rejects."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the rest as it was, the checker will say
+            ordered += pending
+            break
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def quantize_int8_dynamic(src: Path, out: Path) -> None:

@@ -31,7 +31,8 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
             )
     except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
         first = str(err).strip().splitlines()
-        raise UsageError(f"torch.export cannot trace the model: {(first[0] if first else type(err).__name__)[:300]}")
+        reason = (first[0] if first else type(err).__name__)[:300]
+        raise UsageError(f"torch.export cannot trace the model: {reason}") from err
     if to == "onnx":
         from torch.onnx._internal.exporter import _registration
 

@@ -94,7 +94,10 @@ def open_runner(path: Path, threads: int | None = None) -> OnnxRunner | TfliteRu
 
 
 def profile_latencies(
-    runners: dict[str, OnnxRunner | TfliteRunner], sample: np.ndarray, min_seconds: float = 0.6, max_runs: int = 200
+    runners: dict[str, OnnxRunner | TfliteRunner],
+    sample: np.ndarray,
+    min_seconds: float = 0.6,
+    max_runs: int = 200,
 ) -> dict[str, float]:
     """Median single-inference latency (ms) of each runner, measured in interleaved rounds.
 

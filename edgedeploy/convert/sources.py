@@ -51,7 +51,9 @@ def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | Non
     return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
 
 
-def load_source(spec: str, arch: str | None = None, input_shape: tuple[int, ...] | None = None) -> SourceModel:
+def load_source(
+    spec: str, arch: str | None = None, input_shape: tuple[int, ...] | None = None
+) -> SourceModel:
     """Load any supported source model. `input_shape` (with batch) overrides what the model says."""
     path = Path(spec)
     if not path.exists() and ":" in spec and not spec.endswith((".onnx", ".tflite")):
@@ -120,7 +122,9 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
         arch = arch or state.get("arch")
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UsageError(f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program")
+        raise UsageError(
+            f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program"
+        )
     return _state_dict_model(path, state, arch, input_shape)
 
 
@@ -156,7 +160,12 @@ def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
     runner = OnnxRunner(path)
     shape = input_shape or tuple(d or 1 for d in runner.input_shape)
     return SourceModel(
-        name=str(path), kind="onnx", input_shape=shape, predict=runner.predict, file=path, layout=_guess_layout(shape)
+        name=str(path),
+        kind="onnx",
+        input_shape=shape,
+        predict=runner.predict,
+        file=path,
+        layout=_guess_layout(shape),
     )
 
 
@@ -168,7 +177,12 @@ def _load_tflite(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel
     runner = TfliteRunner(path)
     shape = input_shape or tuple(runner.input_shape)
     return SourceModel(
-        name=str(path), kind="tflite", input_shape=shape, predict=runner.predict, file=path, layout=_guess_layout(shape)
+        name=str(path),
+        kind="tflite",
+        input_shape=shape,
+        predict=runner.predict,
+        file=path,
+        layout=_guess_layout(shape),
     )
 
 
@@ -190,7 +204,13 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
         return np.asarray(model(x, training=False), dtype=np.float32)
 
     return SourceModel(
-        name=str(path), kind="keras", input_shape=shape, predict=predict, module=model, file=path, layout="NHWC"
+        name=str(path),
+        kind="keras",
+        input_shape=shape,
+        predict=predict,
+        module=model,
+        file=path,
+        layout="NHWC",
     )
 
 

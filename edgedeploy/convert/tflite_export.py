@@ -28,7 +28,9 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
             litert_torch.convert(module.eval(), args).export(str(out))
     except Exception as err:  # noqa: BLE001 - the converter raises many internal types
         first = str(err).strip().splitlines()
-        raise UsageError(f"litert-torch conversion failed: {(first[0] if first else type(err).__name__)[:300]}") from err
+        raise UsageError(
+            f"litert-torch conversion failed: {(first[0] if first else type(err).__name__)[:300]}"
+        ) from err
 
 
 def export_keras(model: Any, out: Path, precision: str, calibration: np.ndarray | None) -> None:
@@ -78,7 +80,9 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
             result = quant.quantize(calibration_result, enable_progress_report=False)
     except (ValueError, RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()
-        raise UsageError(f"{src}: ai-edge-quantizer failed: {(first[0] if first else type(err).__name__)[:300]}") from err
+        raise UsageError(
+            f"{src}: ai-edge-quantizer failed: {(first[0] if first else type(err).__name__)[:300]}"
+        ) from err
     out.write_bytes(bytes(result.quantized_model))
 
 

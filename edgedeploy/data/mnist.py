@@ -48,8 +48,12 @@ def load_mnist() -> tuple[Split, Split]:
     store = ZipStore(str(_zarr_path()), mode="r")
     try:
         group = zarr.open_group(store, mode="r")
-        train = Split(np.asarray(group["train_images"][:]), np.asarray(group["train_labels"][:]).astype(np.int64))
-        test = Split(np.asarray(group["test_images"][:]), np.asarray(group["test_labels"][:]).astype(np.int64))
+        train = Split(
+            np.asarray(group["train_images"][:]), np.asarray(group["train_labels"][:]).astype(np.int64)
+        )
+        test = Split(
+            np.asarray(group["test_images"][:]), np.asarray(group["test_labels"][:]).astype(np.int64)
+        )
     finally:
         store.close()
     return train, test

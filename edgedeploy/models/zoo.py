@@ -27,7 +27,9 @@ class LeNet300(nn.Module):
 class MLP(nn.Module):
     """A plain 784-h-h-10 MLP (Hinton et al.'s 2x1200 teacher and 2x800 student)."""
 
-    def __init__(self, hidden: int = 800, depth: int = 2, num_classes: int = 10, dropout: float = 0.0) -> None:
+    def __init__(
+        self, hidden: int = 800, depth: int = 2, num_classes: int = 10, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
