@@ -112,8 +112,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         name
         for node in graph.node
         for index, name in enumerate(node.input)
-        if index in _QUANT_PARAM_INPUTS.get(node.op_type, set())
-        or (node.op_type.startswith("QLinear") and index % 3 != 0)
+        if index in _QUANT_PARAM_INPUTS.get(node.op_type, _generic_qlinear_params(node.op_type))
     }
     arrays = {name: numpy_helper.to_array(t) for name, t in tensors.items()}
     # int32 constants in ONNX come from the quantizers (biases); shapes and axes are int64.
@@ -159,6 +158,11 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         "metadata": metadata,
         "runtimes": _onnx_runtimes(path),
     }
+
+
+def _generic_qlinear_params(op_type: str) -> set[int]:
+    """Other QLinear* ops (Add, Mul, Sigmoid, pooling...) take (tensor, scale, zero point) triples."""
+    return {i for i in range(12) if i % 3} if op_type.startswith("QLinear") else set()
 
 
 def _onnx_io(value: Any) -> dict[str, Any]:
