@@ -289,20 +289,21 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
                 consumers.setdefault(int(tensor), []).append((name, index))
             macs += _tflite_op_macs(name, op, sub)
         for index, tensor in enumerate(sub.tensors or []):
-            buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
-            if buffer is None or buffer.data is None or len(buffer.data) == 0:
+            content = _buffer_bytes(model, tensor.buffer, data)
+            if not content:
                 continue
             dtype = _tflite_dtype(tensor.type)
             is_bias = dtype == "int32" and any(
                 i == 2 and n in _TFLITE_MAC_OPS for n, i in consumers.get(index, [])
             )
             if dtype in _WEIGHT_DTYPES or is_bias:
-                weights.append(np.frombuffer(bytes(buffer.data), dtype=np.dtype(dtype)))
+                weights.append(np.frombuffer(content, dtype=np.dtype(dtype)))
             quant = tensor.quantization
             if quant is not None and quant.scale is not None and len(quant.scale) > 1:
                 per_channel = True
     metadata = {
-        _text(m.name): _buffer_bytes(model, m.buffer).decode(errors="replace") for m in model.metadata or []
+        _text(m.name): _buffer_bytes(model, m.buffer, data).decode(errors="replace")
+        for m in model.metadata or []
     }
     inputs = [_tflite_io(main, i) for i in main.inputs]
     stats = _weight_stats(weights)
@@ -362,9 +363,14 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _buffer_bytes(model: Any, index: int) -> bytes:
-    data = model.buffers[index].data if index < len(model.buffers) else None
-    return b"" if data is None else np.asarray(data, dtype=np.uint8).tobytes()
+def _buffer_bytes(model: Any, index: int, raw: bytes) -> bytes:
+    """A buffer's bytes, inline or (large-model layout) stored after the flatbuffer at offset/size."""
+    buffer = model.buffers[index] if index < len(model.buffers) else None
+    if buffer is None:
+        return b""
+    if buffer.offset > 1:
+        return raw[buffer.offset : buffer.offset + buffer.size]
+    return b"" if buffer.data is None else np.asarray(buffer.data, dtype=np.uint8).tobytes()
 
 
 def _tflite_io(sub: Any, index: int) -> dict[str, Any]:
