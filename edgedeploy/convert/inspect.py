@@ -114,6 +114,9 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         for index, name in enumerate(node.input)
         if index in _QUANT_PARAM_INPUTS.get(node.op_type, _generic_qlinear_params(node.op_type))
     }
+    if {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"} & {n.op_type for n in graph.node}:
+        # Dynamic quantization rescales with plain Mul nodes; ORT's quantizer names those inputs.
+        quant_params |= {name for name in tensors if name.endswith(("_scale", "_zero_point"))}
     arrays = {name: numpy_helper.to_array(t) for name, t in tensors.items()}
     # int32 constants in ONNX come from the quantizers (biases); shapes and axes are int64.
     weights = [

@@ -16,10 +16,10 @@ from edgedeploy.errors import UsageError
 
 
 def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
-    """Trace with torch.export and look every ATen op up in the converter's registry.
+    """Trace with torch.export, decompose as the converter will, look every op up in its registry.
 
-    ONNX: the torchlib registry of torch.onnx's dynamo exporter. TFLite: litert-torch's lowering
-    registry, after the same decompositions litert-torch runs before lowering.
+    ONNX: torch.onnx's dynamo exporter and its torchlib registry. TFLite: litert-torch's lowering
+    registry. Both private APIs are what the converters themselves call, so the verdict matches.
     """
     import torch
 
@@ -27,16 +27,19 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(
-                module.eval(), (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
+                module, (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
             )
     except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
         first = str(err).strip().splitlines()
         reason = (first[0] if first else type(err).__name__)[:300]
         raise UsageError(f"torch.export cannot trace the model: {reason}") from err
     if to == "onnx":
-        from torch.onnx._internal.exporter import _registration
+        from torch.onnx._internal.exporter import _fx_passes, _registration
 
         registry = _registration.ONNXRegistry.from_torchlib()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = _fx_passes.decompose_with_registry(program, registry)
         ops = _call_targets(program)
         unsupported = sorted(str(op) for op in ops if not registry.is_registered(op))
         converter = "torch.onnx (dynamo, torchlib)"

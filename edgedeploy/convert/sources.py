@@ -39,14 +39,24 @@ class SourceModel:
 def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | None) -> SourceModel:
     import torch
 
-    module = module.eval()
+    # Modules unflattened from torch.export programs refuse eval() (they are in inference mode
+    # already) and guard their traced batch size: feed them one example-sized batch at a time.
+    exported = isinstance(module, torch.fx.GraphModule)
+    if not exported:
+        module = module.eval()
+    step = input_shape[0] if exported and input_shape else None
 
-    def predict(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.detach().float().numpy()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if step is None:
+            return run(x)
+        return np.concatenate([run(x[i : i + step]) for i in range(0, len(x), step)])
 
     return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
 
@@ -112,7 +122,7 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
             shape = input_shape or (tuple(example[0].shape) if example else None)
             return from_torch_module(program.module(), str(path), shape)
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return from_torch_module(torch.jit.load(str(path), map_location="cpu"), str(path), input_shape)
+            return _torchscript_model(path, torch.jit.load(str(path), map_location="cpu"), input_shape)
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except UsageError:
         raise
@@ -126,6 +136,25 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
             f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program"
         )
     return _state_dict_model(path, state, arch, input_shape)
+
+
+def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+    """Both exporters need torch.export programs: convert the TorchScript graph to one, but verify
+    against the TorchScript module itself, so that this extra step is checked too."""
+    import torch
+    from torch._export.converter import TS2EPConverter
+
+    if input_shape is None:
+        raise UsageError(f"{path}: TorchScript keeps no input shape; pass --input-shape, e.g. 1,1,28,28")
+    try:
+        program = TS2EPConverter(scripted, (torch.zeros(input_shape),)).convert()
+    except Exception as err:  # noqa: BLE001 - the converter raises many internal types
+        raise UsageError(
+            f"{path}: cannot convert TorchScript to a torch.export program ({_short(err)})"
+        ) from err
+    source = from_torch_module(program.module(), str(path), input_shape)
+    source.predict = from_torch_module(scripted, str(path), input_shape).predict
+    return source
 
 
 def _state_dict_model(

@@ -25,7 +25,7 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            litert_torch.convert(module.eval(), args).export(str(out))
+            litert_torch.convert(module, args).export(str(out))
     except Exception as err:  # noqa: BLE001 - the converter raises many internal types
         first = str(err).strip().splitlines()
         raise UsageError(
