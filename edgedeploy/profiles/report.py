@@ -121,7 +121,7 @@ def pareto_front(points: Sequence[tuple[float, float, float | None]]) -> list[in
             better = better or a[2] > b[2]
         return no_worse and better
 
-    return [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points if q is not p)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,9 +220,7 @@ def plot_pareto(entries: list[Entry]) -> Figure | None:
             )
             ax.legend(loc="upper left", fontsize=7)
         ordered = sorted(front, key=lambda i: sizes[i])
-        ax.plot(
-            [sizes[i] for i in ordered], [lats[i] for i in ordered], "--", color="#d62728", zorder=2
-        )
+        ax.plot([sizes[i] for i in ordered], [lats[i] for i in ordered], "--", color="#d62728", zorder=2)
         ax.scatter(
             [sizes[i] for i in front],
             [lats[i] for i in front],
@@ -233,7 +231,9 @@ def plot_pareto(entries: list[Entry]) -> Figure | None:
             zorder=4,
         )
         for i, entry in enumerate(group):
-            ax.annotate(entry.variant, (sizes[i], lats[i]), xytext=(5, 4), textcoords="offset points", fontsize=7)
+            ax.annotate(
+                entry.variant, (sizes[i], lats[i]), xytext=(5, 4), textcoords="offset points", fontsize=7
+            )
         ax.set_xscale("log")
         ax.set_xlabel("model size (KiB)")
         ax.set_ylabel("p50 latency (ms)")
@@ -335,7 +335,8 @@ def _thermal_table(entries: list[Entry]) -> str:
         else:
             state = '<span class="na">no thermal data recorded</span>'
         rows.append(f'<tr><td class="l">{html.escape(e.label)}</td><td class="l">{state}</td></tr>')
-    return f"<table><tr><th>target · variant</th><th>throttle / thermal flags</th></tr>{''.join(rows)}</table>"
+    head = "<tr><th>target · variant</th><th>throttle / thermal flags</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 _CSS = """
@@ -401,6 +402,7 @@ def write_report(
         else "Every variant carries an accuracy: the front is on size, latency and accuracy."
     )
     estimated = any(e.power.get("source") == "estimated" for e in entries)
+    estimated_note = "Hatched bars are ESTIMATED from the target's power model (no power sensors)."
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgedeploy profile report</title>
@@ -414,8 +416,7 @@ def write_report(
 <h2>Size vs accuracy vs latency: Pareto front across variants</h2>
 <p class="note">{accuracy_note}</p>{img("pareto_size_accuracy_latency", "Pareto front")}
 <h2>Memory and energy per inference</h2>
-<p class="note">{"Hatched bars are ESTIMATED from the target's power model (no power sensors)." if estimated else ""}
-</p>{img("memory_energy", "memory and energy")}
+<p class="note">{estimated_note if estimated else ""}</p>{img("memory_energy", "memory and energy")}
 <h2>Throttle and thermal flags</h2>{_thermal_table(entries)}
 </body></html>
 """
