@@ -261,6 +261,7 @@ def run_fleet(
         if state.hung:
             row["error"] = f"not attempted: {state.hung}"
             return row
+        row["started"] = utc_now()
         start = time.monotonic()
         for attempt in range(retries + 1):
             row["attempts"] = attempt + 1
@@ -287,6 +288,7 @@ def run_fleet(
             )
             break
         row["seconds"] = round(time.monotonic() - start, 3)
+        row["finished"] = utc_now()
         return row
 
     def drain(state: _TargetState, view: _ProgressView) -> None:
