@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import signal
 from pathlib import Path
@@ -82,14 +83,15 @@ _BASE: dict[str, Any] = {
 
 
 def profile_doc(
-    created: str, target: str = "pi5", model: str = "m", *, p50: float = 1.0, std: float = 0.1, **top: Any
+    created: str, target: str = "pi5", variant: str = "m", *, p50: float = 1.0, std: float = 0.1, **top: Any
 ) -> dict[str, Any]:
-    """A profile in the store's schema with latency scaled around `p50`."""
+    """A profile of model `variant` in the store's schema, latency scaled around `p50`; `top` entries
+    replace top-level fields (dicts are merged into the existing ones)."""
     doc = copy.deepcopy(_BASE)
     doc["created"] = created
     doc["target"]["name"] = target
-    doc["model"]["name"] = model
-    doc["model"]["sha256"] = (model.encode().hex() * 64)[:64]
+    doc["model"]["name"] = variant
+    doc["model"]["sha256"] = hashlib.sha256(variant.encode()).hexdigest()
     scale = p50 / doc["latency_ms"]["p50"]
     doc["latency_ms"] = {k: v if k == "n" else v * scale for k, v in doc["latency_ms"].items()}
     doc["latency_ms"]["std"] = std
