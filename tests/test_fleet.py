@@ -5,6 +5,8 @@ SSH fleets over real sshd on loopback are in test_fleet_ssh.py."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fleet_job import Journal, run_fleet
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.fleet_support import hanging_python, kill_recorded, local_inventory, make_onnx
 
 FAST = {"runs": 5, "warmup": 1, "progress": False}
@@ -150,3 +152,16 @@ def test_cli_json_rows_and_exit_codes(tmp_path: Path, models: list[Path]) -> Non
         assert "Traceback" not in proc.stderr
     missing = run_cli("fleet", "profile", str(tmp_path / "nope.onnx"), "--target", "lab", *common)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_bench_quick_smoke() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fleet.py"), "--quick", "--transport", "local"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["transport"] == "local"
+    assert doc["one_target"]["targets"] == 1 and doc["many_targets"]["targets"] == 2
+    walls = doc["many_targets"]["wall_s"], doc["one_target"]["wall_s"]
+    assert doc["wall_ratio"] == pytest.approx(walls[0] / walls[1], abs=0.01)
