@@ -14,7 +14,7 @@ import pytest
 
 from edgedeploy.errors import UsageError
 from edgedeploy.profiles.index import INDEX_NAME
-from edgedeploy.profiles.store import list_profiles, load_profile, write_profile
+from edgedeploy.profiles.store import list_profiles, load_profile, throttle_flags, write_profile
 from tests.conftest import run_cli
 from tests.fleet_support import profile_doc
 
@@ -124,3 +124,19 @@ def test_cli_list_show_export(store: Path, tmp_path: Path) -> None:
 
     missing = run_cli("profiles", "show", "nothing-like-this", "--dir", str(store))
     assert missing.returncode == 2 and missing.stderr.startswith("error: no profile")
+
+
+@pytest.mark.parametrize(
+    ("thermal", "flags"),
+    [
+        (None, []),
+        ({"zones": {"cpu": 71.5}}, []),
+        ({"throttled_now": True}, ["thermal.throttled_now=True"]),
+        ({"vcgencmd": {"throttled": "0x0"}}, []),  # vcgencmd's "nothing happened"
+        ({"vcgencmd": {"throttled": "0x50005"}}, ["thermal.vcgencmd.throttled=0x50005"]),
+        ({"throttling": {"now": False, "since_boot": True}}, ["thermal.throttling.since_boot=True"]),
+        ({"after": {"flags": ["soft_temp_limit"]}}, ["thermal.after.flags:soft_temp_limit"]),
+    ],
+)
+def test_throttle_flags(thermal: object, flags: list[str]) -> None:
+    assert throttle_flags({"thermal": thermal}) == flags

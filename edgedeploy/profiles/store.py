@@ -160,21 +160,28 @@ def throttle_flags(doc: dict[str, Any]) -> list[str]:
     The runner records thermal state before and after; any truthy key naming throttling, and any
     listed flags, count. Absent thermal data yields no flags (the report says "no thermal data").
     """
-    thermal = doc.get("thermal")
     flags: list[str] = []
 
-    def visit(node: Any, where: str) -> None:
+    def is_set(value: Any) -> bool:
+        if isinstance(value, str) and value.lower().startswith("0x"):
+            try:  # vcgencmd get_throttled prints bits as hex: 0x0 means nothing happened
+                return int(value, 16) != 0
+            except ValueError:
+                return True
+        return bool(value)
+
+    def visit(node: Any, where: str, throttle_context: bool) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                name = f"{where}.{key}" if where else str(key)
-                if "throttl" in str(key).lower() and value and not isinstance(value, dict | list):
-                    flags.append(f"{name}={value}")
-                elif str(key) == "flags" and isinstance(value, list):
+                name = f"{where}.{key}"
+                if str(key) == "flags" and isinstance(value, list):
                     flags.extend(f"{name}:{flag}" for flag in value)
                 else:
-                    visit(value, name)
+                    visit(value, name, throttle_context or "throttl" in str(key).lower())
+        elif throttle_context and not isinstance(node, list) and is_set(node):
+            flags.append(f"{where}={node}")
 
-    visit(thermal, "thermal")
+    visit(doc.get("thermal"), "thermal", False)
     return flags
 
 
