@@ -322,9 +322,16 @@ def run_fleet(
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                f"fleet run {journal.run_id} interrupted; finished jobs are in {journal.path}; "
+                f"continue with --resume {journal.run_id}\n"
+            )
+            raise
 
     rows: list[dict[str, Any]] = []
     for name, state in states.items():

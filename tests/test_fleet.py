@@ -5,8 +5,11 @@ SSH fleets over real sshd on loopback are in test_fleet_ssh.py."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +168,33 @@ def test_bench_quick_smoke() -> None:
     assert doc["one_target"]["targets"] == 1 and doc["many_targets"]["targets"] == 2
     walls = doc["many_targets"]["wall_s"], doc["one_target"]["wall_s"]
     assert doc["wall_ratio"] == pytest.approx(walls[0] / walls[1], abs=0.01)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_pairs(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}})
+    store = tmp_path / "store"
+    args = ["fleet", "profile", *map(str, models), "--target", "lab", "--inventory", str(inv)]
+    args += ["--runs", "5", "--warmup", "1", "--dir", str(store), "--workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedeploy", *args, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journals = Path(os.environ["XDG_CACHE_HOME"]) / "edgedeploy" / "fleet"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any('"event": "job"' in j.read_text() for j in journals.glob("*.jsonl")):
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; finished jobs are in" in err, err
+    (journal,) = journals.glob("*.jsonl")
+    done_before = [json.loads(line) for line in journal.read_text().splitlines()][1:]
+    assert 1 <= len(done_before) < 4
+
+    resumed = run_cli(*args, "--resume", journal.stem, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = json.loads(resumed.stdout)["rows"]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert sum(r["resumed"] for r in rows) == len(done_before)
+    assert len(list(store.rglob("*.json"))) == 4, "no pair was profiled twice"
