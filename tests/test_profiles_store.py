@@ -140,3 +140,12 @@ def test_cli_list_show_export(store: Path, tmp_path: Path) -> None:
 )
 def test_throttle_flags(thermal: object, flags: list[str]) -> None:
     assert throttle_flags({"thermal": thermal}) == flags
+
+
+def test_concurrent_queries_share_the_index(store: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    (store / INDEX_NAME).unlink(missing_ok=True)
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: len(list_profiles(store)), range(8)))
+    assert counts == [3] * 8

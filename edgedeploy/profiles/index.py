@@ -34,6 +34,9 @@ class ProfileIndex:
         db = root / INDEX_NAME
         try:
             conn = cls._connect(db)
+        except sqlite3.OperationalError:
+            # Locked by another writer for too long, or not writable: answer from a private index.
+            conn = cls._connect(None)
         except sqlite3.DatabaseError:
             # A damaged cache: drop it (only the index, never a profile) and build it again.
             db.unlink(missing_ok=True)
@@ -53,15 +56,18 @@ class ProfileIndex:
             db = None
         conn = sqlite3.connect(":memory:" if db is None else str(db), timeout=30)
         try:
+            # IMMEDIATE: two processes creating the index at once take turns instead of colliding.
+            conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != INDEX_VERSION:
-                conn.executescript("DROP TABLE IF EXISTS profiles; DROP TABLE IF EXISTS bad_files;")
+                conn.execute("DROP TABLE IF EXISTS profiles")
+                conn.execute("DROP TABLE IF EXISTS bad_files")
                 file_key = "path TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER"
                 conn.execute(f"CREATE TABLE profiles ({file_key}, {_COLUMNS})")
                 conn.execute(f"CREATE TABLE bad_files ({file_key}, reason TEXT)")
                 conn.execute("CREATE INDEX by_target_model ON profiles (target, model, created)")
                 conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-                conn.commit()
+            conn.commit()
         except sqlite3.DatabaseError:
             conn.close()
             raise
