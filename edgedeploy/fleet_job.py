@@ -257,6 +257,7 @@ def run_fleet(
             "attempts": 0,
             "seconds": 0.0,
             "resumed": False,
+            "emulated": state.target.emulated,
         }
         if state.hung:
             row["error"] = f"not attempted: {state.hung}"
@@ -369,7 +370,7 @@ def print_result(result: dict[str, Any]) -> None:
             status += " (resumed)"
         p50 = row.get("p50_ms")
         table.add_row(
-            row["target"],
+            row["target"] + (" [yellow](emulated)[/]" if row.get("emulated") else ""),
             Path(row["model"]).name,
             status,
             f"{p50:.3f}" if isinstance(p50, float) else "-",
