@@ -86,19 +86,26 @@ def test_dead_and_hanging_devices_give_error_rows_while_others_finish(
     }
     inv = local_inventory(tmp_path / "inv.yml", hosts)
     result = run_fleet(
-        models, "lab", inventory=inv, timeout=6, retries=1, store_root=tmp_path / "store", **FAST
+        # the timeout leaves a loaded 2-core CI machine room for the good device's two jobs
+        models,
+        "lab",
+        inventory=inv,
+        timeout=12,
+        retries=1,
+        store_root=tmp_path / "store",
+        **FAST,
     )
     rows = {(r["target"], r["model_name"]): r for r in result["rows"]}
     assert rows[("good", "small")]["status"] == rows[("good", "wide")]["status"] == "ok"
     hung_first, hung_second = rows[("hangs", "small")], rows[("hangs", "wide")]
-    assert hung_first["status"] == "error" and "timed out after 6 s" in hung_first["error"]
+    assert hung_first["status"] == "error" and "timed out after 12 s" in hung_first["error"]
     assert hung_first["attempts"] == 1, "a timeout is not retried"
     assert hung_second["status"] == "error" and hung_second["error"].startswith("not attempted: hangs hung")
     broken = rows[("broken", "small")]
     assert broken["status"] == "error" and broken["error"].startswith("broken:")
     assert broken["attempts"] == 2, "a device error is retried"
     assert result["ok"] == 2 and result["failed"] == 4
-    assert result["wall_s"] < 20, "the hung device must not hold up the others for long"
+    assert result["wall_s"] < 30, "the hung device must not hold up the others for long"
 
 
 def test_resume_skips_finished_pairs_and_redoes_failed_ones(tmp_path: Path, models: list[Path]) -> None:
