@@ -297,8 +297,9 @@ def print_list(rows: list[dict[str, Any]]) -> None:
         console.print("no profiles")
         return
     table = Table(title=f"{len(rows)} profiles")
-    for col in ("id", "runtime", "size", "p50 ms", "p99 ms", "peak RSS MB", "energy mJ", "flags"):
-        table.add_column(col, justify="left" if col == "id" else "right")
+    table.add_column("id", overflow="fold")  # ids are typed back into `show`: wrap, never cut
+    for col in ("runtime", "size", "p50 ms", "p99 ms", "peak RSS MB", "energy mJ", "flags"):
+        table.add_column(col, justify="right")
     for row in rows:
         flags = [f for f, on in (("emulated", row["emulated"]), ("throttled", row["throttled"])) if on]
         table.add_row(
