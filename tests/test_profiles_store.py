@@ -142,6 +142,18 @@ def test_throttle_flags(thermal: object, flags: list[str]) -> None:
     assert throttle_flags({"thermal": thermal}) == flags
 
 
+def test_throttle_flags_trust_the_runners_judgement() -> None:
+    sticky = {
+        "vcgencmd": {"throttled": 0x50000, "flags": ["throttling occurred"]},
+        "throttle_counters": {"core_throttle_count": 9},
+    }
+    judged = {"before": sticky, "after": sticky, "throttled": False, "reasons": []}
+    assert throttle_flags({"thermal": judged}) == []  # since-boot bits and old counts are not this run
+    hot = {**judged, "throttled": True, "reasons": ["vcgencmd after: throttled now"]}
+    assert throttle_flags({"thermal": hot}) == ["vcgencmd after: throttled now"]
+    assert throttle_flags({"thermal": judged, "throttled": True}) == ["throttled during another repeat"]
+
+
 def test_concurrent_queries_share_the_index(store: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -157,10 +157,20 @@ def accuracy_of(doc: dict[str, Any]) -> float | None:
 def throttle_flags(doc: dict[str, Any]) -> list[str]:
     """Human-readable reasons this measurement may have run throttled (empty: none seen).
 
-    The runner records thermal state before and after; any truthy key naming throttling, and any
-    listed flags, count. Absent thermal data yields no flags (the report says "no thermal data").
+    The runner judges throttling itself (`thermal.throttled` with `reasons`, comparing the state
+    before and after the runs, so sticky since-boot bits and cumulative counters do not count), and
+    the top-level `throttled` covers every repeat: those are used when present. Otherwise any set
+    value under a key naming throttling, and any listed flags, count.
     """
-    flags: list[str] = []
+    thermal = doc.get("thermal")
+    if isinstance(thermal, dict) and isinstance(thermal.get("throttled"), bool):
+        reasons = [str(r) for r in thermal.get("reasons") or []]
+        if thermal["throttled"] and not reasons:
+            reasons = ["thermal.throttled"]
+        if doc.get("throttled") is True and not reasons:
+            reasons = ["throttled during another repeat"]
+        return reasons
+    flags: list[str] = ["throttled"] if doc.get("throttled") is True else []
 
     def is_set(value: Any) -> bool:
         if isinstance(value, str) and value.lower().startswith("0x"):
@@ -181,7 +191,7 @@ def throttle_flags(doc: dict[str, Any]) -> list[str]:
         elif throttle_context and not isinstance(node, list) and is_set(node):
             flags.append(f"{where}={node}")
 
-    visit(doc.get("thermal"), "thermal", False)
+    visit(thermal, "thermal", False)
     return flags
 
 
