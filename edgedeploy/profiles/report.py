@@ -187,7 +187,7 @@ def plot_pareto(entries: list[Entry]) -> Figure | None:
     accuracies = [e.accuracy for group in by_target.values() for e in group if e.accuracy is not None]
     cols = min(3, len(by_target))
     nrows = -(-len(by_target) // cols)
-    fig = _figure(4.6 * cols + 1.2, 3.8 * nrows)
+    fig = _figure(max(4.6 * cols + 1.2, 8.0), 3.8 * nrows + 0.4)
     axes = fig.subplots(nrows, cols, squeeze=False)
     scatter = None
     for ax, (name, group) in zip(axes.flat, sorted(by_target.items()), strict=False):
@@ -243,7 +243,10 @@ def plot_pareto(entries: list[Entry]) -> Figure | None:
         ax.set_visible(False)
     if scatter is not None:
         fig.colorbar(scatter, ax=axes, label="accuracy", shrink=0.8)
-    fig.suptitle("Pareto front (red rings, dashed): no other variant is smaller, faster and more accurate")
+    fig.suptitle(
+        "Pareto front (red rings, dashed line):\nno other variant is smaller, faster and more accurate",
+        fontsize=10,
+    )
     return fig
 
 
