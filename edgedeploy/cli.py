@@ -372,6 +372,7 @@ def fleet_profile(
     retries: Annotated[int, typer.Option(help="Retries per job on transient failures.")] = 1,
     resume: Annotated[str | None, typer.Option(help="Resume an interrupted fleet run by its id.")] = None,
     trust_new: TrustNewOpt = False,
+    root: ProfilesDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Profile every model on every target of a group, concurrently, isolating failures."""
@@ -389,6 +390,7 @@ def fleet_profile(
         resume=resume,
         trust_new=trust_new,
         progress=not as_json,
+        store_root=root,
     )
     if as_json:
         print_json(result)

@@ -52,6 +52,7 @@ def train(
     steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
     model.train()
     step = 0
+    epoch = 0
     while step < total_steps:
         perm = torch.randperm(n, generator=gen)
         running = 0.0
@@ -70,8 +71,9 @@ def train(
                 after_step(step)
             running += float(loss.detach())
             step += 1
+        epoch += 1
         if on_epoch:
-            on_epoch(step // steps_per_epoch, running / steps_per_epoch)
+            on_epoch(epoch, running / steps_per_epoch)
     model.eval()
     return step
 

@@ -1,17 +1,59 @@
 """The profile store: JSON files under profiles/<target>/<model-stem>/<timestamp>.json.
 
 The files are the source of truth. Writes are atomic (temp file + rename) so a crash never leaves
-half a profile.
+half a profile. Queries go through a SQLite index (profiles/index.py) that is brought up to date from
+the files on every query; a corrupt file is skipped with a warning naming it and is never deleted.
+
+A profile's id is its path relative to the store root without `.json`
+(`local/lenet300/20261124T231600.123456Z`); `show` also takes a file path or a unique prefix of the
+id or of the file stem.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import functools
+import io
 import json
 import os
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgedeploy.errors import UsageError
+
+# Columns of `profiles list` / `export --csv`, in order. Every one is a column of the index too.
+SUMMARY_FIELDS = (
+    "id",
+    "created",
+    "target",
+    "emulated",
+    "model",
+    "model_sha256",
+    "format",
+    "size_bytes",
+    "accuracy",
+    "runtime",
+    "runtime_version",
+    "threads",
+    "n",
+    "mean_ms",
+    "std_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "init_ms",
+    "first_inference_ms",
+    "peak_rss_mb",
+    "energy_mj",
+    "power_source",
+    "throttled",
+    "path",
+)
 
 
 def profiles_root(root: Path | None = None) -> Path:
@@ -32,20 +74,302 @@ def profile_path(root: Path | None, profile: dict[str, Any]) -> Path:
     )
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
+@functools.cache
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; outputs should get the usual mode (0666 less the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, then rename over it: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-            fh.write("\n")
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_json_atomic(path: Path, doc: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(doc, indent=2, default=str) + "\n").encode())
+
+
 def write_profile(profile: dict[str, Any], root: Path | None = None) -> Path:
     path = profile_path(root, profile)
     write_json_atomic(path, profile)
     return path
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def iter_profile_files(root: Path) -> Iterator[Path]:
+    """Every `*.json` under root, skipping hidden files and dirs (temp files, the index)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(".json") and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def read_profile_file(path: Path) -> dict[str, Any]:
+    """Parse one profile file; raises ValueError saying why it is not a usable profile."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    for key in ("target", "model"):
+        if not isinstance(doc.get(key), dict) or not doc[key].get("name"):
+            raise ValueError(f"missing {key}.name")
+    if not isinstance(doc.get("created"), str):
+        raise ValueError("missing created timestamp")
+    return doc
+
+
+def profile_id(root: Path, path: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def accuracy_of(doc: dict[str, Any]) -> float | None:
+    """Accuracy of the profiled variant when known: `model.accuracy` or a top-level `quality` dict."""
+    model = doc.get("model") or {}
+    quality = doc.get("quality") if isinstance(doc.get("quality"), dict) else {}
+    for value in (model.get("accuracy"), quality.get("accuracy"), quality.get("top1")):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def throttle_flags(doc: dict[str, Any]) -> list[str]:
+    """Human-readable reasons this measurement may have run throttled (empty: none seen).
+
+    The runner judges throttling itself (`thermal.throttled` with `reasons`, comparing the state
+    before and after the runs, so sticky since-boot bits and cumulative counters do not count), and
+    the top-level `throttled` covers every repeat: those are used when present. Otherwise any set
+    value under a key naming throttling, and any listed flags, count.
+    """
+    thermal = doc.get("thermal")
+    if isinstance(thermal, dict) and isinstance(thermal.get("throttled"), bool):
+        reasons = [str(r) for r in thermal.get("reasons") or []]
+        if thermal["throttled"] and not reasons:
+            reasons = ["thermal.throttled"]
+        if doc.get("throttled") is True and not reasons:
+            reasons = ["throttled during another repeat"]
+        return reasons
+    flags: list[str] = ["throttled"] if doc.get("throttled") is True else []
+
+    def is_set(value: Any) -> bool:
+        if isinstance(value, str) and value.lower().startswith("0x"):
+            try:  # vcgencmd get_throttled prints bits as hex: 0x0 means nothing happened
+                return int(value, 16) != 0
+            except ValueError:
+                return True
+        return bool(value)
+
+    def visit(node: Any, where: str, throttle_context: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                name = f"{where}.{key}"
+                if str(key) == "flags" and isinstance(value, list):
+                    flags.extend(f"{name}:{flag}" for flag in value)
+                else:
+                    visit(value, name, throttle_context or "throttl" in str(key).lower())
+        elif throttle_context and not isinstance(node, list) and is_set(node):
+            flags.append(f"{where}={node}")
+
+    visit(thermal, "thermal", False)
+    return flags
+
+
+def summarize(root: Path, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The flat row the index stores and `list`/`export` print."""
+    latency = doc.get("latency_ms") or {}
+    runtime = doc.get("runtime") or {}
+    model = doc["model"]
+    power = doc.get("power") or {}
+    memory = doc.get("memory") or {}
+    return {
+        "id": profile_id(root, path),
+        "created": doc["created"],
+        "target": doc["target"]["name"],
+        "emulated": bool(doc.get("emulated") or doc["target"].get("emulated")),
+        "model": model["name"],
+        "model_sha256": model.get("sha256"),
+        "format": model.get("format"),
+        "size_bytes": model.get("size_bytes"),
+        "accuracy": accuracy_of(doc),
+        "runtime": runtime.get("name"),
+        "runtime_version": runtime.get("version"),
+        "threads": runtime.get("threads"),
+        "n": latency.get("n"),
+        "mean_ms": latency.get("mean"),
+        "std_ms": latency.get("std"),
+        "p50_ms": latency.get("p50"),
+        "p90_ms": latency.get("p90"),
+        "p99_ms": latency.get("p99"),
+        "init_ms": doc.get("init_ms"),
+        "first_inference_ms": doc.get("first_inference_ms"),
+        "peak_rss_mb": memory.get("peak_rss_mb"),
+        "energy_mj": power.get("energy_per_inference_mj"),
+        "power_source": power.get("source"),
+        "throttled": bool(throttle_flags(doc)),
+        "path": str(path),
+    }
+
+
+def parse_since(since: str) -> str:
+    """An ISO date or date-time as the store's `created` format (UTC), for string comparison."""
+    try:
+        when = dt.datetime.fromisoformat(since.strip())
+    except ValueError as exc:
+        raise UsageError(f"--since {since!r}: expected an ISO date or date-time (2026-11-24T10:00)") from exc
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def list_profiles(
+    root: Path | None = None,
+    *,
+    target: str | None = None,
+    model: str | None = None,
+    runtime: str | None = None,
+    since: str | None = None,
+) -> list[dict[str, Any]]:
+    """Summary rows of the stored profiles matching every filter given, oldest first."""
+    from edgedeploy.profiles.index import ProfileIndex
+
+    base = profiles_root(root)
+    since_key = parse_since(since) if since else None
+    if not base.is_dir():
+        return []
+    with ProfileIndex.open(base) as index:
+        return index.query(target=target, model=model, runtime=runtime, since=since_key)
+
+
+def resolve_id(root: Path | None, ident: str) -> Path:
+    """A profile file from a path, an id, or a unique prefix of an id or of a file stem."""
+    direct = Path(ident)
+    if direct.suffix == ".json" and direct.is_file():
+        return direct
+    base = profiles_root(root)
+    rows = list_profiles(base)
+    exact = [r for r in rows if r["id"] == ident]
+    matches = exact or [
+        r for r in rows if r["id"].startswith(ident) or Path(r["path"]).stem.startswith(ident)
+    ]
+    if not matches:
+        raise UsageError(f"no profile {ident!r} under {base} (see `edgedeploy profiles list`)")
+    if len(matches) > 1:
+        shown = ", ".join(r["id"] for r in matches[:5]) + (" ..." if len(matches) > 5 else "")
+        raise UsageError(f"profile id {ident!r} is ambiguous ({len(matches)} match: {shown})")
+    return Path(matches[0]["path"])
+
+
+def load_profile(root: Path | None, ident: str) -> dict[str, Any]:
+    path = resolve_id(root, ident)
+    try:
+        doc = read_profile_file(path)
+    except ValueError as exc:
+        raise UsageError(f"{path}: corrupt profile: {exc}") from exc
+    doc["path"] = str(path)
+    return doc
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def print_list(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print("no profiles")
+        return
+    table = Table(title=f"{len(rows)} profiles")
+    table.add_column("id", overflow="fold")  # ids are typed back into `show`: wrap, never cut
+    for col in ("runtime", "size", "p50 ms", "p99 ms", "peak RSS MB", "energy mJ", "flags"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        flags = [f for f, on in (("emulated", row["emulated"]), ("throttled", row["throttled"])) if on]
+        table.add_row(
+            row["id"],
+            _fmt(row["runtime"]),
+            f"{row['size_bytes'] / 1024:.1f} KiB" if row["size_bytes"] else "-",
+            _fmt(row["p50_ms"]),
+            _fmt(row["p99_ms"]),
+            _fmt(row["peak_rss_mb"], ".1f"),
+            _fmt(row["energy_mj"]) + (" (est.)" if row["power_source"] == "estimated" else ""),
+            ", ".join(flags),
+        )
+    console.print(table)
+
+
+def print_profile(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    lat = doc.get("latency_ms") or {}
+    runtime = doc.get("runtime") or {}
+    title = f"{doc['model']['name']} on {doc['target']['name']} ({runtime.get('name', '?')})"
+    table = Table(title=title, show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    model = doc["model"]
+    rows: list[tuple[str, Any]] = [
+        ("created", doc.get("created")),
+        ("model", f"{model.get('path')} ({model.get('format')}, {model.get('size_bytes')} B)"),
+        ("sha256", doc["model"].get("sha256")),
+        ("runtime", f"{runtime.get('name')} {runtime.get('version')} threads={runtime.get('threads')}"),
+        ("accuracy", accuracy_of(doc)),
+        ("init / first", f"{_fmt(doc.get('init_ms'))} ms / {_fmt(doc.get('first_inference_ms'))} ms"),
+    ]
+    stats = ("n", "mean", "std", "min", "p50", "p90", "p99", "max")
+    rows += [(f"latency {k} (ms)" if k != "n" else "latency n", _fmt(lat.get(k))) for k in stats]
+    power = doc.get("power") or {}
+    rows += [
+        ("peak RSS MB", _fmt((doc.get("memory") or {}).get("peak_rss_mb"), ".1f")),
+        ("energy/inf mJ", f"{_fmt(power.get('energy_per_inference_mj'))} ({power.get('source', 'n/a')})"),
+        ("throttle flags", ", ".join(throttle_flags(doc)) or "none seen"),
+        ("path", doc.get("path")),
+    ]
+    for key, value in rows:
+        table.add_row(key, _fmt(value))
+    console.print(table)
+    if doc.get("emulated"):
+        console.print("[yellow]emulated target: these timings are NOT device timings[/]")
+
+
+def export_csv(root: Path | None, path: Path) -> None:
+    """All profiles' summary rows as CSV (`-` writes to stdout); the file is written atomically."""
+    rows = list_profiles(root)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if str(path) == "-":
+        sys.stdout.write(buffer.getvalue())
+    else:
+        write_bytes_atomic(path, buffer.getvalue().encode())
+        sys.stderr.write(f"{len(rows)} profiles -> {path}\n")

@@ -1,0 +1,255 @@
+"""Run a recipe of compression stages on a model and account for what each stage did.
+
+data = CompressionData(train_x, train_y, eval_x, eval_y)
+result = compress_model(model, recipe=None, data=data, seed=0)
+result.model    # a plain nn.Module: sparsity, clusters and quantization baked into its weights
+result.reports  # one StageReport per stage
+result.summary  # sizes (fp32, deployable ONNX, zipped, Deep-Compression format), rate, accuracy
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from edgedeploy.compress.cluster import ClusterStage
+from edgedeploy.compress.constraints import Constraints
+from edgedeploy.compress.distill import DistillStage
+from edgedeploy.compress.lowrank import LowRankStage
+from edgedeploy.compress.prune import PruneStage
+from edgedeploy.compress.quantize import QATStage, QuantizeStage
+from edgedeploy.compress.stage import CompressionData, Stage, StageContext, StageReport
+from edgedeploy.compress.stats import model_stats
+from edgedeploy.compress.storage import model_storage
+from edgedeploy.compress.structured import StructuredPruneStage
+from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
+from edgedeploy.errors import UsageError
+from edgedeploy.train import accuracy, seed_everything
+
+__all__ = [
+    "CompressionData",
+    "CompressionResult",
+    "compress_model",
+    "load_recipe",
+    "STAGES",
+    "DEFAULT_RECIPE",
+]
+
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls
+    for cls in (
+        PruneStage,
+        StructuredPruneStage,
+        LowRankStage,
+        DistillStage,
+        ClusterStage,
+        QuantizeStage,
+        QATStage,
+    )
+}
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default.yaml"
+
+RecipeSpec = Path | str | list[dict[str, Any]] | None
+
+
+@dataclass
+class CompressionResult:
+    model: nn.Module
+    reports: list[StageReport]
+    summary: dict[str, Any]
+
+
+def load_recipe(recipe: RecipeSpec) -> list[Stage]:
+    """Stages from a YAML file (a list, or a mapping with `stages:`), or from a list of dicts, each
+    `{"stage": name, **params}`. None is the default recipe. Bad recipes raise UsageError."""
+    source = "recipe"
+    if recipe is None or isinstance(recipe, str | Path):
+        path = Path(recipe) if recipe is not None else DEFAULT_RECIPE
+        source = str(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise UsageError(f"recipe {path}: cannot read it ({err.strerror or err})") from err
+        except yaml.YAMLError as err:
+            raise UsageError(f"recipe {path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        entries = doc.get("stages") if isinstance(doc, dict) else doc
+    else:
+        entries = recipe
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{source}: expected a non-empty list of stages (or a mapping with 'stages:')")
+    stages = []
+    for position, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("stage"), str):
+            raise UsageError(f"{source}: stage {position} must be a mapping with a 'stage:' name")
+        params = {key: value for key, value in entry.items() if key != "stage"}
+        cls = STAGES.get(entry["stage"])
+        if cls is None:
+            raise UsageError(
+                f"{source}: unknown stage {entry['stage']!r} (known: {', '.join(sorted(STAGES))})"
+            )
+        stages.append(cls.from_params(params))
+    return stages
+
+
+def compress_model(
+    model: nn.Module,
+    recipe: RecipeSpec = None,
+    *,
+    data: CompressionData,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    teacher: nn.Module | None = None,
+    onnx_path: Path | None = None,
+) -> CompressionResult:
+    """Apply the recipe's stages in order to a copy of `model` (the input is left untouched).
+
+    `onnx_path`, when given, keeps the exported ONNX file that the summary's sizes and the survival
+    check were measured on.
+    """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"expected a torch nn.Module, got {type(model).__name__}")
+    stages = load_recipe(recipe)
+    say = progress or (lambda _msg: None)
+    seed_everything(seed)
+    started = time.perf_counter()
+    input_model = copy.deepcopy(model).eval()
+    for param in input_model.parameters():
+        param.requires_grad_(False)
+    work = copy.deepcopy(model).float()
+    for param in work.parameters():
+        param.requires_grad_(True)
+    example = data.example()
+    check_classifier(work, data)
+    if teacher is not None:
+        teacher = teacher.eval()
+        check_classifier(teacher, data)
+    constraints = Constraints()
+    fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
+    accuracy_before = accuracy(work, data.eval_x, data.eval_y)
+    say(f"input model: accuracy {accuracy_before:.4f}, {fp32_bytes / 1024:.1f} KiB fp32")
+    reports = []
+    quantization: dict[str, Any] = {}
+    current_accuracy = accuracy_before
+    for index, stage in enumerate(stages):
+        ctx = StageContext(
+            data=data,
+            seed=seed + 1000 * (index + 1),
+            constraints=constraints,
+            input_model=input_model,
+            teacher=teacher,
+            progress=lambda msg, i=index, s=stage: say(f"[{i + 1}/{len(stages)}] {s.name}: {msg}"),
+            quantization=quantization,
+        )
+        params_before = sum(p.numel() for p in work.parameters())
+        stage_start = time.perf_counter()
+        ctx.progress("start")
+        work = stage.apply(work, ctx)
+        seconds = time.perf_counter() - stage_start
+        accuracy_after = accuracy(work, data.eval_x, data.eval_y)
+        stats = model_stats(work, example)
+        reports.append(
+            StageReport(
+                stage=stage.name,
+                params=stage.params(),
+                seconds=round(seconds, 2),
+                accuracy_before=current_accuracy,
+                accuracy_after=accuracy_after,
+                params_before=params_before,
+                params_after=stats.params,
+                nonzeros_after=stats.nonzeros,
+                macs_after=stats.macs,
+                nonzero_macs_after=stats.nonzero_macs,
+                fp32_bytes=stats.params * 4,
+                deep_compression_bytes=model_storage(work).total_bytes,
+                layers=[layer.to_dict() for layer in stats.layers],
+                details=ctx.notes,
+            )
+        )
+        ctx.progress(f"done in {seconds:.1f}s, accuracy {current_accuracy:.4f} -> {accuracy_after:.4f}")
+        current_accuracy = accuracy_after
+    work.eval()
+    for param in work.parameters():
+        param.requires_grad_(False)
+    summary = summarize(work, example, fp32_bytes, accuracy_before, current_accuracy, quantization, onnx_path)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    say(
+        f"done: {summary['rate']:.1f}x smaller ({summary['rate_definition']}), "
+        f"accuracy {accuracy_before:.4f} -> {current_accuracy:.4f}"
+    )
+    return CompressionResult(model=work, reports=reports, summary=summary)
+
+
+def check_classifier(model: nn.Module, data: CompressionData) -> None:
+    """The model must take the data's inputs and give one logit per class."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(data.example())
+    except Exception as err:  # noqa: BLE001 - any failure here means the model does not fit the data
+        shape = list(data.eval_x.shape[1:])
+        raise UsageError(f"the model cannot run on inputs of shape {shape}: {err}") from err
+    classes = int(max(data.train_y.max(), data.eval_y.max())) + 1
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < classes:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"the model must output [batch, {classes}] class logits, got {got}")
+
+
+def summarize(
+    model: nn.Module,
+    example: torch.Tensor,
+    fp32_bytes: int,
+    accuracy_before: float,
+    accuracy_after: float,
+    quantization: dict[str, Any],
+    onnx_path: Path | None,
+) -> dict[str, Any]:
+    stats = model_stats(model, example)
+    storage = model_storage(model)
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-compress-") as tmp:
+        path = onnx_path or Path(tmp) / "model.onnx"
+        export_onnx(model, example, path)
+        deployable_bytes = path.stat().st_size
+        zipped_bytes = zipped_size(path)
+        survival = check_survival(model, onnx_weight_tensors(path), path)
+    weights = sum(layer.params for layer in stats.layers)
+    weight_nonzeros = sum(layer.nonzeros for layer in stats.layers)
+    return {
+        "fp32_bytes": fp32_bytes,
+        "deployable_bytes": deployable_bytes,
+        "deployable_format": "onnx (fp32 tensors holding the compressed values)",
+        "zipped_bytes": zipped_bytes,
+        "deep_compression_bytes": storage.total_bytes,
+        "rate": fp32_bytes / storage.total_bytes,
+        "rate_definition": "fp32 bytes of the input model / Deep-Compression-format bytes",
+        "zipped_rate": fp32_bytes / zipped_bytes,
+        "accuracy_before": accuracy_before,
+        "accuracy_after": accuracy_after,
+        "params": stats.params,
+        "nonzeros": stats.nonzeros,
+        "weight_sparsity": 1 - weight_nonzeros / weights if weights else 0.0,
+        "macs": stats.macs,
+        "nonzero_macs": stats.nonzero_macs,
+        "unique_per_layer": {layer.name: layer.unique for layer in stats.layers},
+        "sparsity_per_layer": {layer.name: round(layer.sparsity, 4) for layer in stats.layers},
+        "storage": storage.to_dict(),
+        "quantization": quantization,
+        "survival": {"onnx": survival},
+    }
+
+
+def zipped_size(path: Path) -> int:
+    """Bytes of `path` in a deflate zip (what a download or an app bundle would carry)."""
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-zip-") as tmp:
+        archive = Path(tmp) / "model.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            zf.write(path, arcname=path.name)
+        return archive.stat().st_size

@@ -1,0 +1,56 @@
+"""Fine-tuning under the constraints of earlier stages, shared by every stage that trains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from edgedeploy.compress.stage import StageContext
+from edgedeploy.train import LossFn, cross_entropy, train
+
+
+def fine_tune(
+    model: nn.Module,
+    ctx: StageContext,
+    *,
+    label: str,
+    epochs: float,
+    lr: float,
+    loss_fn: LossFn = cross_entropy,
+    weight_decay: float = 0.0,
+    seed_offset: int = 0,
+    on_step: Callable[[int], None] | None = None,
+) -> int:
+    """Train `model` on the training data while keeping masks and clusters; returns steps taken."""
+    if epochs <= 0:
+        return 0
+    data = ctx.data
+
+    def after_step(_step: int) -> None:
+        ctx.constraints.enforce(model)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        ctx.progress(f"{label}: epoch {epoch} loss {loss:.4f}")
+
+    with ctx.constraints.training(model):
+        steps = train(
+            model,
+            data.train_x,
+            data.train_y,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=ctx.seed + seed_offset,
+            loss_fn=loss_fn,
+            on_step=on_step,
+            after_step=after_step,
+            on_epoch=on_epoch,
+        )
+    ctx.constraints.enforce(model)
+    return steps
+
+
+def steps_for(ctx: StageContext, epochs: float, batch_size: int = 128) -> int:
+    """Optimizer steps that `train` takes for `epochs` over the training data."""
+    return max(1, int(round(epochs * len(ctx.data.train_y) / batch_size)))

@@ -1,0 +1,210 @@
+"""`edgedeploy compress`: load a torch model and data, run a recipe (N times), write the results.
+
+Outputs (written to a temporary directory next to the output first, then moved in, so a failure
+leaves no partial files): `model.onnx` (fp32 ONNX holding the sparse, clustered, int8-representable
+weights), `model.pt` (the compressed torch module, `torch.save`), `report.json` (this result).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgedeploy.errors import UsageError
+
+DATASETS = ("mnist",)
+
+
+def run(
+    *,
+    model: str,
+    recipe: Path | None,
+    output: Path,
+    arch: str | None,
+    dataset: str,
+    train_samples: int | None,
+    seed: int,
+    repeats: int,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
+
+    # Everything the user can get wrong is checked before any training starts.
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
+    if repeats < 1:
+        raise UsageError("--repeats must be >= 1")
+    if train_samples is not None and train_samples < 1:
+        raise UsageError("--train-samples must be >= 1")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} exists and is not a directory")
+    load_recipe(recipe)
+    torch_model = load_torch_model(model, arch)
+    data = mnist_data(train_samples, seed)
+
+    from edgedeploy.compress.pipeline import compress_model
+
+    say = _printer() if show_progress else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        runs = []
+        for repeat in range(repeats):
+            if say and repeats > 1:
+                say(f"run {repeat + 1}/{repeats} (seed {seed + repeat})")
+            onnx_path = staging / "model.onnx" if repeat == 0 else None
+            runs.append(
+                compress_model(
+                    torch_model, recipe, data=data, seed=seed + repeat, progress=say, onnx_path=onnx_path
+                )
+            )
+        first = runs[0]
+        accuracies = [r.summary["accuracy_after"] for r in runs]
+        result: dict[str, Any] = {
+            "model": model,
+            "recipe": str(recipe or DEFAULT_RECIPE),
+            "dataset": dataset,
+            "train_samples": len(data.train_y),
+            "eval_samples": len(data.eval_y),
+            "seed": seed,
+            "stages": [report.to_dict() for report in first.reports],
+            "summary": first.summary,
+            "repeats": {
+                "n": repeats,
+                "seeds": [seed + i for i in range(repeats)],
+                "accuracy": accuracies,
+                "accuracy_mean": statistics.fmean(accuracies),
+                "accuracy_std": statistics.stdev(accuracies) if repeats > 1 else 0.0,
+            },
+            "files": {name: str(output / name) for name in ("model.onnx", "model.pt", "report.json")},
+        }
+        import torch
+
+        torch.save(first.model, staging / "model.pt")
+        (staging / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        output.mkdir(exist_ok=True)
+        for name in ("model.onnx", "model.pt", "report.json"):
+            os.replace(staging / name, output / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def mnist_data(train_samples: int | None, seed: int) -> Any:
+    from edgedeploy.compress.pipeline import CompressionData
+    from edgedeploy.data.mnist import load_mnist
+
+    train, test = load_mnist()
+    train = train.subset(train_samples, seed)
+    return CompressionData(train.as_float(), train.labels, test.as_float(), test.labels)
+
+
+def load_torch_model(spec: str, arch: str | None) -> Any:
+    """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + --arch."""
+    import torch
+    from torch import nn
+
+    path = Path(spec)
+    if not path.exists():
+        if ":" in spec:
+            return _from_factory(spec)
+        raise UsageError(f"model {spec}: no such file (give a file or module:factory)")
+    if path.is_dir():
+        raise UsageError(f"model {spec}: is a directory, not a torch model file")
+    if path.suffix == ".pt2":
+        raise UsageError(
+            f"model {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
+            "give module:factory or a state_dict file with --arch"
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types for foreign files
+        raise UsageError(f"model {spec}: not a torch model file ({type(err).__name__})") from err
+    if isinstance(loaded, torch.jit.ScriptModule):
+        raise UsageError(
+            f"model {spec}: TorchScript has no Linear/Conv modules to compress; "
+            "give module:factory or a state_dict file with --arch"
+        )
+    if isinstance(loaded, nn.Module):
+        return loaded
+    if isinstance(loaded, dict):
+        state = loaded.get("state_dict", loaded.get("model", loaded))
+        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            if arch is None:
+                raise UsageError(
+                    f"model {spec}: a state_dict needs --arch (e.g. lenet300, lenet5 or module:factory)"
+                )
+            module = _from_factory(arch if ":" in arch else f"edgedeploy.models.zoo:{arch}")
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as err:
+                first_line = str(err).splitlines()[0]
+                raise UsageError(f"model {spec}: does not fit --arch {arch} ({first_line})") from err
+            return module
+    raise UsageError(f"model {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
+
+
+def _from_factory(spec: str) -> Any:
+    from torch import nn
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise UsageError(f"model {spec}: cannot import {attr!r} from {module_name!r}") from err
+    built = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(built, nn.Module):
+        raise UsageError(f"model {spec}: gave a {type(built).__name__}, not a torch nn.Module")
+    return built
+
+
+def _printer() -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda message: console.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+def print_report(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"compress {result['model']}")
+    for column in ("stage", "seconds", "accuracy", "params", "non-zeros", "unique (max)", "DC bytes"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for report in result["stages"]:
+        table.add_row(
+            report["stage"],
+            f"{report['seconds']:.1f}",
+            f"{report['accuracy_before']:.4f} -> {report['accuracy_after']:.4f}",
+            f"{report['params_after']:,}",
+            f"{report['nonzeros_after']:,}",
+            str(max((layer["unique"] for layer in report["layers"]), default=0)),
+            f"{report['deep_compression_bytes']:,}",
+        )
+    console.print(table)
+    s = result["summary"]
+    console.print(
+        f"fp32 {s['fp32_bytes']:,} B -> Deep-Compression format {s['deep_compression_bytes']:,} B: "
+        f"[bold]{s['rate']:.1f}x[/bold] ({s['rate_definition']})"
+    )
+    console.print(
+        f"deployable ONNX {s['deployable_bytes']:,} B, zipped {s['zipped_bytes']:,} B "
+        f"({s['zipped_rate']:.1f}x); weight sparsity {s['weight_sparsity']:.1%}"
+    )
+    console.print(f"exported ONNX: {s['survival']['onnx']['verdict']}")
+    r = result["repeats"]
+    if r["n"] > 1:
+        console.print(
+            f"final accuracy over {r['n']} runs: {r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f}"
+        )
+    else:
+        console.print(f"accuracy {s['accuracy_before']:.4f} -> {s['accuracy_after']:.4f}")
+    console.print("files: " + ", ".join(result["files"].values()))

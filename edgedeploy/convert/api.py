@@ -1,0 +1,295 @@
+"""Convert a model to ONNX or TFLite, verify the result against the source, keep it only if it passes.
+
+`convert_torch` is the stable entry point for Python callers (quickstart, compress);
+`convert_source` serves the CLI, which may start from any source format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.convert import onnx_export, preflight, tflite_export
+from edgedeploy.convert.files import match_input_shape, native_stdout_to_stderr, work_dir_beside
+from edgedeploy.convert.runtimes import open_runner, profile_latencies
+from edgedeploy.convert.sources import SourceModel, from_torch_module
+from edgedeploy.convert.verify import compare, default_tolerance, describe_failure
+from edgedeploy.errors import NotYetSupported, UsageError
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+TARGET_FORMATS = ("onnx", "tflite")
+INT8_FORMAT_CHOICES = ("auto", "qdq", "qoperator")
+
+
+def convert_torch(
+    model: Any,
+    example: np.ndarray,
+    to: str,
+    precision: str,
+    output: Path,
+    calibration: np.ndarray | None = None,
+    verify_inputs: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    tolerance: float | None = None,
+    int8_format: str = "auto",
+) -> dict[str, Any]:
+    """Convert a torch.nn.Module; `example` is an NCHW float32 batch fixing the input shape.
+
+    Raises UsageError (naming the file and the figures) when verification fails; nothing is written then.
+    """
+    example = np.ascontiguousarray(example, dtype=np.float32)
+    source = from_torch_module(model, type(model).__name__, tuple(example.shape))
+    return convert_source(
+        source,
+        to=to,
+        precision=precision,
+        output=Path(output),
+        calibration=calibration,
+        verify_inputs=verify_inputs,
+        labels=labels,
+        tolerance=tolerance,
+        int8_format=int8_format,
+    )
+
+
+def convert_source(
+    source: SourceModel,
+    to: str,
+    precision: str,
+    output: Path,
+    calibration: np.ndarray | None = None,
+    verify_inputs: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    tolerance: float | None = None,
+    int8_format: str = "auto",
+    threads: int | None = None,
+    inputs_origin: str | None = None,
+    verify_samples: int = 16,
+) -> dict[str, Any]:
+    """Pre-flight, convert, verify on the same inputs, (for int8 auto) profile, then move into place."""
+    _check_options(source, to, precision, int8_format)
+    if source.input_shape is None:
+        raise UsageError(f"{source.name}: input shape unknown; pass --input-shape, e.g. 1,3,224,224")
+    shape = tuple(source.input_shape)
+    notes = list(source.notes)
+    if verify_inputs is None:
+        rng = np.random.default_rng(0)
+        verify_inputs = rng.random((verify_samples, *shape[1:]), dtype=np.float32)
+        inputs_origin = inputs_origin or "generated uniform [0, 1) from the input shape"
+    verify_inputs = match_input_shape(np.asarray(verify_inputs), shape, "verification data", source.name)
+    if labels is not None and len(labels) != len(verify_inputs):
+        raise UsageError(f"{source.name}: {len(labels)} labels for {len(verify_inputs)} verification inputs")
+    if precision == "int8":
+        if calibration is None:
+            calibration = verify_inputs
+            notes.append("int8 calibrated on the verification inputs (no calibration data given)")
+        calibration = match_input_shape(np.asarray(calibration), shape, "calibration data", source.name)
+    example = verify_inputs[: shape[0]] if len(verify_inputs) >= shape[0] else np.zeros(shape, np.float32)
+    output = Path(output)
+    timings: dict[str, float] = {}
+
+    with native_stdout_to_stderr(), work_dir_beside(output) as work:
+        started = time.perf_counter()
+        report = _preflight(source, example, to)
+        preflight.refuse_unsupported(source.name, report)
+        timings["preflight_s"] = time.perf_counter() - started
+
+        reference = source.predict(verify_inputs)
+        tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
+
+        started = time.perf_counter()
+        base = _fp32_base(source, example, to, precision, calibration, work)
+        fp32_size = base.stat().st_size if source.kind != "keras" else None
+        if source.kind == "keras":  # TensorFlow's converter already applied the precision
+            candidates = {precision: base}
+        else:
+            candidates = _candidates(base, to, precision, calibration, int8_format, work)
+        timings["conversion_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        checks = {
+            name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
+            for name, path in candidates.items()
+        }
+        timings["verification_s"] = time.perf_counter() - started
+
+        selection = None
+        if to == "onnx" and precision == "int8" and int8_format == "auto":
+            selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
+            chosen = selection["chosen"]
+        else:
+            chosen = next(iter(candidates))
+        verification = checks[chosen]
+        if not verification["passed"]:
+            raise UsageError(describe_failure(str(output), verification))
+        size = candidates[chosen].stat().st_size
+        os.replace(candidates[chosen], output)
+
+    verification["inputs"] = inputs_origin or "given by the caller"
+    result: dict[str, Any] = {
+        "source": source.name,
+        "source_format": source.kind,
+        "format": to,
+        "precision": precision,
+        "output": str(output),
+        "size_bytes": size,
+        "fp32_size_bytes": fp32_size,
+        "layout": source.layout,
+        "input_shape": list(shape),
+        "verification": verification,
+        "preflight": report,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "notes": notes,
+    }
+    if to == "onnx" and precision == "int8":
+        result["int8_format"] = onnx_export.INT8_FORMATS[chosen]
+    if selection is not None:
+        result["int8_selection"] = selection
+    return result
+
+
+def _check_options(source: SourceModel, to: str, precision: str, int8_format: str) -> None:
+    if to not in TARGET_FORMATS:
+        raise UsageError(f"--to {to!r}: expected one of {', '.join(TARGET_FORMATS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if int8_format not in INT8_FORMAT_CHOICES:
+        raise UsageError(f"--int8-format {int8_format!r}: expected one of {', '.join(INT8_FORMAT_CHOICES)}")
+    reachable = {"torch": TARGET_FORMATS, "onnx": ("onnx",), "tflite": ("tflite",), "keras": ("tflite",)}
+    if to not in reachable[source.kind]:
+        raise NotYetSupported(
+            f"{source.name}: {source.kind} -> {to} is not supported; convert from the torch "
+            f"{'or Keras ' if to == 'tflite' else ''}source instead"
+        )
+
+
+def _preflight(source: SourceModel, example: np.ndarray, to: str) -> dict[str, Any]:
+    if source.kind == "torch":
+        return preflight.check_torch(source.module, example, to)
+    if source.kind == "onnx":
+        return preflight.check_onnx(source.file)
+    if source.kind == "tflite":
+        return preflight.check_tflite(source.file)
+    return {
+        "converter": "tensorflow",
+        "ops_checked": 0,
+        "unsupported": [],
+        "note": "checked by TF's converter",
+    }
+
+
+def _fp32_base(
+    source: SourceModel,
+    example: np.ndarray,
+    to: str,
+    precision: str,
+    calibration: np.ndarray | None,
+    work: Path,
+) -> Path:
+    """The fp32 model in the target format, from which the other precisions derive."""
+    base = work / (f"keras-{precision}.tflite" if source.kind == "keras" else f"fp32.{to}")
+    if source.kind == "torch":
+        exporter = onnx_export.export_torch if to == "onnx" else tflite_export.export_torch
+        exporter(source.module, example, base)
+    elif source.kind == "keras":
+        tflite_export.export_keras(source.module, base, precision, calibration)
+    else:
+        shutil.copyfile(source.file, base)
+    return base
+
+
+def _candidates(
+    base: Path, to: str, precision: str, calibration: np.ndarray | None, int8_format: str, work: Path
+) -> dict[str, Path]:
+    """Converted files by name; more than one only for ONNX int8 with --int8-format auto."""
+    if precision == "fp32":
+        return {precision: base}
+    if to == "tflite":
+        out = work / f"{precision}.tflite"
+        tflite_export.quantize(base, out, precision, calibration)
+        return {precision: out}
+    if precision == "fp16":
+        onnx_export.to_fp16(base, work / "fp16.onnx")
+        return {"fp16": work / "fp16.onnx"}
+    if precision == "int8-dynamic":
+        onnx_export.quantize_int8_dynamic(base, work / "int8-dynamic.onnx")
+        return {"int8-dynamic": work / "int8-dynamic.onnx"}
+    assert calibration is not None
+    formats = ("qdq", "qoperator") if int8_format == "auto" else (int8_format,)
+    out: dict[str, Path] = {}
+    for name in formats:
+        out[name] = work / f"int8-{name}.onnx"
+        try:
+            onnx_export.quantize_int8_static(base, out[name], calibration, name)
+        except UsageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - ORT's quantizer raises many types on odd graphs
+            raise UsageError(f"{base.name}: ONNX Runtime static quantization ({name}) failed: {err}") from err
+    return out
+
+
+def _verify(
+    path: Path,
+    layout: str,
+    to: str,
+    reference: np.ndarray,
+    inputs: np.ndarray,
+    labels: np.ndarray | None,
+    tolerance: float,
+) -> dict[str, Any]:
+    """Stamp the layout into the candidate, then run exactly those bytes and compare."""
+    (onnx_export.set_layout if to == "onnx" else tflite_export.set_layout)(path, layout)
+    return compare(reference, open_runner(path).predict(inputs), labels, tolerance)
+
+
+def _select_int8(
+    base: Path,
+    candidates: dict[str, Path],
+    checks: dict[str, dict[str, Any]],
+    sample: np.ndarray,
+    threads: int | None,
+) -> dict[str, Any]:
+    """Profile fp32 and both int8 encodings here, same thread count, interleaved; keep the fastest passing."""
+    threads = threads or os.cpu_count() or 1
+    runners = {"fp32": open_runner(base, threads)} | {
+        name: open_runner(p, threads) for name, p in candidates.items()
+    }
+    latency = profile_latencies(runners, sample)
+    passing = [name for name in candidates if checks[name]["passed"]]
+    rows = [
+        {
+            "format": onnx_export.INT8_FORMATS[name],
+            "p50_ms": round(latency[name], 4),
+            "speedup_vs_fp32": round(latency["fp32"] / latency[name], 3),
+            "max_abs_error": checks[name]["max_abs_error"],
+            "top1_agreement": checks[name]["top1_agreement"],
+            "passed": checks[name]["passed"],
+        }
+        for name in candidates
+    ]
+    if passing:
+        chosen = min(passing, key=lambda name: latency[name])
+        others = [n for n in candidates if n != chosen]
+        reason = (
+            f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
+            + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
+        )
+        reason += f", fp32 {latency['fp32']:.3g} ms (median, {threads} threads, onnxruntime on this host)"
+        failed = [onnx_export.INT8_FORMATS[n] for n in others if not checks[n]["passed"]]
+        if failed:
+            reason += f"; {', '.join(failed)} failed verification"
+    else:
+        chosen = min(candidates, key=lambda name: checks[name]["max_abs_error"])
+        reason = "no int8 encoding passed verification"
+    return {
+        "threads": threads,
+        "fp32_p50_ms": round(latency["fp32"], 4),
+        "candidates": rows,
+        "chosen": chosen,
+        "reason": reason,
+    }

@@ -1,0 +1,534 @@
+"""`edgedeploy inspect`: describe an .onnx, .tflite or torch file without trusting its name.
+
+The JSON keys `inputs`, `outputs` (name, shape, dtype), `parameters`, `nonzero_parameters`,
+`size_bytes`, `zipped_bytes` and `ops` are an interface scripts depend on: keep them.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+LAYOUT_KEY = "edgedeploy.layout"
+# Inputs of ONNX quantized operators that hold scales / zero points rather than weights or data.
+_QUANT_PARAM_INPUTS = {
+    "QuantizeLinear": {1, 2},
+    "DequantizeLinear": {1, 2},
+    "QLinearConv": {1, 2, 4, 5, 6, 7},
+    "QLinearMatMul": {1, 2, 4, 5, 6, 7},
+    "MatMulInteger": {2, 3},
+    "QGemm": {1, 2, 4, 5, 7, 8},
+    "ConvInteger": {2, 3},
+    "DynamicQuantizeMatMul": {2, 3},
+}
+_WEIGHT_DTYPES = {"float32", "float16", "bfloat16", "float64", "int8", "uint8", "int4", "uint4"}
+
+
+def inspect_model(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: a directory; inspect takes a .onnx, .tflite or torch file")
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".tflite" or data[4:8] == b"TFL3":
+        info = _inspect_tflite(path, data)
+    elif suffix == ".onnx":
+        info = _inspect_onnx(path)
+    elif zipfile.is_zipfile(path):
+        info = _inspect_torch(path)
+    elif suffix in {".pt", ".pth", ".pt2"}:
+        raise UsageError(f"{path}: truncated or corrupt torch file (not a zip archive)")
+    else:
+        raise UsageError(
+            f"{path}: unknown model format (expected .onnx, .tflite or a torch .pt/.pth/.pt2 file)"
+        )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr(path.name, data)
+    return {"file": str(path), "size_bytes": len(data), "zipped_bytes": len(buffer.getvalue())} | info
+
+
+def _weight_stats(weights: list[np.ndarray]) -> dict[str, Any]:
+    flat = [w.reshape(-1) for w in weights if w.size]
+    uniques = [len(np.unique(w)) for w in flat]
+    return {
+        "parameters": int(sum(w.size for w in flat)),
+        "nonzero_parameters": int(sum(np.count_nonzero(w) for w in flat)),
+        "sparsity": float(1 - sum(np.count_nonzero(w) for w in flat) / max(1, sum(w.size for w in flat))),
+        "unique_values": int(len(np.unique(np.concatenate([w.astype(np.float64) for w in flat]))))
+        if flat
+        else 0,
+        "max_unique_values_per_tensor": max(uniques, default=0),
+        "weight_tensors": len(flat),
+        "weight_dtypes": dict(Counter(str(w.dtype) for w in flat)),
+    }
+
+
+def _guess_layout(shape: list[Any]) -> str:
+    from edgedeploy.convert.sources import _guess_layout as guess
+
+    if len(shape) != 4:
+        return "N/A"
+    dims = tuple(d if isinstance(d, int) else 0 for d in shape)
+    return f"{guess(dims)} (guessed from the shape)"
+
+
+# --- ONNX ------------------------------------------------------------------------------------------
+
+
+def _inspect_onnx(path: Path) -> dict[str, Any]:
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, missing data, ...
+        raise UsageError(f"{path}: truncated or corrupt ONNX file ({_first_line(err)})") from err
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is only needed for MAC counts
+        inferred = model
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    constants = {
+        node.output[0]: attr.t
+        for node in graph.node
+        if node.op_type == "Constant"
+        for attr in node.attribute
+        if attr.name == "value"
+    }
+    tensors = initializers | constants
+    quant_params = {
+        name
+        for node in graph.node
+        for index, name in enumerate(node.input)
+        if index in _QUANT_PARAM_INPUTS.get(node.op_type, _generic_qlinear_params(node.op_type))
+    }
+    if {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"} & {n.op_type for n in graph.node}:
+        # Dynamic quantization rescales with plain Mul nodes; ORT's quantizer names those inputs.
+        quant_params |= {name for name in tensors if name.endswith(("_scale", "_zero_point"))}
+    arrays = {name: numpy_helper.to_array(t) for name, t in tensors.items()}
+    # int32 constants in ONNX come from the quantizers (biases); shapes and axes are int64.
+    weights = [
+        a
+        for name, a in arrays.items()
+        if name not in quant_params and str(a.dtype) in _WEIGHT_DTYPES | {"int32"}
+    ]
+    ops = Counter(
+        node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        for node in graph.node
+    )
+    shapes = _onnx_shapes(inferred)
+    macs = _onnx_macs(inferred.graph, shapes)
+    inputs = [_onnx_io(v) for v in graph.input if v.name not in initializers]
+    metadata = {p.key: p.value for p in model.metadata_props}
+    layout = metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A")
+    if any(op.split("::")[-1].startswith(("QLinear", "QGemm")) for op in ops):
+        scheme = "QOperator"
+    elif "DequantizeLinear" in ops:
+        scheme = "QDQ"
+    elif any(op in ops for op in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger")):
+        scheme = "dynamic (int8 weights, activations quantized at run time)"
+    else:
+        scheme = "none"
+    stats = _weight_stats(weights)
+    return {
+        "format": "onnx",
+        "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": inputs,
+        "outputs": [_onnx_io(v) for v in graph.output],
+        "layout": layout,
+        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        **stats,
+        "macs": macs,
+        "flops": 2 * macs if macs is not None else None,
+        "quantization": {
+            "scheme": scheme,
+            "per_channel": any(arrays[n].size > 1 for n in quant_params if n in arrays),
+            "weight_dtypes": stats["weight_dtypes"],
+        },
+        "metadata": metadata,
+        "runtimes": _onnx_runtimes(path),
+    }
+
+
+def _generic_qlinear_params(op_type: str) -> set[int]:
+    """Other QLinear* ops (Add, Mul, Sigmoid, pooling...) take (tensor, scale, zero point) triples."""
+    return {i for i in range(12) if i % 3} if op_type.startswith("QLinear") else set()
+
+
+def _onnx_io(value: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+    return {
+        "name": value.name,
+        "shape": shape,
+        "dtype": str(np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))),
+    }
+
+
+def _onnx_shapes(model: Any) -> dict[str, list[int]]:
+    """Static shapes of every known tensor; a symbolic dimension (batch) counts as 1."""
+    graph = model.graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = list(attr.t.dims)
+    return shapes
+
+
+def _onnx_macs(graph: Any, shapes: dict[str, list[int]]) -> int | None:
+    """Multiply-accumulates of convolutions and matrix products (the ops that dominate CNNs/MLPs)."""
+    weight_input = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+    total = 0
+    for node in graph.node:
+        out = shapes.get(node.output[0]) if node.output else None
+        if not out:
+            continue
+        if node.op_type in weight_input:
+            weight = shapes.get(node.input[weight_input[node.op_type]])
+            if weight:
+                total += int(np.prod(out)) * int(np.prod(weight[1:]))
+        elif node.op_type in ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+            first = shapes.get(node.input[0])
+            if first:
+                transposed = node.op_type == "Gemm" and any(
+                    a.name == "transA" and a.i for a in node.attribute
+                )
+                total += int(np.prod(out)) * int(first[0] if transposed else first[-1])
+    return total
+
+
+def _onnx_runtimes(path: Path) -> dict[str, str]:
+    from edgedeploy.convert.runtimes import OnnxRunner
+
+    try:
+        OnnxRunner(path)
+    except UsageError as err:
+        return {"onnxruntime": f"cannot run: {err}"}
+    return {"onnxruntime": "ok (loaded here)"}
+
+
+# --- TFLite ----------------------------------------------------------------------------------------
+
+
+def _tflite_model(path: Path, data: bytes | None = None) -> Any:
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = path.read_bytes() if data is None else data
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UsageError(f"{path}: truncated or corrupt TFLite file (no TFL3 identifier)")
+    try:
+        return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as err:  # noqa: BLE001 - the flatbuffer reader raises struct/index errors
+        raise UsageError(f"{path}: truncated or corrupt TFLite file ({_first_line(err)})") from err
+
+
+def _builtin_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _op_name(code: Any, names: dict[int, str]) -> str:
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    name = names.get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
+        return custom if custom.startswith("Flex") else f"CUSTOM:{custom}"
+    return name
+
+
+def tflite_op_names(path: Path) -> list[str]:
+    """One op name per operator of every subgraph (builtins by name, CUSTOM:x, Flex ops)."""
+    model = _tflite_model(path)
+    names = _builtin_names()
+    return [
+        _op_name(model.operatorCodes[op.opcodeIndex], names)
+        for sub in model.subgraphs
+        for op in sub.operators or []
+    ]
+
+
+def _tflite_dtype(tensor_type: int) -> str:
+    from ai_edge_litert import schema_py_generated as schema
+
+    name = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}[tensor_type].lower()
+    return {"float32": "float32", "float16": "float16", "int8": "int8", "uint8": "uint8"}.get(name, name)
+
+
+def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
+    model = _tflite_model(path, data)
+    names = _builtin_names()
+    ops: Counter[str] = Counter()
+    weights: list[np.ndarray] = []
+    per_channel = False
+    macs = 0
+    main = model.subgraphs[0]
+    for sub in model.subgraphs:
+        consumers: dict[int, list[tuple[str, int]]] = {}
+        for op in sub.operators or []:
+            name = _op_name(model.operatorCodes[op.opcodeIndex], names)
+            ops[name] += 1
+            for index, tensor in enumerate(op.inputs if op.inputs is not None else []):
+                consumers.setdefault(int(tensor), []).append((name, index))
+            macs += _tflite_op_macs(name, op, sub)
+        for index, tensor in enumerate(sub.tensors or []):
+            content = _buffer_bytes(model, tensor.buffer, data)
+            if not content:
+                continue
+            dtype = _tflite_dtype(tensor.type)
+            is_bias = dtype == "int32" and any(
+                i == 2 and n in _TFLITE_MAC_OPS for n, i in consumers.get(index, [])
+            )
+            if dtype in _WEIGHT_DTYPES or is_bias:
+                weights.append(np.frombuffer(content, dtype=np.dtype(dtype)))
+            quant = tensor.quantization
+            if quant is not None and quant.scale is not None and len(quant.scale) > 1:
+                per_channel = True
+    metadata = {
+        _text(m.name): _buffer_bytes(model, m.buffer, data).decode(errors="replace")
+        for m in model.metadata or []
+    }
+    inputs = [_tflite_io(main, i) for i in main.inputs]
+    stats = _weight_stats(weights)
+    io_dtypes = {d["dtype"] for d in inputs} | {
+        d["dtype"] for d in [_tflite_io(main, i) for i in main.outputs]
+    }
+    quantized_weights = any(k in stats["weight_dtypes"] for k in ("int8", "uint8"))
+    if quantized_weights and io_dtypes <= {"int8", "uint8"}:
+        scheme = "full integer (int8 inputs/outputs)"
+    elif quantized_weights and "DEQUANTIZE" not in ops:
+        scheme = "int8 (dynamic range or mixed)"
+    elif "float16" in stats["weight_dtypes"]:
+        scheme = "fp16 weights"
+    else:
+        scheme = "int8 weights" if quantized_weights else "none"
+    return {
+        "format": "tflite",
+        "schema_version": model.version,
+        "inputs": inputs,
+        "outputs": [_tflite_io(main, i) for i in main.outputs],
+        "layout": metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A"),
+        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        **stats,
+        "macs": macs,
+        "flops": 2 * macs,
+        "quantization": {
+            "scheme": scheme,
+            "per_channel": per_channel,
+            "weight_dtypes": stats["weight_dtypes"],
+        },
+        "metadata": {k: v for k, v in metadata.items() if len(v) < 200},
+        "runtimes": _tflite_runtimes(path, ops),
+    }
+
+
+_TFLITE_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
+def _tflite_op_macs(name: str, op: Any, sub: Any) -> int:
+    if name not in _TFLITE_MAC_OPS and name != "BATCH_MATMUL":
+        return 0
+    out = sub.tensors[op.outputs[0]].shape
+    weight = sub.tensors[op.inputs[1]].shape
+    if out is None or weight is None:
+        return 0
+    out_elems = int(np.prod(out))
+    if name == "CONV_2D":
+        return out_elems * int(np.prod(weight[1:]))
+    if name == "DEPTHWISE_CONV_2D":
+        return out_elems * int(weight[1] * weight[2])
+    if name == "TRANSPOSE_CONV":
+        return int(np.prod(sub.tensors[op.inputs[2]].shape)) * int(np.prod(weight[:3]))
+    return out_elems * int(weight[-1] if name == "FULLY_CONNECTED" else weight[-2])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _buffer_bytes(model: Any, index: int, raw: bytes) -> bytes:
+    """A buffer's bytes, inline or (large-model layout) stored after the flatbuffer at offset/size."""
+    buffer = model.buffers[index] if index < len(model.buffers) else None
+    if buffer is None:
+        return b""
+    if buffer.offset > 1:
+        return raw[buffer.offset : buffer.offset + buffer.size]
+    return b"" if buffer.data is None else np.asarray(buffer.data, dtype=np.uint8).tobytes()
+
+
+def _tflite_io(sub: Any, index: int) -> dict[str, Any]:
+    tensor = sub.tensors[index]
+    name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+    shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+    doc: dict[str, Any] = {"name": name, "shape": shape, "dtype": _tflite_dtype(tensor.type)}
+    quant = tensor.quantization
+    if quant is not None and quant.scale is not None and len(quant.scale):
+        doc["quantization"] = {"scale": float(quant.scale[0]), "zero_point": int(quant.zeroPoint[0])}
+    return doc
+
+
+def _tflite_runtimes(path: Path, ops: Counter[str]) -> dict[str, str]:
+    from edgedeploy.convert.runtimes import TfliteRunner
+
+    special = [op for op in ops if op.startswith(("CUSTOM:", "Flex"))]
+    try:
+        TfliteRunner(path)
+    except UsageError as err:
+        return {"ai-edge-litert": f"cannot run: {err}"}
+    if special:
+        return {"ai-edge-litert": f"loads, but needs kernels for {', '.join(special)}"}
+    return {
+        "ai-edge-litert": "ok (loaded here)",
+        "tflite-runtime": "should run: builtin ops only (not checked here)",
+    }
+
+
+# --- torch -----------------------------------------------------------------------------------------
+
+
+def _inspect_torch(path: Path) -> dict[str, Any]:
+    import torch
+
+    names = zipfile.ZipFile(path).namelist()
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    ops: Counter[str] = Counter()
+    try:
+        if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
+            kind = "torch.export program (.pt2)"
+            program = torch.export.load(str(path))
+            tensors = list(program.state_dict.values()) + list(program.constants.values())
+            user_inputs = set(program.graph_signature.user_inputs)
+            for node in program.graph.nodes:
+                if node.op == "placeholder" and node.name in user_inputs:
+                    inputs.append(_fake_io(node.name, node.meta.get("val")))
+                elif node.op == "call_function":
+                    ops[str(node.target)] += 1
+                elif node.op == "output":
+                    outputs = [
+                        _fake_io(getattr(a, "name", str(a)), getattr(a, "meta", {}).get("val"))
+                        for a in node.args[0]
+                    ]
+        elif any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            kind = "TorchScript"
+            module = torch.jit.load(str(path), map_location="cpu")
+            tensors = list(module.state_dict().values())
+            ops.update(
+                node.kind() for node in module.inlined_graph.nodes() if node.kind().startswith("aten::")
+            )
+            inputs = [
+                {"name": v.debugName(), "shape": None, "dtype": None} for v in list(module.graph.inputs())[1:]
+            ]
+        else:
+            kind = "state_dict"
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict):
+                raise UsageError(
+                    f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2"
+                )
+            tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+    except UsageError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
+        raise UsageError(f"{path}: cannot load the torch file ({_first_line(err)})") from err
+    weights = [t.detach().cpu().float().numpy() for t in tensors if t.is_floating_point()]
+    stats = _weight_stats(weights)
+    return {
+        "format": "torch",
+        "torch_kind": kind,
+        "inputs": inputs,
+        "outputs": outputs,
+        "layout": _guess_layout(inputs[0]["shape"])
+        if inputs and inputs[0]["shape"]
+        else "unknown (no input spec)",
+        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        **stats,
+        "macs": None,
+        "flops": None,
+        "quantization": {
+            "scheme": "none (torch float tensors)",
+            "per_channel": False,
+            "weight_dtypes": stats["weight_dtypes"],
+        },
+        "metadata": {},
+        "runtimes": {"torch": "ok (loaded here)"},
+    }
+
+
+def _fake_io(name: str, value: Any) -> dict[str, Any]:
+    if value is None or not hasattr(value, "shape"):
+        return {"name": name, "shape": None, "dtype": None}
+    return {
+        "name": name,
+        "shape": [int(d) for d in value.shape],
+        "dtype": str(value.dtype).removeprefix("torch."),
+    }
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]
+
+
+def print_report(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"{info['file']} ({info['format']})", show_header=False)
+    summary.add_row("size", f"{info['size_bytes']:,} bytes, zipped {info['zipped_bytes']:,}")
+    summary.add_row(
+        "parameters",
+        f"{info['parameters']:,} ({info['nonzero_parameters']:,} non-zero, sparsity {info['sparsity']:.1%})",
+    )
+    summary.add_row(
+        "unique values",
+        f"{info['unique_values']:,} (at most {info['max_unique_values_per_tensor']:,} in one tensor)",
+    )
+    if info.get("macs") is not None:
+        summary.add_row("MACs / FLOPs", f"{info['macs']:,} / {info['flops']:,} (conv + matmul, batch 1)")
+    summary.add_row("layout", str(info["layout"]))
+    quant = info["quantization"]
+    per_channel = "yes" if quant["per_channel"] else "no"
+    summary.add_row(
+        "quantization", f"{quant['scheme']}; per-channel: {per_channel}; weights {quant['weight_dtypes']}"
+    )
+    for runtime, verdict in info["runtimes"].items():
+        summary.add_row(f"runtime {runtime}", verdict)
+    console.print(summary)
+    io_table = Table(title="inputs / outputs")
+    for column in ("", "name", "shape", "dtype"):
+        io_table.add_column(column)
+    for role in ("inputs", "outputs"):
+        for item in info[role]:
+            io_table.add_row(role[:-1], str(item["name"]), str(item["shape"]), str(item["dtype"]))
+    console.print(io_table)
+    if info["ops"]:
+        op_table = Table(title="ops")
+        op_table.add_column("op")
+        op_table.add_column("count", justify="right")
+        for op, count in info["ops"].items():
+            op_table.add_row(op, str(count))
+        console.print(op_table)

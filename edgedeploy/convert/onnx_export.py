@@ -1,0 +1,148 @@
+"""Torch -> ONNX export and ONNX Runtime quantization (fp16, int8 dynamic, int8 static QDQ/QOperator)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+LAYOUT_KEY = "edgedeploy.layout"
+# The two static int8 encodings of ONNX Runtime: signed activations in QuantizeLinear/DequantizeLinear
+# pairs (QDQ, S8S8), and fused integer operators (QLinearConv, ...) with unsigned activations (U8S8).
+INT8_FORMATS = {"qdq": "QDQ S8S8", "qoperator": "QOperator U8S8"}
+
+
+def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
+    """Single-file ONNX via the dynamo exporter, with a dynamic batch axis when the model allows it."""
+    import torch
+
+    args = (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
+    common: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["output"],
+        "dynamo": True,
+        "external_data": False,
+        "verbose": False,
+        "optimize": True,
+    }
+    errors: list[str] = []
+    # A fixed batch is the fallback: models that reshape with a literal batch size export only so.
+    for dynamic in ({"x": {0: torch.export.Dim("batch", max=4096)}}, None):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shapes = None if dynamic is None else (dynamic["x"],)
+                torch.onnx.export(module, args, str(out), dynamic_shapes=shapes, **common)
+            return
+        except Exception as err:  # noqa: BLE001 - the exporter raises many internal types
+            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    raise UsageError(f"torch.onnx.export failed: {errors[-1][:300]}")
+
+
+def set_layout(path: Path, layout: str) -> None:
+    """Record the input layout (NCHW/NHWC) in the model's metadata_props."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props[LAYOUT_KEY] = layout
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def to_fp16(src: Path, out: Path) -> None:
+    """fp16 weights and compute, fp32 inputs/outputs (so runners and users feed the same arrays)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _sort_topologically(model.graph)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Put nodes in dependency order: the fp16 converter appends its input Casts at the end, which
+    ONNX Runtime tolerates but the ONNX checker (and so other tools) rejects."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the rest as it was, the checker will say
+            ordered += pending
+            break
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def quantize_int8_dynamic(src: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _preprocessed(src) as pre:
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def quantize_int8_static(src: Path, out: Path, calibration: np.ndarray, int8_format: str) -> None:
+    """Static int8, per-channel weights, MinMax calibration on `calibration` after ORT pre-processing."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edgedeploy.convert.runtimes import OnnxRunner
+
+    runner = OnnxRunner(src)
+    batch = runner.fixed_batch or min(8, len(calibration))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[np.ndarray] = (
+                calibration[i : i + batch] for i in range(0, len(calibration) - batch + 1, batch)
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            chunk = next(self.batches, None)
+            return None if chunk is None else {runner.input_name: chunk}
+
+    if int8_format == "qdq":
+        quant_format, activation_type = QuantFormat.QDQ, QuantType.QInt8
+    else:
+        quant_format, activation_type = QuantFormat.QOperator, QuantType.QUInt8
+    with _preprocessed(src) as pre:
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=quant_format,
+            activation_type=activation_type,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+
+
+@contextlib.contextmanager
+def _preprocessed(src: Path) -> Iterator[Path]:
+    """ORT's recommended pre-processing (symbolic shape inference, graph optimisation) in a temp dir."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-quant-") as tmp:
+        pre = Path(tmp) / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(src), str(pre))
+        except Exception:  # noqa: BLE001 - some graphs defeat symbolic shape inference; ONNX's suffices
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        yield pre

@@ -1,0 +1,95 @@
+"""Op-coverage pre-flight: which ops of a model the chosen converter or runtime cannot handle.
+
+It needs only an export trace (seconds), so `compress` and `convert` can refuse a model before a long
+training run or conversion, instead of failing at the end.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+
+def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
+    """Trace with torch.export, decompose as the converter will, look every op up in its registry.
+
+    ONNX: torch.onnx's dynamo exporter and its torchlib registry. TFLite: litert-torch's lowering
+    registry. Both private APIs are what the converters themselves call, so the verdict matches.
+    """
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(
+                module, (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
+            )
+    except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
+        first = str(err).strip().splitlines()
+        reason = (first[0] if first else type(err).__name__)[:300]
+        raise UsageError(f"torch.export cannot trace the model: {reason}") from err
+    if to == "onnx":
+        from torch.onnx._internal.exporter import _fx_passes, _registration
+
+        registry = _registration.ONNXRegistry.from_torchlib()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = _fx_passes.decompose_with_registry(program, registry)
+        ops = _call_targets(program)
+        unsupported = sorted(str(op) for op in ops if not registry.is_registered(op))
+        converter = "torch.onnx (dynamo, torchlib)"
+    else:
+        from litert_torch import fx_infra
+        from litert_torch.backend.lowerings import registry
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = fx_infra.safe_run_decompositions(program, fx_infra.decomp.pre_convert_decomp())
+            program = fx_infra.safe_run_decompositions(program, fx_infra.decomp.pre_lower_decomp())
+        ops = _call_targets(program)
+        unsupported = sorted(str(op) for op in ops if registry.lookup(op) is None)
+        converter = "litert-torch"
+    return {"converter": converter, "ops_checked": len(ops), "unsupported": unsupported}
+
+
+def _call_targets(program: Any) -> set[Any]:
+    import torch
+
+    return {
+        node.target
+        for node in program.graph.nodes
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+    }
+
+
+def check_onnx(path: Path) -> dict[str, Any]:
+    """Every node's (domain, op) must have a schema in ONNX or in ONNX Runtime's contrib ops."""
+    import onnx
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    model = onnx.load(str(path), load_external_data=False)
+    known = {(schema.domain or "ai.onnx", schema.name) for schema in ort_state.get_all_operator_schema()}
+    used = {(node.domain or "ai.onnx", node.op_type) for node in model.graph.node}
+    unsupported = sorted(f"{domain}::{op}" for domain, op in used if (domain, op) not in known)
+    return {"converter": "onnxruntime", "ops_checked": len(used), "unsupported": unsupported}
+
+
+def check_tflite(path: Path) -> dict[str, Any]:
+    """Custom ops and TF (Flex) ops need kernels the stock LiteRT interpreter does not have."""
+    from edgedeploy.convert.inspect import tflite_op_names
+
+    used = set(tflite_op_names(path))
+    unsupported = sorted(op for op in used if op.startswith(("CUSTOM", "Flex")))
+    return {"converter": "ai-edge-litert", "ops_checked": len(used), "unsupported": unsupported}
+
+
+def refuse_unsupported(origin: str, report: dict[str, Any]) -> None:
+    if report["unsupported"]:
+        ops = ", ".join(report["unsupported"][:12])
+        more = f" (+{len(report['unsupported']) - 12} more)" if len(report["unsupported"]) > 12 else ""
+        raise UsageError(f"{origin}: ops not supported by {report['converter']}: {ops}{more}")

@@ -1,0 +1,126 @@
+"""Run ONNX and TFLite files locally (onnxruntime, ai-edge-litert) for verification and profiling."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+
+class OnnxRunner:
+    """An onnxruntime CPU session on one model file; runs any batch (split when the batch is fixed)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
+            raise UsageError(f"{path}: onnxruntime cannot load it ({_first_line(err)})") from err
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.input_shape = [d if isinstance(d, int) else None for d in first.shape]
+        self.input_dtype = np.float16 if first.type == "tensor(float16)" else np.float32
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.input_shape[0] if self.input_shape else None
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: x.astype(self.input_dtype, copy=False)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        step = self.fixed_batch or len(x)
+        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+
+
+class TfliteRunner:
+    """An ai-edge-litert interpreter; quantizes int8/uint8 inputs and dequantizes outputs itself."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise UsageError(f"{path}: LiteRT cannot load it ({_first_line(err)})") from err
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = [int(d) for d in self.input["shape"]]
+
+    @property
+    def fixed_batch(self) -> int:
+        return self.input_shape[0]
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        step = self.fixed_batch
+        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+
+
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if np.issubdtype(detail["dtype"], np.floating):
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def open_runner(path: Path, threads: int | None = None) -> OnnxRunner | TfliteRunner:
+    return TfliteRunner(path, threads) if path.suffix == ".tflite" else OnnxRunner(path, threads)
+
+
+def profile_latencies(
+    runners: dict[str, OnnxRunner | TfliteRunner],
+    sample: np.ndarray,
+    min_seconds: float = 0.6,
+    max_runs: int = 200,
+) -> dict[str, float]:
+    """Median single-inference latency (ms) of each runner, measured in interleaved rounds.
+
+    Interleaving spreads background load (other processes on a shared CPU) evenly over the candidates,
+    so their ratio stays meaningful even when absolute times are noisy.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        for _ in range(3):
+            runner.run_batch(sample)
+    started = time.perf_counter()
+    while True:
+        for name, runner in runners.items():
+            for _ in range(5):
+                t0 = time.perf_counter()
+                runner.run_batch(sample)
+                samples[name].append((time.perf_counter() - t0) * 1000.0)
+        runs = len(next(iter(samples.values())))
+        if runs >= max_runs or (runs >= 20 and time.perf_counter() - started >= min_seconds * len(runners)):
+            break
+    return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__

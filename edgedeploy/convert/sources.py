@@ -1,0 +1,259 @@
+"""Load a source model from what the user names: module:factory, TorchScript, .pt2, state_dict
+(+ --arch), .onnx, .keras/.h5/SavedModel, .tflite. Every failure is one line naming the file."""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".pt2", ".bin", ".ckpt"}
+KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
+
+
+@dataclass
+class SourceModel:
+    """A loaded model that can predict on NCHW/NHWC float32 batches, plus what converters need."""
+
+    name: str  # what the user named (path or module:factory)
+    kind: str  # torch | onnx | keras | tflite
+    input_shape: tuple[int, ...] | None  # with the batch axis; None when unknown
+    predict: Callable[[np.ndarray], np.ndarray]
+    layout: str = "NCHW"
+    module: Any = None  # torch.nn.Module or keras model
+    file: Path | None = None  # the file itself, for onnx/tflite sources
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name.replace(":", "_")).stem if self.file is None else self.file.stem
+
+
+def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | None) -> SourceModel:
+    import torch
+
+    # Modules unflattened from torch.export programs refuse eval() (they are in inference mode
+    # already) and guard their traced batch size: feed them one example-sized batch at a time.
+    exported = isinstance(module, torch.fx.GraphModule)
+    if not exported:
+        module = module.eval()
+    step = input_shape[0] if exported and input_shape else None
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.detach().float().numpy()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if step is None:
+            return run(x)
+        return np.concatenate([run(x[i : i + step]) for i in range(0, len(x), step)])
+
+    return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
+
+
+def load_source(
+    spec: str, arch: str | None = None, input_shape: tuple[int, ...] | None = None
+) -> SourceModel:
+    """Load any supported source model. `input_shape` (with batch) overrides what the model says."""
+    path = Path(spec)
+    if not path.exists() and ":" in spec and not spec.endswith((".onnx", ".tflite")):
+        return _load_factory(spec, input_shape)
+    if not path.exists():
+        raise UsageError(f"{spec}: no such file (and not a module:factory path)")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return _load_keras(path, input_shape)
+        raise UsageError(f"{path}: a directory but not a SavedModel (no saved_model.pb)")
+    if suffix == ".onnx":
+        return _load_onnx(path, input_shape)
+    if suffix == ".tflite":
+        return _load_tflite(path, input_shape)
+    if suffix in KERAS_SUFFIXES:
+        return _load_keras(path, input_shape)
+    if suffix in TORCH_SUFFIXES or zipfile.is_zipfile(path):
+        return _load_torch_file(path, arch, input_shape)
+    raise UsageError(
+        f"{path}: unknown model format (expected .onnx, .tflite, .keras/.h5, a SavedModel directory, "
+        "a torch file .pt/.pth/.pt2 or module:factory)"
+    )
+
+
+def _zoo_shape(name: str) -> tuple[int, ...] | None:
+    from edgedeploy.models.zoo import INPUT_SHAPES
+
+    return INPUT_SHAPES.get(name)
+
+
+def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> SourceModel:
+    import torch
+
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"{spec}: cannot import the factory ({err})") from err
+    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
+    return from_torch_module(model, spec, input_shape or _zoo_shape(factory_name))
+
+
+def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] | None) -> SourceModel:
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: truncated or corrupt torch file (not a zip archive)")
+    names = zipfile.ZipFile(path).namelist()
+    try:
+        if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
+            program = torch.export.load(str(path))
+            example = program.example_inputs[0] if program.example_inputs else ()
+            shape = input_shape or (tuple(example[0].shape) if example else None)
+            return from_torch_module(program.module(), str(path), shape)
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return _torchscript_model(path, torch.jit.load(str(path), map_location="cpu"), input_shape)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except UsageError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
+        raise UsageError(f"{path}: cannot load the torch file ({_short(err)})") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        arch = arch or state.get("arch")
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(
+            f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program"
+        )
+    return _state_dict_model(path, state, arch, input_shape)
+
+
+def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+    """Both exporters need torch.export programs: convert the TorchScript graph to one, but verify
+    against the TorchScript module itself, so that this extra step is checked too."""
+    import torch
+    from torch._export.converter import TS2EPConverter
+
+    if input_shape is None:
+        raise UsageError(f"{path}: TorchScript keeps no input shape; pass --input-shape, e.g. 1,1,28,28")
+    try:
+        program = TS2EPConverter(scripted, (torch.zeros(input_shape),)).convert()
+    except Exception as err:  # noqa: BLE001 - the converter raises many internal types
+        raise UsageError(
+            f"{path}: cannot convert TorchScript to a torch.export program ({_short(err)})"
+        ) from err
+    source = from_torch_module(program.module(), str(path), input_shape)
+    source.predict = from_torch_module(scripted, str(path), input_shape).predict
+    return source
+
+
+def _state_dict_model(
+    path: Path, state: dict[str, Any], arch: str | None, input_shape: tuple[int, ...] | None
+) -> SourceModel:
+    from edgedeploy.models import zoo
+
+    known = sorted(zoo.INPUT_SHAPES)
+    if not arch:
+        raise UsageError(f"{path}: is a state_dict; name its architecture with --arch ({', '.join(known)})")
+    factory = getattr(zoo, arch, None)
+    if arch not in zoo.INPUT_SHAPES or factory is None:
+        raise UsageError(f"{path}: unknown --arch {arch!r} (known: {', '.join(known)})")
+    model = factory(pretrained=False) if arch == "efficientnet_lite0" else factory()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UsageError(f"{path}: weights do not fit --arch {arch} ({_short(err)})") from err
+    return from_torch_module(model, str(path), input_shape or zoo.INPUT_SHAPES[arch])
+
+
+def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+    import onnx
+
+    from edgedeploy.convert.runtimes import OnnxRunner
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
+        raise UsageError(f"{path}: truncated or corrupt ONNX file ({_short(err)})") from err
+    runner = OnnxRunner(path)
+    shape = input_shape or tuple(d or 1 for d in runner.input_shape)
+    return SourceModel(
+        name=str(path),
+        kind="onnx",
+        input_shape=shape,
+        predict=runner.predict,
+        file=path,
+        layout=_guess_layout(shape),
+    )
+
+
+def _load_tflite(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+    from edgedeploy.convert.runtimes import TfliteRunner
+
+    if path.stat().st_size < 8 or path.read_bytes()[4:8] != b"TFL3":
+        raise UsageError(f"{path}: truncated or corrupt TFLite file (no TFL3 identifier)")
+    runner = TfliteRunner(path)
+    shape = input_shape or tuple(runner.input_shape)
+    return SourceModel(
+        name=str(path),
+        kind="tflite",
+        input_shape=shape,
+        predict=runner.predict,
+        file=path,
+        layout=_guess_layout(shape),
+    )
+
+
+def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise UsageError(
+            f"{path}: Keras/SavedModel sources need TensorFlow, which is not installed: "
+            'pip install "edgedeploy[tf]"'
+        ) from err
+    try:
+        model = tf.keras.models.load_model(str(path), compile=False)
+    except Exception as err:  # noqa: BLE001 - keras raises many types for unreadable files
+        raise UsageError(f"{path}: cannot load the Keras model ({_short(err)})") from err
+    shape = input_shape or tuple(d or 1 for d in model.inputs[0].shape)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x, training=False), dtype=np.float32)
+
+    return SourceModel(
+        name=str(path),
+        kind="keras",
+        input_shape=shape,
+        predict=predict,
+        module=model,
+        file=path,
+        layout="NHWC",
+    )
+
+
+def _guess_layout(shape: tuple[int, ...]) -> str:
+    """Images are NCHW when the channel-sized axis (1, 3 or 4) comes right after the batch."""
+    if len(shape) != 4:
+        return "N/A" if len(shape) < 3 else "unknown"
+    if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        return "NCHW"
+    if shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        return "NHWC"
+    return "unknown"
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]

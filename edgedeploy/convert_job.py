@@ -1,0 +1,147 @@
+"""`edgedeploy convert`: load any source model, convert, verify, report (the CLI verb's one module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import UsageError
+
+MNIST_SHAPE = (1, 28, 28)
+MNIST_CALIBRATION_SAMPLES = 256
+
+
+def run(
+    model: str,
+    to: str = "onnx",
+    precision: str = "fp32",
+    output: Path | None = None,
+    calibration: Path | None = None,
+    int8_format: str = "auto",
+    arch: str | None = None,
+    input_shape: str | None = None,
+    tolerance: float | None = None,
+    verify_samples: int = 16,
+) -> dict[str, Any]:
+    """Convert `model` and verify it; returns the result document (see convert.api.convert_source)."""
+    from edgedeploy.convert.api import convert_source
+    from edgedeploy.convert.files import load_calibration
+    from edgedeploy.convert.sources import load_source
+
+    if verify_samples < 1:
+        raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
+    source = load_source(model, arch=arch, input_shape=parse_shape(input_shape) if input_shape else None)
+    output = output or Path(f"{source.stem}-{precision}.{to}")
+    calibration_data = load_calibration(calibration) if calibration is not None else None
+    verify_inputs, labels, origin, calibration_data = _verification_data(
+        source.input_shape, calibration_data, calibration, verify_samples, precision
+    )
+    return convert_source(
+        source,
+        to=to,
+        precision=precision,
+        output=output,
+        calibration=calibration_data,
+        verify_inputs=verify_inputs,
+        labels=labels,
+        tolerance=tolerance,
+        int8_format=int8_format,
+        inputs_origin=origin,
+        verify_samples=verify_samples,
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError as err:
+        raise UsageError(f"--input-shape {text!r}: expected integers like 1,3,224,224") from err
+    if not shape or min(shape) < 1:
+        raise UsageError(f"--input-shape {text!r}: expected positive integers like 1,3,224,224")
+    return shape
+
+
+def _verification_data(
+    shape: tuple[int, ...] | None,
+    calibration: np.ndarray | None,
+    calibration_path: Path | None,
+    samples: int,
+    precision: str,
+) -> tuple[np.ndarray | None, np.ndarray | None, str | None, np.ndarray | None]:
+    """(verify inputs, labels, where they came from, calibration set).
+
+    With user data, the last `samples` rows are held out for verification when there are enough rows,
+    so int8 is not verified on the very images it was calibrated on. MNIST-shaped models without user
+    data get real MNIST digits (and labels, hence accuracy); anything else gets generated inputs.
+    """
+    if calibration is not None:
+        if len(calibration) >= 2 * samples:
+            held_out = calibration[-samples:]
+            return (
+                held_out,
+                None,
+                f"last {samples} rows of {calibration_path} (held out)",
+                calibration[:-samples],
+            )
+        return (
+            calibration[:samples],
+            None,
+            f"first rows of {calibration_path} (also used to calibrate)",
+            calibration,
+        )
+    if shape is not None and tuple(shape[1:]) == MNIST_SHAPE:
+        from edgedeploy.data.mnist import load_mnist
+
+        train, test = load_mnist()
+        test_part = test.subset(samples, seed=0)
+        calibration_set = (
+            train.subset(MNIST_CALIBRATION_SAMPLES, seed=0).as_float() if precision == "int8" else None
+        )
+        return test_part.as_float(), test_part.labels, f"{samples} MNIST test images", calibration_set
+    return None, None, None, None
+
+
+def print_report(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    verification = result["verification"]
+    table = Table(title=f"{result['source']} -> {result['output']}", show_header=False)
+    table.add_row(
+        "format",
+        f"{result['format']} {result['precision']}"
+        + (f" ({result['int8_format']})" if "int8_format" in result else ""),
+    )
+    table.add_row(
+        "size",
+        f"{result['size_bytes'] / 1024:.1f} KiB"
+        + (f" (fp32 {result['fp32_size_bytes'] / 1024:.1f} KiB)" if result.get("fp32_size_bytes") else ""),
+    )
+    table.add_row("input", f"{result['input_shape']} {result['layout']}")
+    table.add_row("verified on", f"{verification['samples']} inputs: {verification['inputs']}")
+    table.add_row(
+        "max / mean abs error",
+        f"{verification['max_abs_error']:.4g} / {verification['mean_abs_error']:.4g}"
+        f" (tolerance {verification['tolerance']:.4g})",
+    )
+    if verification.get("top1_agreement") is not None:
+        table.add_row("top-1 agreement", f"{verification['top1_agreement']:.1%}")
+    if "accuracy" in verification:
+        table.add_row(
+            "accuracy", f"{verification['accuracy']:.1%} (source {verification['source_accuracy']:.1%})"
+        )
+    if "int8_selection" in result:
+        table.add_row("int8 format choice", result["int8_selection"]["reason"])
+    checked = result["preflight"]
+    table.add_row(
+        "pre-flight",
+        f"{checked['ops_checked']} op types checked against {checked['converter']}: all supported",
+    )
+    table.add_row(
+        "time", ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result["seconds"].items())
+    )
+    for note in result["notes"]:
+        table.add_row("note", note)
+    Console().print(table)

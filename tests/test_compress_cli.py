@@ -1,0 +1,132 @@
+"""`edgedeploy compress` end to end through the real CLI: outputs, JSON, repeats and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgedeploy.models.zoo import LeNet300
+
+TINY_RECIPE = """
+stages:
+  - {stage: prune, sparsity: 0.8, epochs: 0.5}
+  - {stage: cluster, clusters: 8, epochs: 0.2}
+  - {stage: qat, epochs: 0.2, calibration_samples: 64}
+"""
+
+
+def edgedeploy(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgedeploy", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compress-cli")
+    torch.manual_seed(0)
+    torch.save(LeNet300().state_dict(), root / "lenet300.pt")
+    (root / "tiny.yaml").write_text(TINY_RECIPE)
+    return root
+
+
+def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None:
+    args = [
+        "lenet300.pt",
+        "--arch",
+        "lenet300",
+        "-r",
+        "tiny.yaml",
+        "--train-samples",
+        "400",
+        "-o",
+        "out",
+        "--json",
+    ]
+    proc = edgedeploy("compress", *args, "--repeats", "2", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [s["stage"] for s in doc["stages"]] == ["prune", "cluster", "qat"]
+    assert doc["train_samples"] == 400 and doc["repeats"]["n"] == 2 and len(doc["repeats"]["accuracy"]) == 2
+    assert doc["repeats"]["accuracy_std"] >= 0
+    summary = doc["summary"]
+    assert summary["weight_sparsity"] == pytest.approx(0.8, abs=0.005)
+    assert summary["survival"]["onnx"]["survived"]
+    out = workdir / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "report.json"]
+    assert (out / "model.onnx").stat().st_size == summary["deployable_bytes"]
+    assert json.loads((out / "report.json").read_text())["summary"]["rate"] == summary["rate"]
+    model = torch.load(out / "model.pt", weights_only=False)
+    assert float((model.fc1.weight == 0).float().mean()) > 0.7
+    assert not list(workdir.glob(".out.tmp-*"))  # the staging directory is gone
+
+
+def test_compress_prints_a_table(workdir: Path) -> None:
+    proc = edgedeploy(
+        "compress",
+        "edgedeploy.models.zoo:lenet300",
+        "-r",
+        "tiny.yaml",
+        "--train-samples",
+        "300",
+        "-o",
+        "table",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Deep-Compression format" in proc.stdout and "survived" in proc.stdout
+    assert "[1/3] prune" in proc.stderr  # progress goes to stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.pt"], "no such file"),
+        (["tiny.yaml"], "not a torch model file"),
+        (["lenet300.pt"], "needs --arch"),
+        (["lenet300.pt", "--arch", "lenet5"], "does not fit --arch lenet5"),
+        (["nosuchmodule:factory"], "cannot import"),
+        (["edgedeploy.models.zoo:lenet300", "-r", "missing.yaml"], "cannot read it"),
+        (["edgedeploy.models.zoo:lenet300", "-r", "bad_stage.yaml"], "unknown stage 'squash'"),
+        (["edgedeploy.models.zoo:lenet300", "-r", "bad_sparsity.yaml"], "outside [0, 1)"),
+        (["edgedeploy.models.zoo:lenet300", "-r", "bad_k.yaml"], "clusters must be an integer >= 2"),
+        (["edgedeploy.models.zoo:lenet300", "--dataset", "cifar"], "unknown dataset"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(
+    workdir: Path,
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In-process through cli.main (the console entry point) to spare a Python start-up per case."""
+    from edgedeploy import cli
+
+    (workdir / "bad_stage.yaml").write_text("- stage: squash\n")
+    (workdir / "bad_sparsity.yaml").write_text("- {stage: prune, sparsity: 1.5}\n")
+    (workdir / "bad_k.yaml").write_text("stages: [{stage: cluster, clusters: 1}]\n")
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(sys, "argv", ["edgedeploy", "compress", *args, "-o", "bad-out"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert not (workdir / "bad-out").exists()
+
+
+def test_corrupt_model_file_via_subprocess(workdir: Path) -> None:
+    (workdir / "corrupt.pt").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    proc = edgedeploy("compress", "corrupt.pt", "-o", "corrupt-out", cwd=workdir)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: model corrupt.pt: not a torch model file")
+    assert proc.stderr.count("\n") == 1 and not (workdir / "corrupt-out").exists()

@@ -1,0 +1,207 @@
+"""`edgedeploy fleet profile` on several real local-connection targets (each its own work dir, its
+runner a separate process), plus dead ones: a device whose Python hangs and one whose Python exits 1.
+SSH fleets over real sshd on loopback are in test_fleet_ssh.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgedeploy.errors import UsageError
+from edgedeploy.fleet_job import Journal, run_fleet
+from tests.conftest import REPO, run_cli
+from tests.fleet_support import hanging_python, kill_recorded, local_inventory, make_onnx
+
+FAST = {"runs": 5, "warmup": 1, "progress": False}
+OFF = {"ansible_python_interpreter": "/bin/false"}  # a device whose Python exits 1 at once
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("models")
+    return [make_onnx(root / "small.onnx", 16), make_onnx(root / "wide.onnx", 256)]
+
+
+@pytest.fixture
+def hang_pids(tmp_path: Path) -> Iterator[Path]:
+    pid_file = tmp_path / "hung.pids"
+    yield pid_file
+    kill_recorded(pid_file)
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return a["started"] < b["finished"] and b["started"] < a["finished"]
+
+
+def test_targets_run_concurrently_one_job_per_device(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}, "c": {}})
+    result = run_fleet(models, "lab", inventory=inv, workers=3, store_root=tmp_path / "store", **FAST)
+
+    assert [r["status"] for r in result["rows"]] == ["ok"] * 6, result["rows"]
+    assert {(r["target"], r["model_name"]) for r in result["rows"]} == {
+        (t, m) for t in "abc" for m in ("small", "wide")
+    }
+    for row in result["rows"]:
+        profile = json.loads(Path(row["profile_path"]).read_text())
+        assert profile["target"]["name"] == row["target"]
+        assert profile["model"]["sha256"] == row["model_sha256"]
+    by_target: dict[str, list[dict]] = {}
+    for row in result["rows"]:
+        by_target.setdefault(row["target"], []).append(row)
+    for rows in by_target.values():  # a device never runs two jobs at once
+        assert not _overlaps(rows[0], rows[1])
+    firsts = [rows[0] for rows in by_target.values()]
+    assert any(_overlaps(x, y) for i, x in enumerate(firsts) for y in firsts[i + 1 :]), "no concurrency"
+    # each target used its own work dir (isolated devices)
+    for name in "abc":
+        assert sorted(p.name for p in (tmp_path / f"device-{name}" / "models").iterdir()) == [
+            "small.onnx",
+            "wide.onnx",
+        ]
+
+
+def test_workers_bound_how_many_targets_run_at_once(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}})
+    result = run_fleet(models[:1], "lab", inventory=inv, workers=1, store_root=tmp_path / "s", **FAST)
+    a, b = result["rows"]
+    assert a["status"] == b["status"] == "ok"
+    assert not _overlaps(a, b)
+
+
+def test_dead_and_hanging_devices_give_error_rows_while_others_finish(
+    tmp_path: Path, models: list[Path], hang_pids: Path
+) -> None:
+    hosts = {
+        "good": {},
+        "hangs": {"ansible_python_interpreter": str(hanging_python(tmp_path / "py-hang", hang_pids))},
+        "broken": OFF,
+    }
+    inv = local_inventory(tmp_path / "inv.yml", hosts)
+    result = run_fleet(
+        # the timeout leaves a loaded 2-core CI machine room for the good device's two jobs
+        models,
+        "lab",
+        inventory=inv,
+        timeout=12,
+        retries=1,
+        store_root=tmp_path / "store",
+        **FAST,
+    )
+    rows = {(r["target"], r["model_name"]): r for r in result["rows"]}
+    assert rows[("good", "small")]["status"] == rows[("good", "wide")]["status"] == "ok"
+    hung_first, hung_second = rows[("hangs", "small")], rows[("hangs", "wide")]
+    assert hung_first["status"] == "error" and "timed out after 12 s" in hung_first["error"]
+    assert hung_first["attempts"] == 1, "a timeout is not retried"
+    assert hung_second["status"] == "error" and hung_second["error"].startswith("not attempted: hangs hung")
+    broken = rows[("broken", "small")]
+    assert broken["status"] == "error" and broken["error"].startswith("broken:")
+    assert broken["attempts"] == 2, "a device error is retried"
+    assert result["ok"] == 2 and result["failed"] == 4
+    assert result["wall_s"] < 30, "the hung device must not hold up the others for long"
+
+
+def test_resume_skips_finished_pairs_and_redoes_failed_ones(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": OFF})
+    store = tmp_path / "store"
+    first = run_fleet(models, "lab", inventory=inv, retries=0, store_root=store, **FAST)
+    assert [r["status"] for r in first["rows"]] == ["ok", "ok", "error", "error"]
+
+    # The device comes back; resuming redoes only its two jobs.
+    local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": {}})
+    second = run_fleet(models, "lab", inventory=inv, resume=first["run_id"], store_root=store, **FAST)
+    assert second["run_id"] == first["run_id"]
+    assert [r["status"] for r in second["rows"]] == ["ok"] * 4
+    assert [r["resumed"] for r in second["rows"]] == [True, True, False, False]
+    assert [r["profile_path"] for r in second["rows"][:2]] == [r["profile_path"] for r in first["rows"][:2]]
+    assert len(list(store.glob("a/*/*.json"))) == 2, "finished pairs were not profiled again"
+
+    events = [json.loads(line) for line in Path(first["journal"]).read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "job", "job", "job", "job", "resume", "job", "job"]
+    finished = Journal(first["run_id"]).finished()
+    assert finished.keys() == {(r["target"], r["model_sha256"]) for r in second["rows"]}
+
+
+def test_resume_of_an_unknown_run_is_a_usage_error(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}})
+    with pytest.raises(UsageError, match="no fleet run 'nope'"):
+        run_fleet(models, "lab", inventory=inv, resume="nope", **FAST)
+
+
+def test_cli_json_rows_and_exit_codes(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "off": OFF})
+    store = tmp_path / "store"
+    common = ["--inventory", str(inv), "--runs", "5", "--warmup", "1", "--dir", str(store)]
+    proc = run_cli("fleet", "profile", str(models[0]), "--target", "lab", "--retries", "0", "--json", *common)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    rows = {r["target"]: r for r in doc["rows"]}
+    assert rows["a"]["status"] == "ok" and Path(rows["a"]["profile_path"]).is_file()
+    assert rows["a"]["error"] is None
+    assert rows["off"]["status"] == "error" and rows["off"]["error"]
+
+    ok = run_cli("fleet", "profile", str(models[0]), "--target", "a", "--json", *common)
+    assert ok.returncode == 0, ok.stderr
+    # The store now feeds `profiles list`, and the report renders from it.
+    listed = run_cli("profiles", "list", "--dir", str(store), "--target", "a", "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 2
+
+    for bad, message in (
+        (["--target", "nobody"], "target group 'nobody' is empty"),
+        (["--target", "ghost"], "unknown target 'ghost'"),
+    ):
+        proc = run_cli("fleet", "profile", str(models[0]), *bad, *common)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    missing = run_cli("fleet", "profile", str(tmp_path / "nope.onnx"), "--target", "lab", *common)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_bench_quick_smoke() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fleet.py"), "--quick", "--transport", "local"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["transport"] == "local"
+    assert doc["one_target"]["targets"] == 1 and doc["many_targets"]["targets"] == 2
+    walls = doc["many_targets"]["wall_s"], doc["one_target"]["wall_s"]
+    assert doc["wall_ratio"] == pytest.approx(walls[0] / walls[1], abs=0.01)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_pairs(tmp_path: Path, models: list[Path]) -> None:
+    inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}})
+    store = tmp_path / "store"
+    args = ["fleet", "profile", *map(str, models), "--target", "lab", "--inventory", str(inv)]
+    args += ["--runs", "5", "--warmup", "1", "--dir", str(store), "--workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedeploy", *args, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journals = Path(os.environ["XDG_CACHE_HOME"]) / "edgedeploy" / "fleet"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any('"event": "job"' in j.read_text() for j in journals.glob("*.jsonl")):
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; finished jobs are in" in err, err
+    (journal,) = journals.glob("*.jsonl")
+    done_before = [json.loads(line) for line in journal.read_text().splitlines()][1:]
+    assert 1 <= len(done_before) < 4
+
+    resumed = run_cli(*args, "--resume", journal.stem, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = json.loads(resumed.stdout)["rows"]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert sum(r["resumed"] for r in rows) == len(done_before)
+    assert len(list(store.rglob("*.json"))) == 4, "no pair was profiled twice"

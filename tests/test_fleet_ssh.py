@@ -1,0 +1,81 @@
+"""A fleet over real OpenSSH servers on loopback, one of which is stopped mid-run.
+
+Needs the ssh transport (edgedeploy.deploy.ssh); skips until it is importable.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgedeploy.fleet_job import journal_dir, run_fleet
+from tests.fleet_support import make_onnx
+from tests.sshd import SSHServer, keygen, make_server, sshd_available
+
+pytest.importorskip("edgedeploy.deploy.ssh", reason="ssh transport not in this branch yet")
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[SSHServer]]:
+    if not sshd_available():
+        pytest.skip("OpenSSH server not installed (make test installs Debian's openssh-server)")
+    client_key = keygen(tmp_path / "client_key")
+    started: list[SSHServer] = []
+    try:
+        for i in range(3):
+            server = make_server(tmp_path / f"sshd{i}", client_key=client_key).start()
+            server.write_known_hosts()
+            started.append(server)
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def _fleet_inventory(path: Path, servers: list[SSHServer]) -> Path:
+    hosts = {}
+    for i, server in enumerate(servers):
+        host = yaml.safe_load(server.inventory_yaml(f"box{i}"))["all"]["hosts"][f"box{i}"]
+        host["ansible_python_interpreter"] = sys.executable  # the device's Python has the runtimes
+        host["edgedeploy_connect_retries"] = 0
+        host["edgedeploy_connect_timeout"] = 5
+        hosts[f"box{i}"] = host
+    path.write_text(yaml.safe_dump({"all": {"children": {"boxes": {"hosts": hosts}}}}))
+    return path
+
+
+def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[SSHServer]) -> None:
+    models = [make_onnx(tmp_path / f"m{i}.onnx", 16 * (i + 1)) for i in range(2)]
+    inv = _fleet_inventory(tmp_path / "inv.yml", servers)
+    victim = servers[1]
+
+    def stop_after_first_job() -> None:
+        # Stop box1's sshd as soon as any job has finished: box1 then loses its remaining work.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any('"event": "job"' in p.read_text() for p in journal_dir().glob("*.jsonl")):
+                victim.stop()
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_after_first_job, daemon=True)
+    stopper.start()
+    result = run_fleet(
+        models, "boxes", inventory=inv, runs=5, warmup=1, timeout=60, retries=1,
+        progress=False, store_root=tmp_path / "store",
+    )  # fmt: skip
+    stopper.join(5)
+    rows = {(r["target"], Path(r["model"]).name): r for r in result["rows"]}
+    for box in ("box0", "box2"):
+        assert [rows[(box, m.name)]["status"] for m in models] == ["ok", "ok"], result["rows"]
+        assert all(Path(rows[(box, m.name)]["profile_path"]).is_file() for m in models)
+    second = rows[("box1", "m1.onnx")]
+    assert second["status"] == "error" and second["error"], result["rows"]
+    assert second["attempts"] == 2
+    assert 1 <= result["failed"] <= 2
