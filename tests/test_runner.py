@@ -23,13 +23,13 @@ from edgedeploy.runner import RUNNER_PATH
 ALLOWED_THIRD_PARTY = {"numpy", "psutil", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow"}
 
 
-def make_onnx(path: Path, *, dynamic_batch: bool = False) -> Path:
-    """A tiny y = relu(x @ W + b) model built with onnx.helper (no torch import: fast)."""
+def make_onnx(path: Path, *, batch: int | str = 1, features: int | str = 16) -> Path:
+    """A tiny y = relu(x @ W + b) model, x of shape [batch, features] (a str is a dynamic dim),
+    built with onnx.helper (no torch import: fast)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    batch: int | str = "batch" if dynamic_batch else 1
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["x", "W"], ["xw"]),
@@ -37,7 +37,7 @@ def make_onnx(path: Path, *, dynamic_batch: bool = False) -> Path:
             helper.make_node("Relu", ["pre"], ["y"]),
         ],
         "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
         initializer=[
             numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W"),
@@ -394,8 +394,16 @@ def test_bad_inputs_are_one_json_error(tiny_onnx: Path, tmp_path: Path) -> None:
     assert code == 2 and "wants float32" in doc["error"]
     code, doc = run_runner(tmp_path / "text.npy")
     assert code == 2 and "unknown model format" in doc["error"]
-    dynamic = make_onnx(tmp_path / "dyn.onnx", dynamic_batch=True)
+    dynamic = make_onnx(tmp_path / "dyn.onnx", batch="batch", features="features")
     code, doc = run_runner(dynamic, "--runs", "2")
-    assert code == 2 and "dynamic dimensions [0]" in doc["error"] and "--shape x=N,16" in doc["error"]
+    assert code == 2 and "dynamic dimensions [0, 1]" in doc["error"] and "--shape x=N,N" in doc["error"]
     code, doc = run_runner(dynamic, "--runs", "2", "--shape", "x=4,16")
     assert code == 0 and doc["inputs"][0]["shape"] == [4, 16] and doc["outputs"][0]["shape"] == [4, 8]
+    assert doc["inputs"][0]["declared_shape"] == [None, None] and doc["notes"] == []
+
+
+def test_a_dynamic_batch_alone_defaults_to_one(tmp_path: Path) -> None:
+    code, doc = run_runner(make_onnx(tmp_path / "batch.onnx", batch="N"), "--runs", "2")
+    assert code == 0, doc
+    assert doc["inputs"][0]["shape"] == [1, 16] and doc["inputs"][0]["declared_shape"] == [None, 16]
+    assert doc["notes"] == ["input 'x': dynamic batch dimension set to 1 (--shape to choose)"]

@@ -68,6 +68,7 @@ def build_profile(
         "runtime": runner_doc.get("runtime", {}),
         "settings": settings,
         "inputs": runner_doc.get("inputs", []),
+        "notes": runner_doc.get("notes", []),
         "outputs": runner_doc.get("outputs", []),
         "init_ms": runner_doc.get("init_ms"),
         "first_inference_ms": runner_doc.get("first_inference_ms"),

@@ -210,8 +210,9 @@ def parse_shapes(specs):
     return shapes
 
 
-def make_inputs(np, specs, files, shapes, seed):
-    """Feeds keyed by input name: from .npy files (in order) or random from the input spec."""
+def make_inputs(np, specs, files, shapes, seed, notes):
+    """Feeds keyed by input name: from .npy files (in order) or random from the input spec.
+    What was assumed (a dynamic batch set to 1) is appended to `notes`."""
     if files and len(files) != len(specs):
         raise RunnerError("model has %d inputs but %d .npy files were given" % (len(specs), len(files)))
     rng = np.random.RandomState(seed)
@@ -244,6 +245,11 @@ def make_inputs(np, specs, files, shapes, seed):
         shape = shapes.get(spec["name"]) or (shapes.get("") if len(specs) == 1 else None)
         if shape is None:
             dynamic = [j for j, d in enumerate(spec["shape"]) if not isinstance(d, int) or d is None or d < 0]
+            if dynamic == [0] and len(spec["shape"]) > 1:
+                # Only the leading (batch) axis is free, as exporters make it: one sample per inference.
+                notes.append("input %r: dynamic batch dimension set to 1 (--shape to choose)" % spec["name"])
+                dynamic = []
+                spec = dict(spec, shape=[1] + list(spec["shape"][1:]))
             if dynamic:
                 raise RunnerError(
                     "input %r has dynamic dimensions %s (shape %s); give --shape %s=%s"
@@ -990,7 +996,8 @@ def measure(args):
     model = load_model(args.model, runtime, args.threads)
     init_ms = (time.perf_counter() - t0) * 1e3
     specs = model.input_specs()
-    feeds = make_inputs(np, specs, args.inputs, parse_shapes(args.shape), args.seed)
+    notes = []
+    feeds = make_inputs(np, specs, args.inputs, parse_shapes(args.shape), args.seed, notes)
     model.prepare(feeds)
     t0 = time.perf_counter()
     try:
@@ -1004,8 +1011,15 @@ def measure(args):
         "model": {"path": args.model, "size_bytes": os.path.getsize(args.model)},
         "runtime": {"name": model.name, "version": model.version, "threads": model.threads},
         "inputs": [
-            {"name": s["name"], "shape": list(feeds[s["name"]].shape), "dtype": s["dtype"]} for s in specs
+            {
+                "name": s["name"],
+                "shape": list(feeds[s["name"]].shape),
+                "declared_shape": [d if isinstance(d, int) else None for d in s["shape"]],
+                "dtype": s["dtype"],
+            }
+            for s in specs
         ],
+        "notes": notes,
         "outputs": [
             {"name": n, "file": safe_name(n), "shape": list(o.shape), "dtype": o.dtype.name}
             for n, o in zip(model.output_names(), outputs)
