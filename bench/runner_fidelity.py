@@ -193,6 +193,7 @@ def summarise(timings: dict[str, Any], top1: dict[str, float]) -> dict[str, Any]
     return {
         "int8_speedup": speedup,
         "worst_runner_vs_bare_pct": worst_gap,
+        "worst_paired_runner_vs_bare_pct": max(abs(t["paired_runner_vs_bare_pct"]) for t in timings.values()),
         "worst_runner_cv_pct": worst_cv,
         "goals_met": {
             "runner_within_5pct_of_bare": worst_gap <= GOALS["runner_vs_bare_pct"],
