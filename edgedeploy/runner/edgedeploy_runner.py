@@ -668,6 +668,10 @@ class AndroidBatterySensor(object):
 
 
 POWER_SENSORS = (Ina3221Sensor, Pi5PmicSensor, PowerSupplySensor, AndroidBatterySensor)
+NO_POWER = {
+    False: "no power sensor found on this device",
+    True: "power measurement off (--power-sensor none)",
+}
 
 
 def discover_power_sensor(sysfs, wanted):
@@ -1102,7 +1106,7 @@ def time_inferences(model, args, affinity):
             "governors": sorted(set(c["governor"] for c in after["cpufreq"] if c["governor"])),
         },
         "thermal": {"before": before, "after": after, "throttled": throttled, "reasons": reasons},
-        "power": power or {"source": "none", "method": "no power sensor found on this device"},
+        "power": power or {"source": "none", "method": NO_POWER[args.power_sensor == "none"]},
         "settings": {
             "warmup": args.warmup,
             "runs": args.runs if not args.duration else None,
