@@ -319,6 +319,8 @@ def print_profile(doc: dict[str, Any]) -> None:
             f"(CV {spread['p50_cv']:.1%}, range {spread['p50_min_ms']:.3f}-{spread['p50_max_ms']:.3f} ms)"
         )
     console.print(f"power: {power['source']} ({power['method']})")
+    for note in doc.get("notes") or []:
+        console.print(f"note: {note}")
     if doc.get("throttled"):
         reasons = "; ".join((doc.get("thermal") or {}).get("reasons") or ["in another repeat"])
         console.print(f"[red]the device was throttling during the runs: {reasons}[/]")
