@@ -59,21 +59,29 @@ def int8_tflite(model, example, path: Path) -> Path:  # noqa: ANN001 - torch obj
     return path
 
 
-def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
-    """CLI arguments naming the target: `local`, or the loopback sshd through an inventory file."""
+def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **host_vars: object) -> list[str]:
+    """CLI arguments naming the target: `local` (or a local board with `host_vars`), or the loopback
+    sshd through an inventory file."""
+    inventory = tmp_path / "inventory.yml"
     if kind == "local":
-        return ["--target", "local"]
+        if not host_vars:
+            return ["--target", "local"]
+        board = {"ansible_connection": "local", "edgedeploy_power_model": POWER_MODEL, **host_vars}
+        inventory.write_text(json.dumps({"all": {"hosts": {"board": board}}}))  # JSON is YAML
+        return ["--target", "board", "--inventory", str(inventory)]
     if not HAVE_SSH_TRANSPORT:
         pytest.skip("edgedeploy.deploy.ssh is not in this branch yet (the deploy helper's branch adds it)")
     server: SSHServer = request.getfixturevalue("sshd")
-    inventory = tmp_path / "inventory.yml"
     # The device's Python is this venv's, which has the runtimes (as a provisioned board would).
     inventory.write_text(
         server.inventory_yaml(
-            "sshbox", ansible_python_interpreter=sys.executable, edgedeploy_power_model=POWER_MODEL
+            "board",
+            ansible_python_interpreter=sys.executable,
+            edgedeploy_power_model=POWER_MODEL,
+            **host_vars,
         )
     )
-    return ["--target", "sshbox", "--inventory", str(inventory)]
+    return ["--target", "board", "--inventory", str(inventory)]
 
 
 def one_error_line(out) -> str:  # noqa: ANN001 - a CompletedProcess
@@ -115,7 +123,7 @@ def test_profile_json_interface(
     assert doc["memory"]["peak_rss_mb"] > 10
     assert doc["runtime"] == {"name": RUNTIME_OF[fmt], "version": doc["runtime"]["version"], "threads": 1}
     assert doc["runtime"]["version"]
-    assert doc["target"]["name"] == ("local" if kind == "local" else "sshbox")
+    assert doc["target"]["name"] == ("local" if kind == "local" else "board")
     assert doc["target"]["arch"] and doc["target"]["cpu_count"] >= 1 and "isa" in doc["target"]
     # This host has no power sensors: the figure is an estimate and says so.
     assert doc["power"]["source"] == "estimated" and "power model" in doc["power"]["method"]
@@ -160,17 +168,13 @@ def test_repeats_report_spread_with_pinning_and_cooldown(models: dict[str, Path]
     assert doc["cpu"]["affinity"] == [0] and doc["settings"]["cores"] == "0"
 
 
-def test_measured_power_from_the_boards_sensors(models: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_measured_power_from_the_boards_sensors(
+    kind: str, models: dict[str, Path], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     sysfs = write_tree(tmp_path / "sys", {**BOARD, **JETSON_ORIN_INA3221})
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(
-        json.dumps(  # JSON is YAML
-            {"all": {"hosts": {"board": {"ansible_connection": "local", "edgedeploy_sysfs_root": str(sysfs),
-                                          "edgedeploy_power_model": POWER_MODEL}}}}
-        )
-    )  # fmt: skip
-    out = run_cli("profile", str(models["onnx"]), "--target", "board", "--inventory", str(inventory),
-                  "--runs", "30", cwd=tmp_path)  # fmt: skip
+    target = target_for(kind, request, tmp_path, edgedeploy_sysfs_root=str(sysfs))
+    out = run_cli("profile", str(models["onnx"]), *target, "--runs", "30", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "measured" in out.stdout and "VDD_IN" in out.stdout
     (stored,) = (tmp_path / "profiles" / "board" / "tiny").glob("*.json")
