@@ -243,12 +243,26 @@ RuntimeOpt = Annotated[
 ]
 
 
-@app.command()
+def _npy_inputs(ctx: typer.Context, inputs: list[Path] | None) -> list[Path]:
+    """`--inputs a.npy b.npy` as the interface reads: click options take one value each, so the files
+    after the first arrive as extra arguments (in order)."""
+    extra = [Path(arg) for arg in ctx.args]
+    if extra and not inputs:
+        fail(f"unexpected argument(s) {' '.join(ctx.args)} (inputs go after --inputs)")
+    return [*(inputs or []), *extra]
+
+
+EXTRA_ARGS = {"allow_extra_args": True}
+
+
+@app.command(context_settings=EXTRA_ARGS)
 def run(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
     target: TargetOpt = "local",
     inputs: Annotated[
-        list[Path] | None, typer.Option("--inputs", help=".npy inputs, in the model's input order.")
+        list[Path] | None,
+        typer.Option("--inputs", help=".npy inputs in the model's input order: --inputs a.npy b.npy"),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write each output as DIR/<output-name>.npy.")
@@ -266,7 +280,7 @@ def run(
     result = profile_job.run_model(
         model,
         target,
-        inputs=inputs or [],
+        inputs=_npy_inputs(ctx, inputs),
         out_dir=out,
         runtime=runtime,
         threads=threads,
@@ -280,8 +294,9 @@ def run(
         profile_job.print_run(result)
 
 
-@app.command()
+@app.command(context_settings=EXTRA_ARGS)
 def profile(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
     target: TargetOpt = "local",
     runs: Annotated[int, typer.Option(help="Timed inferences.")] = 100,
@@ -317,7 +332,7 @@ def profile(
         repeats=repeats,
         cores=cores,
         cooldown=cooldown,
-        inputs=inputs or [],
+        inputs=_npy_inputs(ctx, inputs),
         shapes=_parse_shapes(shape or []),
         raw_samples=raw,
         inventory=inventory,

@@ -254,3 +254,31 @@ def test_too_old_device_python_is_one_clear_line(models: dict[str, Path], tmp_pa
                                   "--inventory", str(inventory), cwd=tmp_path))  # fmt: skip
     assert "Python 3.7 on the device is too old; the runner needs 3.8+" in line
     assert not (tmp_path / "profiles").exists()
+
+
+def test_run_matches_several_npy_inputs_to_the_inputs_in_order(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    def tensor(name: str) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3])
+
+    nodes = [
+        helper.make_node("Sub", ["a", "b"], ["a_minus_b"]),
+        helper.make_node("Mul", ["a", "b"], ["a_times_b"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "two_inputs", [tensor("a"), tensor("b")], [tensor("a_minus_b"), tensor("a_times_b")]
+    )
+    model = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(model))
+    a, b = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    out = run_cli("run", str(model), "--inputs", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                  "--out", str(tmp_path / "outs"), cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "outs" / "a_minus_b.npy"), a - b)
+    np.testing.assert_array_equal(np.load(tmp_path / "outs" / "a_times_b.npy"), a * b)
+    line = one_error_line(run_cli("run", str(model), "--inputs", str(tmp_path / "a.npy"), cwd=tmp_path))
+    assert "model has 2 inputs but 1 .npy files were given" in line
