@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from edgedeploy.errors import TargetError
+
 ProgressFn = Callable[[int, int], None]
 """progress(bytes_done, bytes_total), called while a file moves."""
 
@@ -74,6 +76,19 @@ class Transport(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+@runtime_checkable
+class ResumablePut(Protocol):
+    """A transport that can continue an interrupted upload (push.py uses it after a dropped link)."""
+
+    def put_from(self, local: Path, remote: str, offset: int, *, progress: ProgressFn | None = None) -> None:
+        """Keep the remote file's first `offset` bytes and write the rest of `local` after them."""
+        ...
+
+
+class LinkLost(TargetError):
+    """The connection dropped mid-operation: reconnecting (and resuming) may succeed."""
 
 
 class TransportBase:

@@ -1,0 +1,437 @@
+"""The `ssh` transport, on paramiko: commands over exec channels, files over SFTP.
+
+Connection settings come from the inventory first (Ansible's variable names), then `~/.ssh/config`
+(HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile), then OpenSSH's defaults.
+Host keys are checked like `StrictHostKeyChecking=yes`: an unknown key is refused unless the user
+passes `--trust-new` (then it is appended to the known_hosts file); a CHANGED key is always refused,
+because that is what a man in the middle looks like. Every argument of a remote command is quoted
+with shlex, so a file name can never run anything.
+
+Host variables (besides ansible_host/port/user/ssh_private_key_file):
+  edgedeploy_known_hosts        known_hosts file (default: ssh_config's UserKnownHostsFile or
+                                ~/.ssh/known_hosts)
+  edgedeploy_ssh_config         ssh_config file (default ~/.ssh/config)
+  edgedeploy_connect_timeout    seconds for TCP connect, banner and auth (default 10)
+  edgedeploy_connect_retries    extra attempts on transient failures, with backoff (default 2)
+  edgedeploy_io_timeout         seconds a file transfer may stall before the link counts as lost (60)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import select
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgedeploy.deploy.inventory import Target
+from edgedeploy.deploy.transport import CommandResult, LinkLost, ProgressFn, TransportBase
+from edgedeploy.errors import TargetError, UsageError
+
+if TYPE_CHECKING:
+    import paramiko
+
+CHUNK = 1 << 20
+KEEPALIVE_S = 15
+# Our receive window for SFTP reads (gets): paramiko's 2 MiB default stalls a fast link.
+SFTP_WINDOW = 16 << 20
+
+
+def quote_command(
+    argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """One POSIX shell command line from an argument list: every element shlex-quoted."""
+    if not argv:
+        raise UsageError("empty command")
+    parts: list[str] = []
+    for key, value in (env or {}).items():
+        if not key.isidentifier():
+            raise UsageError(f"environment variable name {key!r} is not valid")
+        parts.append(shlex.quote(f"{key}={value}"))
+    command = " ".join(shlex.quote(str(a)) for a in argv)
+    if parts:
+        command = "env " + " ".join(parts) + " " + command
+    return f"cd -- {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+@dataclass
+class Endpoint:
+    """Where one SSH hop goes, after merging the inventory with ssh_config."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_files: list[str] = field(default_factory=list)
+    proxy_jump: str | None = None
+    known_hosts: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+def _load_ssh_config(path: Path) -> paramiko.SSHConfig:
+    import paramiko
+
+    if not path.is_file():
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except (OSError, ValueError, paramiko.ConfigParseError) as exc:
+        raise UsageError(f"ssh config {path}: cannot parse ({exc})") from exc
+
+
+def resolve_endpoint(
+    alias: str,
+    config: paramiko.SSHConfig,
+    *,
+    port: int | None = None,
+    user: str | None = None,
+    key_file: str | None = None,
+) -> Endpoint:
+    """Merge explicit settings (inventory) over ssh_config for `alias` (a Host pattern or a name)."""
+    entry = config.lookup(alias)
+    keys = [key_file] if key_file else []
+    keys += [os.path.expanduser(k) for k in entry.get("identityfile", [])]
+    known = entry.get("userknownhostsfile")
+    return Endpoint(
+        alias=alias,
+        hostname=str(entry.get("hostname", alias)),
+        port=port or int(entry.get("port", 22)),
+        user=user or str(entry.get("user") or getpass.getuser()),
+        key_files=keys,
+        proxy_jump=entry.get("proxyjump") if str(entry.get("proxyjump", "")).lower() != "none" else None,
+        known_hosts=os.path.expanduser(known.split()[0]) if known else None,
+    )
+
+
+def _parse_jump(spec: str) -> tuple[str, str | None, int | None]:
+    """`[user@]host[:port]` as in ProxyJump."""
+    user, _, rest = spec.rpartition("@")
+    host, port = rest, None
+    if rest.startswith("["):  # [v6addr]:port
+        host, _, tail = rest[1:].partition("]")
+        port = int(tail[1:]) if tail.startswith(":") else None
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+        port = int(port_text)
+    return host, user or None, port
+
+
+class SSHTransport(TransportBase):
+    def __init__(self, target: Target, *, trust_new: bool = False) -> None:
+        self.target = target
+        self.target_name = target.name
+        self.workdir = target.workdir
+        self.trust_new = trust_new
+        tv = target.vars
+        self.connect_timeout = float(tv.get("edgedeploy_connect_timeout", 10))
+        self.retries = int(tv.get("edgedeploy_connect_retries", 2))
+        self.io_timeout = float(tv.get("edgedeploy_io_timeout", 60))
+        self.config_path = Path(os.path.expanduser(str(tv.get("edgedeploy_ssh_config", "~/.ssh/config"))))
+        self._clients: list[paramiko.SSHClient] = []  # jump hosts first, the target last
+        self._sftp: paramiko.SFTPClient | None = None
+        self._workdir_resolved = False
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self) -> None:
+        config = _load_ssh_config(self.config_path)
+        if self.target.key_file and not Path(self.target.key_file).is_file():
+            raise UsageError(
+                f"{self.target_name}: private key {self.target.key_file} not found "
+                "(ansible_ssh_private_key_file)"
+            )
+        final = resolve_endpoint(
+            self.target.host,
+            config,
+            port=self.target.port,
+            user=self.target.user,
+            key_file=self.target.key_file,
+        )
+        hops: list[Endpoint] = []
+        for spec in (final.proxy_jump or "").split(","):
+            if spec.strip():
+                host, user, port = _parse_jump(spec.strip())
+                hops.append(resolve_endpoint(host, config, port=port, user=user))
+        self.close()
+        sock: Any = None
+        for endpoint in [*hops, final]:
+            if self._clients:
+                sock = self._tunnel(self._clients[-1], endpoint)
+            self._clients.append(self._connect_with_retries(endpoint, sock, known_hosts=final.known_hosts))
+        self._resolve_workdir()
+
+    def _known_hosts_path(self, config_default: str | None) -> Path:
+        explicit = self.target.vars.get("edgedeploy_known_hosts")
+        return Path(os.path.expanduser(str(explicit or config_default or "~/.ssh/known_hosts")))
+
+    def _tunnel(self, jump: paramiko.SSHClient, endpoint: Endpoint) -> paramiko.Channel:
+        import paramiko
+
+        transport = jump.get_transport()
+        assert transport is not None
+        try:
+            return transport.open_channel(
+                "direct-tcpip", (endpoint.hostname, endpoint.port), ("127.0.0.1", 0),
+                timeout=self.connect_timeout,
+            )  # fmt: skip
+        except (paramiko.SSHException, OSError) as exc:
+            raise TargetError(
+                f"{self.target_name}: jump host could not reach {endpoint.hostname}:{endpoint.port} ({exc})"
+            ) from exc
+
+    def _connect_with_retries(
+        self, endpoint: Endpoint, sock: Any, *, known_hosts: str | None
+    ) -> paramiko.SSHClient:
+        """Transient failures (refused, timed out, banner lost) are retried with exponential backoff;
+        host key and authentication failures are final."""
+        import paramiko
+
+        attempts = 1 + max(0, self.retries) if sock is None else 1
+        last: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(0.5 * 2 ** (attempt - 1))
+            try:
+                return self._connect_once(endpoint, sock, known_hosts)
+            except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+                if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+                    raise self._final_error(endpoint, exc, known_hosts) from exc
+                last = exc
+        reason = "timed out" if isinstance(last, TimeoutError) else str(last) or type(last).__name__
+        raise TargetError(
+            f"{self.target_name}: cannot reach {endpoint.hostname}:{endpoint.port} ({reason}; "
+            f"{attempts} attempt{'s' if attempts > 1 else ''}, {self.connect_timeout:g} s timeout)"
+        ) from last
+
+    def _connect_once(self, endpoint: Endpoint, sock: Any, known_hosts: str | None) -> paramiko.SSHClient:
+        import paramiko
+
+        client = paramiko.SSHClient()
+        known = self._known_hosts_path(endpoint.known_hosts or known_hosts)
+        if known.is_file():
+            try:
+                client.load_host_keys(str(known))
+            except (OSError, paramiko.SSHException) as exc:
+                raise UsageError(f"known_hosts {known}: cannot read ({exc})") from exc
+        client.set_missing_host_key_policy(_HostKeyPolicy(self.target_name, known, self.trust_new))
+        keys = [k for k in endpoint.key_files if Path(k).is_file()]
+        try:
+            client.connect(
+                endpoint.hostname,
+                port=endpoint.port,
+                username=endpoint.user,
+                key_filename=keys or None,
+                allow_agent=True,
+                look_for_keys=not keys,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                channel_timeout=self.connect_timeout,
+                sock=sock,
+            )
+        except BaseException:
+            client.close()
+            raise
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE_S)
+        return client
+
+    def _final_error(self, endpoint: Endpoint, exc: Exception, known_hosts: str | None) -> TargetError:
+        import paramiko
+
+        if isinstance(exc, paramiko.BadHostKeyException):
+            known = self._known_hosts_path(endpoint.known_hosts or known_hosts)
+            name = endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}"
+            return TargetError(
+                f"{self.target_name}: host key for {name} has CHANGED (now {exc.key.get_name()} "
+                f"{exc.key.fingerprint}); refusing to connect (possible man-in-the-middle). If the device "
+                f"was reinstalled: ssh-keygen -R '{name}' -f {known}, then --trust-new"
+            )
+        keys = ", ".join(endpoint.key_files) or "default keys"
+        return TargetError(
+            f"{self.target_name}: authentication failed for {endpoint.label} (tried {keys} and the ssh-agent)"
+        )
+
+    def _resolve_workdir(self) -> None:
+        """Make the work dir exist and absolute, so commands (run there) and SFTP paths agree."""
+        workdir = self.workdir[2:] if self.workdir.startswith("~/") else self.workdir
+        argv = ["mkdir", "-p", "--", workdir]
+        result = self._exec(f"{quote_command(argv)} && cd -- {shlex.quote(workdir)} && pwd -P", None, 30)
+        if not result.ok:
+            reason = result.last_error_line()
+            raise TargetError(f"{self.target_name}: cannot create work dir {workdir}: {reason}")
+        self.workdir = result.stdout.strip().splitlines()[-1]
+        self._workdir_resolved = True
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        for client in reversed(self._clients):
+            client.close()
+        self._clients = []
+
+    @property
+    def _client(self) -> paramiko.SSHClient:
+        if not self._clients:
+            raise TargetError(f"{self.target_name}: not connected")
+        return self._clients[-1]
+
+    def _link_alive(self) -> bool:
+        transport = self._clients[-1].get_transport() if self._clients else None
+        return bool(transport and transport.is_active())
+
+    # ------------------------------------------------------------------ commands
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        command = quote_command(argv, cwd=self._resolve(cwd) if cwd else self.workdir, env=env)
+        return self._exec(command, stdin, timeout, label=str(argv[0]))
+
+    def _exec(
+        self, command: str, stdin: bytes | None, timeout: float | None, label: str = "command"
+    ) -> CommandResult:
+        import paramiko
+
+        start = time.perf_counter()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        transport = self._client.get_transport()
+        try:
+            if transport is None or not transport.is_active():
+                raise LinkLost(f"{self.target_name}: connection lost")
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            while True:
+                while channel.recv_ready():
+                    out += channel.recv(CHUNK)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(CHUNK)
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                if channel.exit_status_ready() and drained:
+                    break
+                if not transport.is_active():
+                    raise LinkLost(f"{self.target_name}: connection lost while running {label}")
+                if deadline is not None and time.monotonic() > deadline:
+                    channel.close()
+                    raise TargetError(f"{self.target_name}: command timed out after {timeout:g} s: {label}")
+                select.select([channel], [], [], 0.5)
+            exit_code = channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise LinkLost(f"{self.target_name}: connection lost while running {label} ({exc})") from exc
+        return CommandResult(
+            exit_code, out.decode(errors="replace"), err.decode(errors="replace"), time.perf_counter() - start
+        )
+
+    # ------------------------------------------------------------------ files
+
+    def _resolve(self, path: str) -> str:
+        if path.startswith("~/"):
+            return path[2:]  # SFTP and our commands start in the login directory
+        return path if path.startswith("/") or not self._workdir_resolved else f"{self.workdir}/{path}"
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        import paramiko
+
+        if self._sftp is None:
+            transport = self._client.get_transport()
+            assert transport is not None
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(
+                    transport, window_size=SFTP_WINDOW, max_packet_size=32768
+                )
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise self._io_error("opening SFTP", exc) from exc
+            if self._sftp is None:
+                raise TargetError(f"{self.target_name}: the SSH server offers no SFTP subsystem")
+            self._sftp.get_channel().settimeout(self.io_timeout)
+        return self._sftp
+
+    def _io_error(self, what: str, exc: BaseException) -> TargetError:
+        if not self._link_alive() or isinstance(exc, TimeoutError | EOFError):
+            return LinkLost(f"{self.target_name}: connection lost while {what}")
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return TargetError(f"{self.target_name}: {what} failed: {detail}")
+
+    def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
+        self.put_from(local, remote, 0, progress=progress)
+
+    def put_from(self, local: Path, remote: str, offset: int, *, progress: ProgressFn | None = None) -> None:
+        """Write `local` from byte `offset` on into `remote`, keeping the remote file's first `offset`
+        bytes (they were checked by the caller). Writes are pipelined: no round trip per chunk."""
+        import paramiko
+
+        dest = self._resolve(remote)
+        total = local.stat().st_size
+        sftp = self._sftp_client()
+        try:
+            with local.open("rb") as src, sftp.open(dest, "r+b" if offset else "wb") as dst:
+                if offset:
+                    dst.truncate(offset)
+                    dst.seek(offset)
+                    src.seek(offset)
+                dst.set_pipelined(True)
+                done = offset
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._sftp = None  # a failed SFTP session is not reused
+            raise self._io_error(f"writing {dest}", exc) from exc
+
+    def get(self, remote: str, local: Path) -> None:
+        """Fetch into a temp file next to `local`, then rename: never a partial local file."""
+        import paramiko
+
+        src = self._resolve(remote)
+        tmp = local.with_name(f".{local.name}.edgedeploy-part")
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self._sftp_client().get(src, str(tmp))
+            os.replace(tmp, local)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, FileNotFoundError):
+                raise TargetError(f"{self.target_name}: {src}: no such file on the device") from exc
+            raise self._io_error(f"fetching {src}", exc) from exc
+
+
+class _HostKeyPolicy:
+    """paramiko's MissingHostKeyPolicy for a key absent from known_hosts: refuse, or record it."""
+
+    def __init__(self, target_name: str, known_hosts: Path, trust_new: bool) -> None:
+        self.target_name = target_name
+        self.known_hosts = known_hosts
+        self.trust_new = trust_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if not self.trust_new:
+            raise TargetError(
+                f"{self.target_name}: unknown host key for {hostname} ({key.get_name()} {key.fingerprint}), "
+                f"not in {self.known_hosts}; verify it, then re-run with --trust-new to record it"
+            )
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with self.known_hosts.open("a") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
