@@ -21,7 +21,6 @@ from __future__ import annotations
 import getpass
 import os
 import select
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.transport import CommandResult, LinkLost, ProgressFn, TransportBase
+from edgedeploy.deploy.transport import (
+    CommandResult,
+    LinkLost,
+    ProgressFn,
+    TransportBase,
+    quote_command,
+    workdir_command,
+)
 from edgedeploy.errors import TargetError, UsageError
 
 if TYPE_CHECKING:
@@ -39,23 +45,6 @@ CHUNK = 1 << 20
 KEEPALIVE_S = 15
 # Our receive window for SFTP reads (gets): paramiko's 2 MiB default stalls a fast link.
 SFTP_WINDOW = 16 << 20
-
-
-def quote_command(
-    argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
-) -> str:
-    """One POSIX shell command line from an argument list: every element shlex-quoted."""
-    if not argv:
-        raise UsageError("empty command")
-    parts: list[str] = []
-    for key, value in (env or {}).items():
-        if not key.isidentifier():
-            raise UsageError(f"environment variable name {key!r} is not valid")
-        parts.append(shlex.quote(f"{key}={value}"))
-    command = " ".join(shlex.quote(str(a)) for a in argv)
-    if parts:
-        command = "env " + " ".join(parts) + " " + command
-    return f"cd -- {shlex.quote(cwd)} && {command}" if cwd else command
 
 
 @dataclass
@@ -262,9 +251,8 @@ class SSHTransport(TransportBase):
 
     def _resolve_workdir(self) -> None:
         """Make the work dir exist and absolute, so commands (run there) and SFTP paths agree."""
-        workdir = self.workdir[2:] if self.workdir.startswith("~/") else self.workdir
-        argv = ["mkdir", "-p", "--", workdir]
-        result = self._exec(f"{quote_command(argv)} && cd -- {shlex.quote(workdir)} && pwd -P", None, 30)
+        workdir = self.workdir
+        result = self._exec(workdir_command(workdir), None, 30)
         if not result.ok:
             reason = result.last_error_line()
             raise TargetError(f"{self.target_name}: cannot create work dir {workdir}: {reason}")

@@ -7,13 +7,14 @@ Remote paths are POSIX strings; a relative path is relative to the login/work di
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from edgedeploy.errors import TargetError
+from edgedeploy.errors import TargetError, UsageError
 
 ProgressFn = Callable[[int, int], None]
 """progress(bytes_done, bytes_total), called while a file moves."""
@@ -110,3 +111,27 @@ class TransportBase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def quote_command(
+    argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """One POSIX shell command line from an argument list: every element shlex-quoted."""
+    if not argv:
+        raise UsageError("empty command")
+    parts: list[str] = []
+    for key, value in (env or {}).items():
+        if not key.isidentifier():
+            raise UsageError(f"environment variable name {key!r} is not valid")
+        parts.append(shlex.quote(f"{key}={value}"))
+    command = " ".join(shlex.quote(str(a)) for a in argv)
+    if parts:
+        command = "env " + " ".join(parts) + " " + command
+    return f"cd -- {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+def workdir_command(workdir: str) -> str:
+    """Shell command that creates the work dir and prints its absolute path (a leading `~/` means the
+    login directory, where remote shells start)."""
+    path = workdir[2:] if workdir.startswith("~/") else workdir
+    return f"{quote_command(['mkdir', '-p', '--', path])} && cd -- {shlex.quote(path)} && pwd -P"
