@@ -19,6 +19,7 @@ Host variables (besides ansible_host/port/user/ssh_private_key_file):
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import select
 import time
@@ -130,6 +131,8 @@ class SSHTransport(TransportBase):
     # ------------------------------------------------------------------ connection
 
     def connect(self) -> None:
+        # paramiko logs failures (with tracebacks) from its own thread; we report them as one line.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
         config = _load_ssh_config(self.config_path)
         if self.target.key_file and not Path(self.target.key_file).is_file():
             raise UsageError(
@@ -193,7 +196,9 @@ class SSHTransport(TransportBase):
                 if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
                     raise self._final_error(endpoint, exc, known_hosts) from exc
                 last = exc
-        reason = "timed out" if isinstance(last, TimeoutError) else str(last) or type(last).__name__
+        reason = str(last) or type(last).__name__
+        if isinstance(last, TimeoutError) or "banner" in reason:
+            reason = "timed out" if isinstance(last, TimeoutError) else "no SSH banner: timed out"
         raise TargetError(
             f"{self.target_name}: cannot reach {endpoint.hostname}:{endpoint.port} ({reason}; "
             f"{attempts} attempt{'s' if attempts > 1 else ''}, {self.connect_timeout:g} s timeout)"
@@ -384,9 +389,17 @@ class SSHTransport(TransportBase):
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+            # paramiko drops the server's answers to pipelined writes (a full disk goes unnoticed),
+            # so check what actually arrived; push.py also verifies the sha256 on the device.
+            arrived = sftp.stat(dest).st_size
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._sftp = None  # a failed SFTP session is not reused
             raise self._io_error(f"writing {dest}", exc) from exc
+        if arrived != total:
+            raise TargetError(
+                f"{self.target_name}: writing {dest} failed: {arrived} of {total} bytes arrived "
+                "(is the device's disk full?)"
+            )
 
     def get(self, remote: str, local: Path) -> None:
         """Fetch into a temp file next to `local`, then rename: never a partial local file."""

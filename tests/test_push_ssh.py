@@ -1,0 +1,120 @@
+"""`push` over the real sshd: unchanged re-push, dry run, a link killed mid-transfer, a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.push import PART_SUFFIX, push_file
+from edgedeploy.deploy.ssh import SSHTransport
+from edgedeploy.errors import TargetError
+from edgedeploy.profiles.schema import sha256_file
+from tests.conftest import run_cli
+from tests.sshd import SSHServer
+
+
+def _target(tmp_path: Path, server: SSHServer, **extra: object):  # noqa: ANN202
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(server.inventory_yaml("box", **extra))
+    return inventory, load_inventory(inventory).get("box")
+
+
+def _kill_sshd(server: SSHServer) -> None:
+    """Kill the listener AND its per-connection children: the link drops like a pulled cable."""
+    assert server.proc is not None
+    parent = psutil.Process(server.proc.pid)
+    for proc in [*parent.children(recursive=True), parent]:
+        proc.kill()
+    server.proc.wait()
+    server.proc = None
+
+
+def test_unchanged_repush_sends_zero_bytes_and_dry_run_moves_nothing(sshd: SSHServer, tmp_path: Path) -> None:
+    model = tmp_path / "net.tflite"
+    model.write_bytes(os.urandom(300_000))
+    inventory, _ = _target(tmp_path, sshd)
+    first = json.loads(run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--json").stdout)
+    assert first["sent_bytes"] == 300_000 and first["skipped"] is False
+    second = json.loads(run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--json").stdout)
+    assert second["sent_bytes"] == 0 and second["skipped"] is True and second["sha256"] == first["sha256"]
+    assert set(first) >= {"remote_path", "sha256", "sent_bytes", "skipped"}
+
+    model.write_bytes(os.urandom(1000))
+    dry = run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--dry-run")
+    assert dry.returncode == 0 and "would send 1000 bytes" in dry.stdout
+    assert sha256_file(Path(first["remote_path"])) == first["sha256"]  # untouched
+    manifest = json.loads((sshd.root / "device-workdir" / "manifest.json").read_text())
+    assert manifest["files"]["models/net.tflite"]["sha256"] == first["sha256"]
+    assert "edgedeploy_runner.py" in manifest["files"]
+
+
+def test_killed_link_mid_transfer_never_corrupts_and_next_push_resumes(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    _, target = _target(tmp_path, sshd, edgedeploy_connect_retries=0, edgedeploy_io_timeout=10)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"old model")
+    with SSHTransport(target) as ssh:
+        old = push_file(ssh, model, "models", python="python3")
+    model.write_bytes(os.urandom(24 << 20))
+    killed_at: list[int] = []
+
+    def pull_the_cable(done: int, total: int) -> None:
+        if done >= 6 << 20 and not killed_at:
+            killed_at.append(done)
+            _kill_sshd(sshd)
+
+    ssh = SSHTransport(target)
+    ssh.connect()
+    try:
+        with pytest.raises(TargetError, match="run push again to resume"):
+            push_file(ssh, model, "models", python="python3", progress=pull_the_cable)
+    finally:
+        ssh.close()
+    final = Path(old.remote_path)
+    assert final.read_bytes() == b"old model"  # the final name still holds the previous, intact file
+    part = Path(old.remote_path + PART_SUFFIX)
+    assert 0 < part.stat().st_size < model.stat().st_size
+
+    sshd.start()
+    with SSHTransport(target) as ssh:
+        resumed = push_file(ssh, model, "models", python="python3")
+    assert resumed.resumed_from > 0 and resumed.sent_bytes == model.stat().st_size - resumed.resumed_from
+    assert sha256_file(final) == sha256_file(model)
+    assert not part.exists()
+
+
+def test_full_disk_on_the_target_is_a_clear_error(sshd: SSHServer, tmp_path: Path) -> None:
+    models = sshd.root / "device-workdir" / "models"
+    models.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(models)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        inventory, target = _target(tmp_path, sshd)
+        model = tmp_path / "big.onnx"
+        model.write_bytes(os.urandom(3 << 20))
+        out = run_cli("push", str(model), "-t", "box", "-i", str(inventory))
+        assert out.returncode == 1
+        assert "not enough free space" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        # The disk fills up DURING the upload (past the up-front check): a clean error, no leftovers.
+        model.write_bytes(os.urandom(900_000))
+        filler = models / "other-process.bin"
+
+        def fill_disk(done: int, total: int) -> None:
+            if not filler.exists():
+                filler.write_bytes(b"\0" * 300_000)
+
+        with SSHTransport(target) as ssh, pytest.raises(TargetError, match="(?i)no space left on"):
+            push_file(ssh, model, "models", python="python3", progress=fill_disk)
+        assert sorted(p.name for p in models.iterdir()) == ["other-process.bin"]  # no part, no model
+    finally:
+        subprocess.run(["umount", str(models)], check=False)
