@@ -171,6 +171,8 @@ class ADBDevice:
         return self
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for conn in self._connections:
             with contextlib.suppress(OSError):

@@ -152,10 +152,11 @@ def _sha256_prefix(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _resume_offset(local: Path, size: int, state: RemoteState) -> int:
-    """Bytes of a previous interrupted upload that match ours (0: start over)."""
+def _resume_offset(transport: Transport, local: Path, size: int, state: RemoteState) -> int:
+    """Bytes of a previous interrupted upload that match ours (0: start over, or cannot resume)."""
     part = state.part_size or 0
-    if 0 < part <= size and state.part_sha256 == _sha256_prefix(local, part):
+    resumable = isinstance(transport, ResumablePut)
+    if resumable and 0 < part <= size and state.part_sha256 == _sha256_prefix(local, part):
         return part
     return 0
 
@@ -179,7 +180,7 @@ def plan_push(transport: Transport, local: Path, remote_dir: str, *, python: str
     remote_path = remote_join(transport.workdir, remote_dir, local.name)
     state = _remote_state(transport, python, remote_path)
     skipped = state.sha256 == sha
-    offset = 0 if skipped else _resume_offset(local, size, state)
+    offset = 0 if skipped else _resume_offset(transport, local, size, state)
     return {
         "remote_path": remote_path,
         "sha256": sha,
@@ -221,7 +222,7 @@ def push_file(
             _python(transport, python, _REMOTE_COMMIT, "-", remote_path, sha, *manifest_args)
         return PushResult(remote_path, sha, 0, True)
 
-    offset = first_offset = _resume_offset(local, size, state)
+    offset = first_offset = _resume_offset(transport, local, size, state)
     _check_space(transport, state, size - offset, remote_dir)
     sent = 0
     for attempt in range(reconnects + 1):
@@ -234,7 +235,7 @@ def push_file(
                 progress(done, total)
 
         try:
-            if offset and isinstance(transport, ResumablePut):
+            if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
                 transport.put_from(local, part, offset, progress=count)
             else:
                 transport.put(local, part, progress=count)
@@ -251,7 +252,7 @@ def push_file(
                 state = _remote_state(transport, python, remote_path)
             except TargetError as again:
                 raise TargetError(f"{again}; {where}") from again
-            offset = _resume_offset(local, size, state)
+            offset = _resume_offset(transport, local, size, state)
         except TargetError as exc:
             raise _upload_failed(transport, python, remote_path, size, exc) from exc
     _python(transport, python, _REMOTE_COMMIT, part, remote_path, sha, *manifest_args)
