@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -118,3 +120,14 @@ def test_full_disk_on_the_target_is_a_clear_error(sshd: SSHServer, tmp_path: Pat
         assert sorted(p.name for p in models.iterdir()) == ["other-process.bin"]  # no part, no model
     finally:
         subprocess.run(["umount", str(models)], check=False)
+
+
+def test_push_benchmark_quick_smoke() -> None:
+    """bench/push.py --quick: a 2 MB push vs scp on its own sshd, JSON with both throughputs."""
+    if shutil.which("scp") is None:
+        pytest.skip("OpenSSH client (scp) not installed")
+    bench = Path(__file__).resolve().parents[1] / "bench" / "push.py"
+    out = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["push_mb_per_s"] > 0 and doc["scp_mb_per_s"] > 0 and doc["unchanged_repush_median_s"] > 0

@@ -17,6 +17,7 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,7 +108,8 @@ def remote_join(*parts: str) -> str:
 
 def _python(transport: Transport, python: str, script: str, *args: str, timeout: float = 120.0) -> str:
     """Run a stdlib-only script on the device (sent on stdin: no command-line length limits)."""
-    result = transport.run([python, "-", *args], timeout=timeout, stdin=script.encode())
+    # -S: no site-packages scan at start-up (these scripts need only the standard library).
+    result = transport.run([python, "-S", "-", *args], timeout=timeout, stdin=script.encode())
     if not result.ok:
         if result.exit_code == 127:
             raise TargetError(
@@ -209,14 +211,16 @@ def push_file(
     partial upload stays on the device under the temporary name and the next push resumes it."""
     if not local.is_file():
         raise UsageError(f"{local}: no such file")
-    sha = sha256_file(local)
     size = local.stat().st_size
     remote_dir = remote_join(transport.workdir, remote_dir)
     remote_path = remote_join(remote_dir, remote_name or local.name)
     part = remote_path + PART_SUFFIX
     manifest_args = (_manifest_path(transport), _manifest_key(transport, remote_path), str(size), local.name)
 
-    state = _remote_state(transport, python, remote_path, mkdir=True)
+    with ThreadPoolExecutor(1) as pool:  # hash locally while the device hashes its copy
+        local_sha = pool.submit(sha256_file, local)
+        state = _remote_state(transport, python, remote_path, mkdir=True)
+        sha = local_sha.result()
     if state.sha256 == sha:
         if state.manifest_sha256 != sha:  # there already, but put there by someone else
             _python(transport, python, _REMOTE_COMMIT, "-", remote_path, sha, *manifest_args)

