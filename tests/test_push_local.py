@@ -41,3 +41,15 @@ def test_push_cli_on_local_target_and_missing_file(tmp_path: Path) -> None:
     assert (
         missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.onnx'}: no such file"
     )
+
+
+def test_a_file_changed_on_the_device_is_pushed_again(tmp_path: Path) -> None:
+    """The manifest's quick check (size + mtime) must not hide a rewrite of the same size."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(os.urandom(4096))
+    with LocalTransport("local", tmp_path / "device") as local:
+        first = push_file(local, model, "models", python="python3")
+        Path(first.remote_path).write_bytes(os.urandom(4096))
+        again = push_file(local, model, "models", python="python3")
+    assert not again.skipped and again.sent_bytes == 4096
+    assert Path(first.remote_path).read_bytes() == model.read_bytes()

@@ -33,6 +33,9 @@ MANIFEST = "manifest.json"
 SPACE_MARGIN = 64 << 10
 
 # Device side: state of one destination as JSON. argv: final part manifest key mkdir(0/1)
+# The final file's sha256 comes from the manifest when its size and mtime (ns) are those recorded
+# right after its verified commit (git's index does the same); any rewrite changes the mtime and
+# makes us hash the file again. This keeps an unchanged re-push from reading the model on the device.
 _REMOTE_STATE = """\
 import hashlib,json,os,sys
 final,part,manifest,key,mkdir=sys.argv[1:6]
@@ -53,7 +56,12 @@ except OSError: free=None
 try:
     with open(manifest) as f: entry=json.load(f).get('files',{}).get(key)
 except (OSError,ValueError): entry=None
-print(json.dumps({'sha256':sha(final),'part_size':part_size,'part_sha256':sha(part) if part_size else None,
+try:
+    st=os.stat(final)
+    same=entry and entry.get('size')==st.st_size and entry.get('mtime_ns')==st.st_mtime_ns
+    final_sha=entry['sha256'] if same else sha(final)
+except OSError: final_sha=None
+print(json.dumps({'sha256':final_sha,'part_size':part_size,'part_sha256':sha(part) if part_size else None,
  'free':free,'manifest_sha256':(entry or {}).get('sha256')}))
 """
 # Device side: verify the part's hash, rename it over the final name, record it in the manifest.
@@ -73,7 +81,7 @@ try:
     with open(manifest) as f: doc=json.load(f)
 except (OSError,ValueError): doc={}
 doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,
- 'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
+ 'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
 tmp=manifest+'.tmp'
 with open(tmp,'w') as f: json.dump(doc,f,indent=1,sort_keys=True)
 os.replace(tmp,manifest)
