@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.transport import LinkLost, ResumablePut, Transport
+from edgedeploy.deploy.transport import LinkLost, ResumablePut, Spawner, Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.profiles.schema import sha256_file
 
@@ -31,6 +31,8 @@ PART_SUFFIX = ".edgedeploy-part"
 MANIFEST = "manifest.json"
 # Free space kept beyond the file itself (file system metadata, the manifest rewrite).
 SPACE_MARGIN = 64 << 10
+# Seconds the device may take to finish hashing, rename and record after the upload.
+COMMIT_TIMEOUT_S = 600.0
 
 # Device side: state of one destination as JSON. argv: final part manifest key mkdir(0/1)
 # The final file's sha256 comes from the manifest when its size and mtime (ns) are those recorded
@@ -65,17 +67,37 @@ print(json.dumps({'sha256':final_sha,'part_size':part_size,'part_sha256':sha(par
  'free':free,'manifest_sha256':(entry or {}).get('sha256')}))
 """
 # Device side: verify the part's hash, rename it over the final name, record it in the manifest.
-# argv: part final sha manifest key size source ; part '-' = the file is already in place.
+# argv: mode part final sha manifest key size source ; part '-' = the file is already in place.
+# mode 'now': hash the finished part. mode 'follow': started BEFORE the upload, it hashes the part as
+# it grows and waits for the host's verdict on stdin ('go' = upload complete; anything else or EOF =
+# abandoned, touch nothing), so the device never re-reads the file and the verify costs no extra time.
 _REMOTE_COMMIT = """\
-import hashlib,json,os,sys,time
-part,final,want,manifest,key,size,source=sys.argv[1:8]
-if part!='-':
+import hashlib,json,os,select,sys,time
+mode,part,final,want,manifest,key,size,source=sys.argv[1:9]
+def digest_now():
     h=hashlib.sha256()
     with open(part,'rb') as f:
         for c in iter(lambda:f.read(1<<20),b''): h.update(c)
-    if h.hexdigest()!=want:
+    return h.hexdigest()
+def digest_following():
+    h=hashlib.sha256(); f=None; verdict=None
+    while True:
+        if f is None:
+            try: f=open(part,'rb',buffering=0)
+            except OSError:
+                if verdict=='go': raise
+        c=f.read(1<<20) if f else b''
+        if c:
+            h.update(c); continue
+        if verdict=='go': return h.hexdigest()
+        if select.select([sys.stdin],[],[],0.05)[0]:
+            verdict=sys.stdin.readline().strip()
+            if verdict!='go': sys.exit('upload abandoned; nothing changed')
+if part!='-':
+    got=digest_following() if mode=='follow' else digest_now()
+    if got!=want:
         os.remove(part)
-        sys.exit('sha256 mismatch after upload (got %s); the upload was discarded' % h.hexdigest())
+        sys.exit('sha256 mismatch after upload (got %s); the upload was discarded' % got)
     os.replace(part,final)
 try:
     with open(manifest) as f: doc=json.load(f)
@@ -231,43 +253,62 @@ def push_file(
         sha = local_sha.result()
     if state.sha256 == sha:
         if state.manifest_sha256 != sha:  # there already, but put there by someone else
-            _python(transport, python, _REMOTE_COMMIT, "-", remote_path, sha, *manifest_args)
+            _python(transport, python, _REMOTE_COMMIT, "now", "-", remote_path, sha, *manifest_args)
         return PushResult(remote_path, sha, 0, True)
 
     offset = first_offset = _resume_offset(transport, local, size, state)
     _check_space(transport, state, size - offset, remote_dir)
+    verifier = None
+    if isinstance(transport, Spawner):
+        if state.part_size and not offset:  # a stale part the verifier must not read
+            _python(transport, python, _REMOTE_DISCARD, part)
+        commit = [python, "-S", "-c", _REMOTE_COMMIT, "follow", part, remote_path, sha, *manifest_args]
+        verifier = transport.spawn(commit)
     sent = 0
-    for attempt in range(reconnects + 1):
-        reached = offset
+    uploaded = False
+    try:
+        for attempt in range(reconnects + 1):
+            reached = offset
 
-        def count(done: int, total: int) -> None:
-            nonlocal reached
-            reached = done
-            if progress:
-                progress(done, total)
+            def count(done: int, total: int) -> None:
+                nonlocal reached
+                reached = done
+                if progress:
+                    progress(done, total)
 
-        try:
-            if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
-                transport.put_from(local, part, offset, progress=count)
-            else:
-                transport.put(local, part, progress=count)
-            sent += size - offset
-            break
-        except LinkLost as exc:
-            sent += max(0, reached - offset)
-            where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
-            if attempt == reconnects:
-                raise TargetError(f"{exc}; {where}") from exc
             try:
-                transport.close()
-                transport.connect()
-                state = _remote_state(transport, python, remote_path)
-            except TargetError as again:
-                raise TargetError(f"{again}; {where}") from again
-            offset = _resume_offset(transport, local, size, state)
-        except TargetError as exc:
-            raise _upload_failed(transport, python, remote_path, size, exc) from exc
-    _python(transport, python, _REMOTE_COMMIT, part, remote_path, sha, *manifest_args)
+                if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
+                    transport.put_from(local, part, offset, progress=count)
+                else:
+                    transport.put(local, part, progress=count)
+                sent += size - offset
+                uploaded = True
+                break
+            except LinkLost as exc:
+                verifier = None  # it died with the link; verify after the upload instead
+                sent += max(0, reached - offset)
+                where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
+                if attempt == reconnects:
+                    raise TargetError(f"{exc}; {where}") from exc
+                try:
+                    transport.close()
+                    transport.connect()
+                    state = _remote_state(transport, python, remote_path)
+                except TargetError as again:
+                    raise TargetError(f"{again}; {where}") from again
+                offset = _resume_offset(transport, local, size, state)
+            except TargetError as exc:
+                raise _upload_failed(transport, python, remote_path, size, exc) from exc
+    finally:
+        if verifier is not None and not uploaded:  # tells it to give up, touching nothing
+            verifier.kill()
+    if verifier is None:
+        _python(transport, python, _REMOTE_COMMIT, "now", part, remote_path, sha, *manifest_args)
+    else:
+        verifier.send(b"go\n")
+        result = verifier.wait(timeout=COMMIT_TIMEOUT_S)
+        if not result.ok:
+            raise TargetError(f"{transport.target_name}: {result.last_error_line()}")
     return PushResult(remote_path, sha, sent, False, resumed_from=first_offset)
 
 

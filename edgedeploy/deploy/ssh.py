@@ -306,41 +306,26 @@ class SSHTransport(TransportBase):
     def _exec(
         self, command: str, stdin: bytes | None, timeout: float | None, label: str = "command"
     ) -> CommandResult:
+        process = self._start(command, label)
+        if stdin:
+            process.send(stdin)
+        return process.wait(timeout)
+
+    def spawn(self, argv: Sequence[str]) -> SSHProcess:
+        return self._start(quote_command(argv, cwd=self.workdir, make_cwd=True), str(argv[0]))
+
+    def _start(self, command: str, label: str) -> SSHProcess:
         import paramiko
 
-        start = time.perf_counter()
-        deadline = None if timeout is None else time.monotonic() + timeout
         transport = self._client.get_transport()
         try:
             if transport is None or not transport.is_active():
                 raise LinkLost(f"{self.target_name}: connection lost")
             channel = transport.open_session(timeout=self.connect_timeout)
             channel.exec_command(command)
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            out, err = bytearray(), bytearray()
-            while True:
-                while channel.recv_ready():
-                    out += channel.recv(CHUNK)
-                while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(CHUNK)
-                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
-                if channel.exit_status_ready() and drained:
-                    break
-                if not transport.is_active():
-                    raise LinkLost(f"{self.target_name}: connection lost while running {label}")
-                if deadline is not None and time.monotonic() > deadline:
-                    channel.close()
-                    raise TargetError(f"{self.target_name}: command timed out after {timeout:g} s: {label}")
-                select.select([channel], [], [], 0.5)
-            exit_code = channel.recv_exit_status()
-            channel.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise LinkLost(f"{self.target_name}: connection lost while running {label} ({exc})") from exc
-        return CommandResult(
-            exit_code, out.decode(errors="replace"), err.decode(errors="replace"), time.perf_counter() - start
-        )
+            raise LinkLost(f"{self.target_name}: connection lost while starting {label} ({exc})") from exc
+        return SSHProcess(self.target_name, transport, channel, label)
 
     # ------------------------------------------------------------------ files
 
@@ -423,6 +408,66 @@ class SSHTransport(TransportBase):
             if isinstance(exc, FileNotFoundError):
                 raise TargetError(f"{self.target_name}: {src}: no such file on the device") from exc
             raise self._io_error(f"fetching {src}", exc) from exc
+
+
+class SSHProcess:
+    """One remote command on its own exec channel (see transport.Process)."""
+
+    def __init__(
+        self, target_name: str, transport: paramiko.Transport, channel: paramiko.Channel, label: str
+    ) -> None:
+        self.target_name, self.transport, self.channel, self.label = target_name, transport, channel, label
+        self.started = time.perf_counter()
+
+    def _lost(self, exc: BaseException | None = None) -> LinkLost:
+        detail = f" ({exc})" if exc else ""
+        return LinkLost(f"{self.target_name}: connection lost while running {self.label}{detail}")
+
+    def send(self, data: bytes) -> None:
+        import paramiko
+
+        try:
+            self.channel.sendall(data)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc) from exc
+
+    def kill(self) -> None:
+        self.channel.close()
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        import paramiko
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = self.channel
+        out, err = bytearray(), bytearray()
+        try:
+            channel.shutdown_write()
+            while True:
+                while channel.recv_ready():
+                    out += channel.recv(CHUNK)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(CHUNK)
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                if channel.exit_status_ready() and drained:
+                    break
+                if not self.transport.is_active():
+                    raise self._lost()
+                if deadline is not None and time.monotonic() > deadline:
+                    channel.close()
+                    raise TargetError(
+                        f"{self.target_name}: command timed out after {timeout:g} s: {self.label}"
+                    )
+                select.select([channel], [], [], 0.5)
+            exit_code = channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc) from exc
+        return CommandResult(
+            exit_code,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.perf_counter() - self.started,
+        )
 
 
 def _fast_cipher_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:

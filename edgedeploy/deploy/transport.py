@@ -88,6 +88,30 @@ class ResumablePut(Protocol):
         ...
 
 
+class Process(Protocol):
+    """A command started by `Spawner.spawn`, running while the caller does other work."""
+
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        """Close stdin, wait for the exit, return the result (TargetError on timeout/lost link)."""
+        ...
+
+    def kill(self) -> None:
+        """Abandon the command (closing its stdin tells a well-behaved one to give up)."""
+        ...
+
+
+@runtime_checkable
+class Spawner(Protocol):
+    """A transport that can start a command and keep talking to it (push.py verifies the sha256 on the
+    device WHILE the upload runs, instead of re-reading the file afterwards)."""
+
+    def spawn(self, argv: Sequence[str]) -> Process: ...
+
+
 class LinkLost(TargetError):
     """The connection dropped mid-operation: reconnecting (and resuming) may succeed."""
 
