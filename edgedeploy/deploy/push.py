@@ -1,14 +1,17 @@
 """`edgedeploy push`: send a file to a target's work dir so that the device never holds a corrupt copy.
 
-Order of operations, in as few round trips as possible:
-1. hash locally; ONE device-side script reports the hash of what is already there, the size and hash
-   of an interrupted upload (`NAME.edgedeploy-part`), the free space, and the manifest entry;
+Order of operations, in as few round trips and device processes as possible:
+1. hash locally while the device reports, as JSON, the hash of what is already there, the size and
+   hash of an interrupted upload (`NAME.edgedeploy-part`), the free space and the manifest entry;
 2. unchanged -> skip (0 bytes sent); a partial upload whose bytes match ours -> resume after them;
    otherwise start over; too little free space -> a clear error before sending anything;
 3. upload under the temporary name (a dropped link: reconnect with backoff and resume, a few times);
-4. ONE device-side script verifies the sha256, renames into place (atomic on POSIX) and records the
-   file in the work dir's `manifest.json`.
-The device-side scripts use the device's Python (stdlib only); every target has one for the runner.
+4. the device verifies the sha256, renames into place (atomic on POSIX) and records the file in the
+   work dir's `manifest.json`.
+All device-side work is ONE stdlib-only script run by the device's Python (every target has one for
+the runner). Where the transport can keep a command running (ssh), one process does the whole push:
+it answers step 1, then hashes the temporary file AS IT GROWS and commits when told the upload is
+complete, so verification costs no second read of the file and no second process start.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.transport import LinkLost, ResumablePut, Spawner, Transport
+from edgedeploy.deploy.transport import CommandResult, LinkLost, Process, ResumablePut, Spawner, Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.profiles.schema import sha256_file
 
@@ -31,16 +34,27 @@ PART_SUFFIX = ".edgedeploy-part"
 MANIFEST = "manifest.json"
 # Free space kept beyond the file itself (file system metadata, the manifest rewrite).
 SPACE_MARGIN = 64 << 10
-# Seconds the device may take to finish hashing, rename and record after the upload.
+# Seconds allowed for the device's answers, and for its final hashing/rename after the upload.
+STATE_TIMEOUT_S = 120.0
 COMMIT_TIMEOUT_S = 600.0
 
-# Device side: state of one destination as JSON. argv: final part manifest key mkdir(0/1)
-# The final file's sha256 comes from the manifest when its size and mtime (ns) are those recorded
+# The device side. argv: mode final manifest key size source [sha256]
+#   state / state-mkdir   print the state JSON (state-mkdir first creates the directory)
+#   commit SHA            verify the finished part, rename it over the final name, record it
+#   record SHA            record a final file already in place
+#   discard               remove the part
+#   session               print the state JSON, then read ONE command from stdin: `done`,
+#                         `record SHA`, or `follow SHA OFFSET`: (OFFSET 0: remove a stale part) print
+#                         `ready`, hash the part as it grows, and on the line `go` (upload complete)
+#                         verify + rename + record; EOF or any other line: give up, touch nothing.
+# The final file's sha256 comes from the manifest while its size and mtime (ns) are those recorded
 # right after its verified commit (git's index does the same); any rewrite changes the mtime and
-# makes us hash the file again. This keeps an unchanged re-push from reading the model on the device.
-_REMOTE_STATE = """\
-import hashlib,json,os,sys
-final,part,manifest,key,mkdir=sys.argv[1:6]
+# forces a re-hash. So an unchanged re-push does not read the model on the device.
+_DEVICE_SCRIPT = """\
+import hashlib,json,os,select,sys,time
+mode,final,manifest,key,size,source=sys.argv[1:7]
+part=final+'.edgedeploy-part'
+folder=os.path.dirname(final) or '.'
 def sha(p):
     h=hashlib.sha256()
     try:
@@ -48,38 +62,33 @@ def sha(p):
             for c in iter(lambda:f.read(1<<20),b''): h.update(c)
     except OSError: return None
     return h.hexdigest()
-d=os.path.dirname(final) or '.'
-if mkdir=='1': os.makedirs(d,exist_ok=True)
-try: part_size=os.path.getsize(part)
-except OSError: part_size=None
-try:
-    st=os.statvfs(d if os.path.isdir(d) else os.path.dirname(d) or '.'); free=st.f_bavail*st.f_frsize
-except OSError: free=None
-try:
-    with open(manifest) as f: entry=json.load(f).get('files',{}).get(key)
-except (OSError,ValueError): entry=None
-try:
-    st=os.stat(final)
-    same=entry and entry.get('size')==st.st_size and entry.get('mtime_ns')==st.st_mtime_ns
-    final_sha=entry['sha256'] if same else sha(final)
-except OSError: final_sha=None
-print(json.dumps({'sha256':final_sha,'part_size':part_size,'part_sha256':sha(part) if part_size else None,
- 'free':free,'manifest_sha256':(entry or {}).get('sha256')}))
-"""
-# Device side: verify the part's hash, rename it over the final name, record it in the manifest.
-# argv: mode part final sha manifest key size source ; part '-' = the file is already in place.
-# mode 'now': hash the finished part. mode 'follow': started BEFORE the upload, it hashes the part as
-# it grows and waits for the host's verdict on stdin ('go' = upload complete; anything else or EOF =
-# abandoned, touch nothing), so the device never re-reads the file and the verify costs no extra time.
-_REMOTE_COMMIT = """\
-import hashlib,json,os,select,sys,time
-mode,part,final,want,manifest,key,size,source=sys.argv[1:9]
-def digest_now():
-    h=hashlib.sha256()
-    with open(part,'rb') as f:
-        for c in iter(lambda:f.read(1<<20),b''): h.update(c)
-    return h.hexdigest()
-def digest_following():
+def state():
+    if mode!='state': os.makedirs(folder,exist_ok=True)
+    try: part_size=os.path.getsize(part)
+    except OSError: part_size=None
+    try:
+        st=os.statvfs(folder if os.path.isdir(folder) else os.path.dirname(folder) or '.')
+        free=st.f_bavail*st.f_frsize
+    except OSError: free=None
+    try:
+        with open(manifest) as f: entry=json.load(f).get('files',{}).get(key)
+    except (OSError,ValueError): entry=None
+    try:
+        st=os.stat(final)
+        same=entry and entry.get('size')==st.st_size and entry.get('mtime_ns')==st.st_mtime_ns
+        final_sha=entry['sha256'] if same else sha(final)
+    except OSError: final_sha=None
+    return {'sha256':final_sha,'part_size':part_size,'part_sha256':sha(part) if part_size else None,
+            'free':free,'manifest_sha256':(entry or {}).get('sha256')}
+def record(want):
+    try:
+        with open(manifest) as f: doc=json.load(f)
+    except (OSError,ValueError): doc={}
+    doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,
+        'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
+    with open(manifest+'.tmp','w') as f: json.dump(doc,f,indent=1,sort_keys=True)
+    os.replace(manifest+'.tmp',manifest)
+def following():
     h=hashlib.sha256(); f=None; verdict=None
     while True:
         if f is None:
@@ -93,22 +102,28 @@ def digest_following():
         if select.select([sys.stdin],[],[],0.05)[0]:
             verdict=sys.stdin.readline().strip()
             if verdict!='go': sys.exit('upload abandoned; nothing changed')
-if part!='-':
-    got=digest_following() if mode=='follow' else digest_now()
+def commit(want,got):
     if got!=want:
         os.remove(part)
         sys.exit('sha256 mismatch after upload (got %s); the upload was discarded' % got)
     os.replace(part,final)
-try:
-    with open(manifest) as f: doc=json.load(f)
-except (OSError,ValueError): doc={}
-doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,
- 'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
-tmp=manifest+'.tmp'
-with open(tmp,'w') as f: json.dump(doc,f,indent=1,sort_keys=True)
-os.replace(tmp,manifest)
+    record(want)
+def discard():
+    try: os.remove(part)
+    except OSError: pass
+if mode=='session':
+    print(json.dumps(state()),flush=True)
+    words=sys.stdin.readline().split()
+    if words[:1]==['record']: record(words[1])
+    elif words[:1]==['follow']:
+        if words[2]=='0': discard()
+        print('ready',flush=True)
+        commit(words[1],following())
+elif mode in ('state','state-mkdir'): print(json.dumps(state()))
+elif mode=='commit': commit(sys.argv[7],sha(part))
+elif mode=='record': record(sys.argv[7])
+elif mode=='discard': discard()
 """
-_REMOTE_DISCARD = "import os,sys\ntry: os.remove(sys.argv[1])\nexcept OSError: pass\n"
 
 
 @dataclass(frozen=True)
@@ -136,42 +151,74 @@ def remote_join(*parts: str) -> str:
     return posixpath.join(*[p for p in parts if p])
 
 
-def _python(transport: Transport, python: str, script: str, *args: str, timeout: float = 120.0) -> str:
-    """Run a stdlib-only script on the device (sent on stdin: no command-line length limits)."""
-    # -S: no site-packages scan at start-up (these scripts need only the standard library).
-    result = transport.run([python, "-S", "-", *args], timeout=timeout, stdin=script.encode())
-    if not result.ok:
-        if result.exit_code == 127:
-            raise TargetError(
-                f"{transport.target_name}: {python} not found on the device (ansible_python_interpreter)"
-            )
-        raise TargetError(f"{transport.target_name}: {result.last_error_line()}")
-    return result.stdout
-
-
-def _remote_state(transport: Transport, python: str, remote_path: str, *, mkdir: bool = False) -> RemoteState:
-    key = _manifest_key(transport, remote_path)
-    part = remote_path + PART_SUFFIX
-    flag = "1" if mkdir else "0"
-    out = _python(transport, python, _REMOTE_STATE, remote_path, part, _manifest_path(transport), key, flag)
-    try:
-        return RemoteState(**json.loads(out.strip().splitlines()[-1]))
-    except (ValueError, IndexError, TypeError) as exc:
-        answer = out[:200]
-        raise TargetError(f"{transport.target_name}: unexpected answer from the device: {answer!r}") from exc
-
-
-def remote_sha256(transport: Transport, python: str, remote_path: str) -> str | None:
-    return _remote_state(transport, python, remote_path).sha256
-
-
 def _manifest_path(transport: Transport) -> str:
     return remote_join(transport.workdir, MANIFEST)
 
 
-def _manifest_key(transport: Transport, remote_path: str) -> str:
-    prefix = transport.workdir.rstrip("/") + "/"
-    return remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+class _DeviceFile:
+    """The device end of one destination path: the device script, step by step or as a session."""
+
+    def __init__(self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""):
+        self.transport, self.python, self.remote_path = transport, python, remote_path
+        prefix = transport.workdir.rstrip("/") + "/"
+        key = remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
+        self.args = [remote_path, _manifest_path(transport), key, str(size), source]
+
+    @property
+    def part(self) -> str:
+        return self.remote_path + PART_SUFFIX
+
+    def _fail(self, result: CommandResult) -> TargetError:
+        name = self.transport.target_name
+        if result.exit_code == 127:
+            return TargetError(f"{name}: {self.python} not found on the device (ansible_python_interpreter)")
+        return TargetError(f"{name}: {result.last_error_line()}")
+
+    def run(self, mode: str, *extra: str) -> str:
+        """One step; the script goes on stdin (no command-line length limits). -S: no site-packages
+        scan at start-up, the script needs only the standard library."""
+        argv = [self.python, "-S", "-", mode, *self.args, *extra]
+        result = self.transport.run(argv, timeout=STATE_TIMEOUT_S, stdin=_DEVICE_SCRIPT.encode())
+        if not result.ok:
+            raise self._fail(result)
+        return result.stdout
+
+    def parse_state(self, line: str) -> RemoteState:
+        try:
+            return RemoteState(**json.loads(line.strip().splitlines()[-1]))
+        except (ValueError, IndexError, TypeError) as exc:
+            answer = line[:200]
+            raise TargetError(
+                f"{self.transport.target_name}: unexpected answer from the device: {answer!r}"
+            ) from exc
+
+    def state(self, *, mkdir: bool = False) -> RemoteState:
+        return self.parse_state(self.run("state-mkdir" if mkdir else "state"))
+
+    def start_session(self) -> Process | None:
+        if not isinstance(self.transport, Spawner):
+            return None
+        return self.transport.spawn([self.python, "-S", "-c", _DEVICE_SCRIPT, "session", *self.args])
+
+    def expect_line(self, session: Process) -> str:
+        line = session.read_line(STATE_TIMEOUT_S)
+        if not line:  # exited early: report why
+            raise self._fail(session.wait(STATE_TIMEOUT_S))
+        return line
+
+    def finish(self, session: Process, command: str) -> None:
+        session.send(command.encode() + b"\n")
+        result = session.wait(COMMIT_TIMEOUT_S)
+        if not result.ok:
+            raise self._fail(result)
+
+
+def remote_sha256(transport: Transport, python: str, remote_path: str) -> str | None:
+    return _DeviceFile(transport, python, remote_path).state().sha256
 
 
 def _sha256_prefix(path: Path, size: int) -> str:
@@ -201,16 +248,12 @@ def _check_space(transport: Transport, state: RemoteState, need: int, remote_dir
         )
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
-
-
 def plan_push(transport: Transport, local: Path, remote_dir: str, *, python: str) -> dict[str, Any]:
     """What `push_file` would do, without changing anything on the device (for --dry-run)."""
     sha = sha256_file(local)
     size = local.stat().st_size
     remote_path = remote_join(transport.workdir, remote_dir, local.name)
-    state = _remote_state(transport, python, remote_path)
+    state = _DeviceFile(transport, python, remote_path).state()
     skipped = state.sha256 == sha
     offset = 0 if skipped else _resume_offset(transport, local, size, state)
     return {
@@ -243,30 +286,32 @@ def push_file(
         raise UsageError(f"{local}: no such file")
     size = local.stat().st_size
     remote_dir = remote_join(transport.workdir, remote_dir)
-    remote_path = remote_join(remote_dir, remote_name or local.name)
-    part = remote_path + PART_SUFFIX
-    manifest_args = (_manifest_path(transport), _manifest_key(transport, remote_path), str(size), local.name)
-
-    with ThreadPoolExecutor(1) as pool:  # hash locally while the device hashes its copy
-        local_sha = pool.submit(sha256_file, local)
-        state = _remote_state(transport, python, remote_path, mkdir=True)
-        sha = local_sha.result()
-    if state.sha256 == sha:
-        if state.manifest_sha256 != sha:  # there already, but put there by someone else
-            _python(transport, python, _REMOTE_COMMIT, "now", "-", remote_path, sha, *manifest_args)
-        return PushResult(remote_path, sha, 0, True)
-
-    offset = first_offset = _resume_offset(transport, local, size, state)
-    _check_space(transport, state, size - offset, remote_dir)
-    verifier = None
-    if isinstance(transport, Spawner):
-        if state.part_size and not offset:  # a stale part the verifier must not read
-            _python(transport, python, _REMOTE_DISCARD, part)
-        commit = [python, "-S", "-c", _REMOTE_COMMIT, "follow", part, remote_path, sha, *manifest_args]
-        verifier = transport.spawn(commit)
-    sent = 0
+    device = _DeviceFile(
+        transport, python, remote_join(remote_dir, remote_name or local.name), size, local.name
+    )
+    session = device.start_session()
     uploaded = False
     try:
+        with ThreadPoolExecutor(1) as pool:  # hash locally while the device looks at its copy
+            local_sha = pool.submit(sha256_file, local)
+            state = device.parse_state(device.expect_line(session)) if session else device.state(mkdir=True)
+            sha = local_sha.result()
+        if state.sha256 == sha:
+            record = state.manifest_sha256 != sha  # there already, but put there by someone else
+            if session:
+                device.finish(session, f"record {sha}" if record else "done")
+            elif record:
+                device.run("record", sha)
+            uploaded = True
+            return PushResult(device.remote_path, sha, 0, True)
+
+        offset = first_offset = _resume_offset(transport, local, size, state)
+        _check_space(transport, state, size - offset, remote_dir)
+        if session:
+            session.send(f"follow {sha} {offset}\n".encode())
+            if device.expect_line(session) != "ready":
+                raise TargetError(f"{transport.target_name}: the device script did not get ready")
+        sent = 0
         for attempt in range(reconnects + 1):
             reached = offset
 
@@ -278,14 +323,14 @@ def push_file(
 
             try:
                 if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
-                    transport.put_from(local, part, offset, progress=count)
+                    transport.put_from(local, device.part, offset, progress=count)
                 else:
-                    transport.put(local, part, progress=count)
+                    transport.put(local, device.part, progress=count)
                 sent += size - offset
                 uploaded = True
                 break
             except LinkLost as exc:
-                verifier = None  # it died with the link; verify after the upload instead
+                session = None  # it went with the link; verify after the upload instead
                 sent += max(0, reached - offset)
                 where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
                 if attempt == reconnects:
@@ -293,38 +338,37 @@ def push_file(
                 try:
                     transport.close()
                     transport.connect()
-                    state = _remote_state(transport, python, remote_path)
+                    state = device.state()
                 except TargetError as again:
                     raise TargetError(f"{again}; {where}") from again
                 offset = _resume_offset(transport, local, size, state)
             except TargetError as exc:
-                raise _upload_failed(transport, python, remote_path, size, exc) from exc
+                if session:
+                    session.kill()
+                    session = None
+                raise _upload_failed(device, size, exc) from exc
     finally:
-        if verifier is not None and not uploaded:  # tells it to give up, touching nothing
-            verifier.kill()
-    if verifier is None:
-        _python(transport, python, _REMOTE_COMMIT, "now", part, remote_path, sha, *manifest_args)
+        if session and not uploaded:  # closing its stdin tells it to give up, touching nothing
+            session.kill()
+    if session:
+        device.finish(session, "go")
     else:
-        verifier.send(b"go\n")
-        result = verifier.wait(timeout=COMMIT_TIMEOUT_S)
-        if not result.ok:
-            raise TargetError(f"{transport.target_name}: {result.last_error_line()}")
-    return PushResult(remote_path, sha, sent, False, resumed_from=first_offset)
+        device.run("commit", sha)
+    return PushResult(device.remote_path, sha, sent, False, resumed_from=first_offset)
 
 
-def _upload_failed(
-    transport: Transport, python: str, remote_path: str, size: int, exc: TargetError
-) -> TargetError:
+def _upload_failed(device: _DeviceFile, size: int, exc: TargetError) -> TargetError:
     """Not a lost link (e.g. the disk filled up): remove the part file and say why if we can tell."""
     try:
-        _python(transport, python, _REMOTE_DISCARD, remote_path + PART_SUFFIX)
-        state = _remote_state(transport, python, remote_path)
+        device.run("discard")
+        state = device.state()
     except TargetError:
         return exc
     if state.free is not None and state.free < size:
         return TargetError(
-            f"{transport.target_name}: no space left on the device in {posixpath.dirname(remote_path)} "
-            f"({_mib(state.free)} free, the file is {_mib(size)}); nothing was changed"
+            f"{device.transport.target_name}: no space left on the device in "
+            f"{posixpath.dirname(device.remote_path)} ({_mib(state.free)} free, the file is {_mib(size)}); "
+            "nothing was changed"
         )
     return exc
 

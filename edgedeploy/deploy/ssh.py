@@ -418,6 +418,7 @@ class SSHProcess:
     ) -> None:
         self.target_name, self.transport, self.channel, self.label = target_name, transport, channel, label
         self.started = time.perf_counter()
+        self._out = bytearray()  # stdout received but not yet returned by read_line
 
     def _lost(self, exc: BaseException | None = None) -> LinkLost:
         detail = f" ({exc})" if exc else ""
@@ -434,12 +435,39 @@ class SSHProcess:
     def kill(self) -> None:
         self.channel.close()
 
+    def _await(self, deadline: float | None, timeout: float | None) -> None:
+        """Block until the channel may have news; raise on a lost link or past the deadline."""
+        if not self.transport.is_active():
+            raise self._lost()
+        if deadline is not None and time.monotonic() > deadline:
+            self.channel.close()
+            raise TargetError(f"{self.target_name}: command timed out after {timeout:g} s: {self.label}")
+        select.select([self.channel], [], [], 0.5)
+
+    def read_line(self, timeout: float | None = None) -> str:
+        import paramiko
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while b"\n" not in self._out:
+                if self.channel.recv_ready():
+                    self._out += self.channel.recv(CHUNK)
+                elif self.channel.exit_status_ready():
+                    return ""
+                else:
+                    self._await(deadline, timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc) from exc
+        line, _, rest = bytes(self._out).partition(b"\n")
+        self._out = bytearray(rest)
+        return line.decode(errors="replace")
+
     def wait(self, timeout: float | None = None) -> CommandResult:
         import paramiko
 
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = self.channel
-        out, err = bytearray(), bytearray()
+        out, err = self._out, bytearray()
         try:
             channel.shutdown_write()
             while True:
@@ -450,14 +478,7 @@ class SSHProcess:
                 drained = not channel.recv_ready() and not channel.recv_stderr_ready()
                 if channel.exit_status_ready() and drained:
                     break
-                if not self.transport.is_active():
-                    raise self._lost()
-                if deadline is not None and time.monotonic() > deadline:
-                    channel.close()
-                    raise TargetError(
-                        f"{self.target_name}: command timed out after {timeout:g} s: {self.label}"
-                    )
-                select.select([channel], [], [], 0.5)
+                self._await(deadline, timeout)
             exit_code = channel.recv_exit_status()
             channel.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -95,8 +95,12 @@ class Process(Protocol):
         """Write to the command's stdin."""
         ...
 
+    def read_line(self, timeout: float | None = None) -> str:
+        """The next line of stdout without its newline; "" when the command exited first."""
+        ...
+
     def wait(self, timeout: float | None = None) -> CommandResult:
-        """Close stdin, wait for the exit, return the result (TargetError on timeout/lost link)."""
+        """Close stdin, wait for the exit, return the result (stdout not yet read by read_line)."""
         ...
 
     def kill(self) -> None:
