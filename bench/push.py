@@ -97,6 +97,8 @@ def main() -> None:
                 push_s.append(seconds)
                 transfer.append(details["transfer_mb_per_s"])
                 assert details["sent_bytes"] == src.stat().st_size and not details["skipped"]
+            with SSHTransport(load_inventory(inventory).get("bench")) as ssh:  # what one remote command costs
+                shell_start_s = statistics.median(ssh.run(["true"]).seconds for _ in range(3))
             repush_s = []
             for _ in range(max(3, args.rounds)):
                 seconds, again = push_seconds(inventory, src, f"round-{args.rounds - 1}")
@@ -118,6 +120,7 @@ def main() -> None:
         "push_vs_scp_goal": 0.8,
         "push_sftp_transfer_mb_per_s": [round(r, 1) if r else None for r in transfer],
         "push_cipher": details.get("cipher"),
+        "remote_command_start_s": round(shell_start_s, 3),
         "unchanged_repush_seconds": [round(s, 3) for s in repush_s],
         "unchanged_repush_median_s": round(statistics.median(repush_s), 3),
         "unchanged_repush_goal_s": 0.5,

@@ -20,13 +20,21 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.transport import CommandResult, LinkLost, Process, ResumablePut, Spawner, Transport
+from edgedeploy.deploy.transport import (
+    CommandResult,
+    LinkLost,
+    Process,
+    QuickStat,
+    ResumablePut,
+    Spawner,
+    Transport,
+)
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.profiles.schema import sha256_file
 
@@ -44,7 +52,7 @@ COMMIT_TIMEOUT_S = 600.0
 #   record SHA            record a final file already in place
 #   discard               remove the part
 #   session               print the state JSON, then read ONE command from stdin: `done`,
-#                         `record SHA`, or `follow SHA OFFSET`: (OFFSET 0: remove a stale part) print
+#                         `record SHA`, or `follow SHA fresh|keep`: (fresh: remove a stale part) print
 #                         `ready`, hash the part as it grows, and on the line `go` (upload complete)
 #                         verify + rename + record; EOF or any other line: give up, touch nothing.
 # The final file's sha256 comes from the manifest while its size and mtime (ns) are those recorded
@@ -116,7 +124,7 @@ if mode=='session':
     words=sys.stdin.readline().split()
     if words[:1]==['record']: record(words[1])
     elif words[:1]==['follow']:
-        if words[2]=='0': discard()
+        if words[2]=='fresh': discard()
         print('ready',flush=True)
         commit(words[1],following())
 elif mode in ('state','state-mkdir'): print(json.dumps(state()))
@@ -163,7 +171,7 @@ class _DeviceFile:
     """The device end of one destination path: the device script, step by step or as a session."""
 
     def __init__(self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""):
-        self.transport, self.python, self.remote_path = transport, python, remote_path
+        self.transport, self.python, self.remote_path, self.size = transport, python, remote_path, size
         prefix = transport.workdir.rstrip("/") + "/"
         key = remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
         self.args = [remote_path, _manifest_path(transport), key, str(size), source]
@@ -290,71 +298,130 @@ def push_file(
         transport, python, remote_join(remote_dir, remote_name or local.name), size, local.name
     )
     session = device.start_session()
+    # Nothing of this file on the device (two cheap SFTP stats): no skip or resume is possible, so the
+    # upload starts at once while the device script starts up (on a fast link that start-up costs as
+    # much as the upload) and reports the free space; too little stops the upload and removes the part.
+    fresh = (
+        session is not None
+        and isinstance(transport, QuickStat)
+        and not transport.exists(device.remote_path)
+        and not transport.exists(device.part)
+    )
     uploaded = False
-    try:
-        with ThreadPoolExecutor(1) as pool:  # hash locally while the device looks at its copy
+    with ThreadPoolExecutor(2) as pool:
+        try:
             local_sha = pool.submit(sha256_file, local)
-            state = device.parse_state(device.expect_line(session)) if session else device.state(mkdir=True)
-            sha = local_sha.result()
-        if state.sha256 == sha:
-            record = state.manifest_sha256 != sha  # there already, but put there by someone else
-            if session:
-                device.finish(session, f"record {sha}" if record else "done")
-            elif record:
-                device.run("record", sha)
-            uploaded = True
-            return PushResult(device.remote_path, sha, 0, True)
-
-        offset = first_offset = _resume_offset(transport, local, size, state)
-        _check_space(transport, state, size - offset, remote_dir)
-        if session:
-            session.send(f"follow {sha} {offset}\n".encode())
-            if device.expect_line(session) != "ready":
-                raise TargetError(f"{transport.target_name}: the device script did not get ready")
-        sent = 0
-        for attempt in range(reconnects + 1):
-            reached = offset
-
-            def count(done: int, total: int) -> None:
-                nonlocal reached
-                reached = done
-                if progress:
-                    progress(done, total)
-
-            try:
-                if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
-                    transport.put_from(local, device.part, offset, progress=count)
-                else:
-                    transport.put(local, device.part, progress=count)
-                sent += size - offset
-                uploaded = True
-                break
-            except LinkLost as exc:
-                session = None  # it went with the link; verify after the upload instead
-                sent += max(0, reached - offset)
-                where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
-                if attempt == reconnects:
-                    raise TargetError(f"{exc}; {where}") from exc
-                try:
-                    transport.close()
-                    transport.connect()
-                    state = device.state()
-                except TargetError as again:
-                    raise TargetError(f"{again}; {where}") from again
-                offset = _resume_offset(transport, local, size, state)
-            except TargetError as exc:
+            if session and fresh:
+                prepared = pool.submit(
+                    _prepare_session, device, session, local_sha, 0, remote_dir, fresh=True
+                )
+                sent, live = _upload(transport, device, local, 0, progress, reconnects, session, prepared)
+                if live:  # the device's verdict (free space...) may come after a small file's upload
+                    try:
+                        prepared.result()
+                    except TargetError as exc:
+                        live.kill()
+                        raise _upload_failed(device, size, exc) from exc
+                session, sha, first_offset = live, local_sha.result(), 0
+            else:
+                state = (
+                    device.parse_state(device.expect_line(session)) if session else device.state(mkdir=True)
+                )
+                sha = local_sha.result()
+                if state.sha256 == sha:
+                    record = state.manifest_sha256 != sha  # there already, but put there by someone else
+                    if session:
+                        device.finish(session, f"record {sha}" if record else "done")
+                    elif record:
+                        device.run("record", sha)
+                    uploaded = True
+                    return PushResult(device.remote_path, sha, 0, True)
+                first_offset = _resume_offset(transport, local, size, state)
+                _check_space(transport, state, size - first_offset, remote_dir)
                 if session:
-                    session.kill()
-                    session = None
-                raise _upload_failed(device, size, exc) from exc
-    finally:
-        if session and not uploaded:  # closing its stdin tells it to give up, touching nothing
-            session.kill()
+                    _prepare_session(device, session, local_sha, first_offset, remote_dir, fresh=False)
+                sent, session = _upload(transport, device, local, first_offset, progress, reconnects, session)
+            uploaded = True
+        finally:
+            if session and not uploaded:  # closing its stdin tells it to give up, touching nothing
+                session.kill()
     if session:
         device.finish(session, "go")
     else:
         device.run("commit", sha)
     return PushResult(device.remote_path, sha, sent, False, resumed_from=first_offset)
+
+
+def _prepare_session(
+    device: _DeviceFile,
+    session: Process,
+    local_sha: Future[str],
+    offset: int,
+    remote_dir: str,
+    *,
+    fresh: bool,
+) -> None:
+    """Tell the device script to follow the upload from `offset` (for a fresh push: after checking the
+    state it reports, while the upload already runs)."""
+    if fresh:
+        state = device.parse_state(device.expect_line(session))
+        _check_space(device.transport, state, device.size, remote_dir)
+    mode = "keep" if fresh or offset else "fresh"  # `fresh` there: remove a stale part first
+    session.send(f"follow {local_sha.result()} {mode}\n".encode())
+    if device.expect_line(session) != "ready":
+        raise TargetError(f"{device.transport.target_name}: the device script did not get ready")
+
+
+def _upload(
+    transport: Transport,
+    device: _DeviceFile,
+    local: Path,
+    offset: int,
+    progress: Callable[[int, int], None] | None,
+    reconnects: int,
+    session: Process | None,
+    prepared: Future[None] | None = None,
+) -> tuple[int, Process | None]:
+    """Upload into the part file from `offset`, reconnecting and resuming after a dropped link.
+    Returns the bytes sent and the session if it survived. `prepared`: a concurrent preparation whose
+    failure (e.g. not enough space) stops the upload."""
+    size = device.size
+    sent = 0
+    for attempt in range(reconnects + 1):
+        reached = offset
+
+        def count(done: int, total: int, watch: Future[None] | None = prepared) -> None:
+            nonlocal reached
+            reached = done
+            if watch is not None and watch.done() and (failure := watch.exception()) is not None:
+                raise failure
+            if progress:
+                progress(done, total)
+
+        try:
+            if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
+                transport.put_from(local, device.part, offset, progress=count)
+            else:
+                transport.put(local, device.part, progress=count)
+            return sent + size - offset, session
+        except LinkLost as exc:
+            session = prepared = None  # they went with the link; verify after the upload instead
+            sent += max(0, reached - offset)
+            where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
+            if attempt == reconnects:
+                raise TargetError(f"{exc}; {where}") from exc
+            try:
+                transport.close()
+                transport.connect()
+                state = device.state()
+            except TargetError as again:
+                raise TargetError(f"{again}; {where}") from again
+            offset = _resume_offset(transport, local, size, state)
+        except TargetError as exc:
+            if session is not None:
+                session.kill()
+            raise _upload_failed(device, size, exc) from exc
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def _upload_failed(device: _DeviceFile, size: int, exc: TargetError) -> TargetError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import posixpath
 import select
 import time
 from collections.abc import Mapping, Sequence
@@ -357,6 +358,39 @@ class SSHTransport(TransportBase):
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return TargetError(f"{self.target_name}: {what} failed: {detail}")
 
+    @staticmethod
+    def _open_for_write(sftp: paramiko.SFTPClient, dest: str, offset: int) -> paramiko.SFTPFile:
+        """Open `dest` for writing, creating missing parent directories (as the local transport does)."""
+        try:
+            return sftp.open(dest, "r+b" if offset else "wb")
+        except FileNotFoundError:
+            if offset:
+                raise
+        missing: list[str] = []
+        parent = posixpath.dirname(dest)
+        while parent not in ("", "/", "."):
+            try:
+                sftp.stat(parent)
+                break
+            except FileNotFoundError:
+                missing.append(parent)
+                parent = posixpath.dirname(parent)
+        for folder in reversed(missing):
+            sftp.mkdir(folder)
+        return sftp.open(dest, "wb")
+
+    def exists(self, remote: str) -> bool:
+        import paramiko
+
+        path = self._resolve(remote)
+        try:
+            self._sftp_client().stat(path)
+        except FileNotFoundError:
+            return False
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._io_error(f"looking at {path}", exc) from exc
+        return True
+
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         self.put_from(local, remote, 0, progress=progress)
 
@@ -369,7 +403,7 @@ class SSHTransport(TransportBase):
         total = local.stat().st_size
         sftp = self._sftp_client()
         try:
-            with local.open("rb") as src, sftp.open(dest, "r+b" if offset else "wb") as dst:
+            with local.open("rb") as src, self._open_for_write(sftp, dest, offset) as dst:
                 if offset:
                     dst.truncate(offset)
                     dst.seek(offset)
@@ -437,7 +471,7 @@ class SSHProcess:
 
     def _await(self, deadline: float | None, timeout: float | None) -> None:
         """Block until the channel may have news; raise on a lost link or past the deadline."""
-        if not self.transport.is_active():
+        if not self.transport.is_active() or self.channel.closed:
             raise self._lost()
         if deadline is not None and time.monotonic() > deadline:
             self.channel.close()

@@ -116,6 +116,13 @@ class Spawner(Protocol):
     def spawn(self, argv: Sequence[str]) -> Process: ...
 
 
+@runtime_checkable
+class QuickStat(Protocol):
+    """A transport that can tell whether a remote path exists without starting a command (SFTP)."""
+
+    def exists(self, remote: str) -> bool: ...
+
+
 class LinkLost(TargetError):
     """The connection dropped mid-operation: reconnecting (and resuming) may succeed."""
 
