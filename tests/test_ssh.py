@@ -139,3 +139,14 @@ def test_hostile_file_name_arrives_intact_and_runs_nothing(sshd: SSHServer, tmp_
     assert touched == []
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert manifest["files"]["models/" + EVIL_NAME]["size"] == model.stat().st_size
+
+
+def test_missing_device_python_is_one_line(sshd: SSHServer, tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"weights")
+    inventory = _inventory(tmp_path, sshd, ansible_python_interpreter="/nonexistent/python3")
+    out = run_cli("push", str(model), "-t", "box", "-i", str(inventory))
+    assert out.returncode == 1
+    assert "/nonexistent/python3 not found on the device" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (sshd.root / "device-workdir" / "models" / "m.onnx").exists()

@@ -11,7 +11,8 @@ Order of operations, in as few round trips and device processes as possible:
 All device-side work is ONE stdlib-only script run by the device's Python (every target has one for
 the runner). Where the transport can keep a command running (ssh), one process does the whole push:
 it answers step 1, then hashes the temporary file AS IT GROWS and commits when told the upload is
-complete, so verification costs no second read of the file and no second process start.
+complete, so verification costs no second read of the file and no second process start. When two
+SFTP stats show the device has nothing of the file yet, the upload does not even wait for step 1.
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ def _mib(n: int) -> str:
 class _DeviceFile:
     """The device end of one destination path: the device script, step by step or as a session."""
 
-    def __init__(self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""):
+    def __init__(
+        self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""
+    ) -> None:
         self.transport, self.python, self.remote_path, self.size = transport, python, remote_path, size
         prefix = transport.workdir.rstrip("/") + "/"
         key = remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
