@@ -48,6 +48,14 @@ def test_unchanged_repush_sends_zero_bytes_and_dry_run_moves_nothing(sshd: SSHSe
     assert second["sent_bytes"] == 0 and second["skipped"] is True and second["sha256"] == first["sha256"]
     assert set(first) >= {"remote_path", "sha256", "sent_bytes", "skipped"}
 
+    # The quick check (size + mtime, no device command) must not hide a same-size rewrite on the device.
+    remote = Path(first["remote_path"])
+    remote.write_bytes(os.urandom(300_000))
+    third = json.loads(run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--json").stdout)
+    assert (
+        third["sent_bytes"] == 300_000 and not third["skipped"] and remote.read_bytes() == model.read_bytes()
+    )
+
     model.write_bytes(os.urandom(1000))
     dry = run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--dry-run")
     assert dry.returncode == 0 and "would send 1000 bytes" in dry.stdout

@@ -32,6 +32,7 @@ from edgedeploy.deploy.transport import (
     LinkLost,
     Process,
     QuickStat,
+    RemoteStat,
     ResumablePut,
     Spawner,
     Transport,
@@ -56,9 +57,10 @@ COMMIT_TIMEOUT_S = 600.0
 #                         `record SHA`, or `follow SHA fresh|keep`: (fresh: remove a stale part) print
 #                         `ready`, hash the part as it grows, and on the line `go` (upload complete)
 #                         verify + rename + record; EOF or any other line: give up, touch nothing.
-# The final file's sha256 comes from the manifest while its size and mtime (ns) are those recorded
-# right after its verified commit (git's index does the same); any rewrite changes the mtime and
-# forces a re-hash. So an unchanged re-push does not read the model on the device.
+# The final file's sha256 comes from the manifest while its size and mtime are those recorded right
+# after its verified commit, which sets the mtime to a whole second 2 s in the past: any later rewrite
+# stamps "now" and no longer matches, even at the 1 s resolution of SFTP's stat (rsync's quick check,
+# made exact). So an unchanged re-push reads nothing on the device, over SSH not even a command.
 _DEVICE_SCRIPT = """\
 import hashlib,json,os,select,sys,time
 mode,final,manifest,key,size,source=sys.argv[1:7]
@@ -93,7 +95,9 @@ def record(want):
     try:
         with open(manifest) as f: doc=json.load(f)
     except (OSError,ValueError): doc={}
-    doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,
+    stamp=int(time.time())-2
+    os.utime(final,(stamp,stamp))
+    doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,'mtime':stamp,
         'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
     with open(manifest+'.tmp','w') as f: json.dump(doc,f,indent=1,sort_keys=True)
     os.replace(manifest+'.tmp',manifest)
@@ -300,20 +304,20 @@ def push_file(
     device = _DeviceFile(
         transport, python, remote_join(remote_dir, remote_name or local.name), size, local.name
     )
-    session = device.start_session()
-    # Nothing of this file on the device (two cheap SFTP stats): no skip or resume is possible, so the
-    # upload starts at once while the device script starts up (on a fast link that start-up costs as
-    # much as the upload) and reports the free space; too little stops the upload and removes the part.
-    fresh = (
-        session is not None
-        and isinstance(transport, QuickStat)
-        and not transport.exists(device.remote_path)
-        and not transport.exists(device.part)
-    )
+    session: Process | None = None
     uploaded = False
     with ThreadPoolExecutor(2) as pool:
         try:
             local_sha = pool.submit(sha256_file, local)
+            seen = _look(transport, device)
+            if seen is not None and seen.unchanged(local_sha.result()):
+                uploaded = True  # nothing to do, and no device command was needed to know it
+                return PushResult(device.remote_path, local_sha.result(), 0, True)
+            session = device.start_session()
+            # Nothing of this file on the device: no skip or resume is possible, so the upload starts at
+            # once while the device script starts up (on a fast link that start-up costs as much as the
+            # upload) and reports the free space; too little stops the upload and removes the part.
+            fresh = seen is not None and seen.final is None and not seen.part_exists
             if session and fresh:
                 prepared = pool.submit(
                     _prepare_session, device, session, local_sha, 0, remote_dir, fresh=True
@@ -353,6 +357,41 @@ def push_file(
     else:
         device.run("commit", sha)
     return PushResult(device.remote_path, sha, sent, False, resumed_from=first_offset)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the transport's file listing shows (no device command): the final file, the part, and the
+    manifest's record of the final file."""
+
+    final: RemoteStat | None
+    part_exists: bool
+    entry: dict[str, Any] | None
+
+    def unchanged(self, sha: str) -> bool:
+        """rsync's quick check, made exact by the commit: it sets the verified file's mtime to a whole
+        second in the past and records it, so any later rewrite (mtime = now) no longer matches."""
+        entry = self.entry or {}
+        return (
+            self.final is not None
+            and entry.get("sha256") == sha
+            and entry.get("size") == self.final.size
+            and entry.get("mtime") == self.final.mtime
+        )
+
+
+def _look(transport: Transport, device: _DeviceFile) -> _Seen | None:
+    if not isinstance(transport, QuickStat):
+        return None
+    final = transport.stat(device.remote_path)
+    entry = None
+    if final is not None:
+        try:
+            manifest = json.loads(transport.read_bytes(device.args[1]) or b"{}")
+            entry = manifest.get("files", {}).get(device.args[2])
+        except (ValueError, AttributeError):
+            entry = None  # unreadable manifest: the device script will hash the file
+    return _Seen(final, transport.stat(device.part) is not None, entry)
 
 
 def _prepare_session(

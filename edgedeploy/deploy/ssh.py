@@ -34,6 +34,7 @@ from edgedeploy.deploy.transport import (
     CommandResult,
     LinkLost,
     ProgressFn,
+    RemoteStat,
     TransportBase,
     quote_command,
     workdir_command,
@@ -346,14 +347,24 @@ class SSHTransport(TransportBase):
                     transport, window_size=SFTP_WINDOW, max_packet_size=32768
                 )
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise self._io_error("opening SFTP", exc) from exc
+                if not self._link_alive():
+                    raise LinkLost(f"{self.target_name}: connection lost while opening SFTP") from exc
+                self._sftp = None
             if self._sftp is None:
-                raise TargetError(f"{self.target_name}: the SSH server offers no SFTP subsystem")
+                raise TargetError(
+                    f"{self.target_name}: the SSH server offers no SFTP subsystem (needed to send files; "
+                    "dropbear: install its sftp-server)"
+                )
             self._sftp.get_channel().settimeout(self.io_timeout)
         return self._sftp
 
     def _io_error(self, what: str, exc: BaseException) -> TargetError:
-        if not self._link_alive() or isinstance(exc, TimeoutError | EOFError):
+        """A lost link (worth a reconnect) or the server refusing (an SFTP status: OSError)? paramiko
+        raises SSHException for a dropped connection, sometimes before the transport says inactive."""
+        import paramiko
+
+        lost = (TimeoutError, EOFError, ConnectionError, paramiko.SSHException)
+        if not self._link_alive() or isinstance(exc, lost):
             return LinkLost(f"{self.target_name}: connection lost while {what}")
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return TargetError(f"{self.target_name}: {what} failed: {detail}")
@@ -379,17 +390,29 @@ class SSHTransport(TransportBase):
             sftp.mkdir(folder)
         return sftp.open(dest, "wb")
 
-    def exists(self, remote: str) -> bool:
+    def stat(self, remote: str) -> RemoteStat | None:
         import paramiko
 
         path = self._resolve(remote)
         try:
-            self._sftp_client().stat(path)
+            attrs = self._sftp_client().stat(path)
         except FileNotFoundError:
-            return False
+            return None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._io_error(f"looking at {path}", exc) from exc
-        return True
+        return RemoteStat(int(attrs.st_size or 0), int(attrs.st_mtime or 0))
+
+    def read_bytes(self, remote: str) -> bytes | None:
+        import paramiko
+
+        path = self._resolve(remote)
+        try:
+            with self._sftp_client().open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._io_error(f"reading {path}", exc) from exc
 
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         self.put_from(local, remote, 0, progress=progress)

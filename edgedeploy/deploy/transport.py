@@ -116,11 +116,24 @@ class Spawner(Protocol):
     def spawn(self, argv: Sequence[str]) -> Process: ...
 
 
+@dataclass(frozen=True)
+class RemoteStat:
+    size: int
+    mtime: int
+    """Modification time, whole seconds (SFTP's resolution)."""
+
+
 @runtime_checkable
 class QuickStat(Protocol):
-    """A transport that can tell whether a remote path exists without starting a command (SFTP)."""
+    """A transport that can look at remote files without starting a command (SFTP)."""
 
-    def exists(self, remote: str) -> bool: ...
+    def stat(self, remote: str) -> RemoteStat | None:
+        """None when the path does not exist."""
+        ...
+
+    def read_bytes(self, remote: str) -> bytes | None:
+        """A small file's content; None when it does not exist."""
+        ...
 
 
 class LinkLost(TargetError):
