@@ -232,10 +232,6 @@ class _DeviceFile:
             raise self._fail(result)
 
 
-def remote_sha256(transport: Transport, python: str, remote_path: str) -> str | None:
-    return _DeviceFile(transport, python, remote_path).state().sha256
-
-
 def _sha256_prefix(path: Path, size: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
