@@ -1,18 +1,20 @@
 """`edgedeploy push`: send a file to a target's work dir so that the device never holds a corrupt copy.
 
 Order of operations, in as few round trips and device processes as possible:
-1. hash locally while the device reports, as JSON, the hash of what is already there, the size and
-   hash of an interrupted upload (`NAME.edgedeploy-part`), the free space and the manifest entry;
+1. hash locally while finding out what the device holds: over SSH, SFTP's stat plus the manifest
+   tell an unchanged file without any device command; otherwise the device script reports, as JSON,
+   the hash of what is there, the size and hash of an interrupted upload (`NAME.edgedeploy-part`),
+   the free space and the manifest entry;
 2. unchanged -> skip (0 bytes sent); a partial upload whose bytes match ours -> resume after them;
-   otherwise start over; too little free space -> a clear error before sending anything;
+   otherwise start over; too little free space -> a clear error and nothing left behind;
 3. upload under the temporary name (a dropped link: reconnect with backoff and resume, a few times);
 4. the device verifies the sha256, renames into place (atomic on POSIX) and records the file in the
    work dir's `manifest.json`.
 All device-side work is ONE stdlib-only script run by the device's Python (every target has one for
 the runner). Where the transport can keep a command running (ssh), one process does the whole push:
 it answers step 1, then hashes the temporary file AS IT GROWS and commits when told the upload is
-complete, so verification costs no second read of the file and no second process start. When two
-SFTP stats show the device has nothing of the file yet, the upload does not even wait for step 1.
+complete, so verification costs no second read of the file and no second process start. When the
+device has nothing of the file yet, the upload starts without waiting for that process to start.
 """
 
 from __future__ import annotations
