@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +153,29 @@ def test_missing_device_python_is_one_line(sshd: SSHServer, tmp_path: Path) -> N
     assert "/nonexistent/python3 not found on the device" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (sshd.root / "device-workdir" / "models" / "m.onnx").exists()
+
+
+def test_key_from_the_ssh_agent(sshd: SSHServer, tmp_path: Path) -> None:
+    """No key file in the inventory: the key comes from a real ssh-agent ($SSH_AUTH_SOCK)."""
+    agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
+    if agent is None or add is None:
+        pytest.skip("OpenSSH client (ssh-agent) not installed")
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen([agent, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        env = {"SSH_AUTH_SOCK": str(sock), "HOME": str(tmp_path)}
+        subprocess.run([add, "-q", str(sshd.client_key)], env=env, check=True, capture_output=True)
+        doc = yaml.safe_load(sshd.inventory_yaml("box"))
+        del doc["all"]["hosts"]["box"]["ansible_ssh_private_key_file"]
+        inventory = tmp_path / "agent.yml"
+        inventory.write_text(yaml.safe_dump(doc))
+        out = run_cli("targets", "check", "box", "-i", str(inventory), "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["target"] == "box"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)

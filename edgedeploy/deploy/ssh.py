@@ -196,7 +196,8 @@ class SSHTransport(TransportBase):
             try:
                 return self._connect_once(endpoint, sock, known_hosts)
             except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
-                if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+                final = isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException)
+                if final or "No authentication methods" in str(exc):  # no key, no agent: no use retrying
                     raise self._final_error(endpoint, exc, known_hosts) from exc
                 last = exc
         reason = str(last) or type(last).__name__
