@@ -19,7 +19,7 @@ from edgedeploy.deploy.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.profiles.schema import sha256_file
 from tests.conftest import run_cli
-from tests.sshd import SSHServer
+from tests.sshd import SSHServer, free_port
 
 
 def _target(tmp_path: Path, server: SSHServer, **extra: object):  # noqa: ANN202
@@ -148,3 +148,22 @@ def test_push_benchmark_quick_smoke() -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["push_mb_per_s"] > 0 and doc["scp_mb_per_s"] > 0 and doc["unchanged_repush_median_s"] > 0
+
+
+def test_push_to_a_group_isolates_a_dead_host(sshd: SSHServer, tmp_path: Path) -> None:
+    import yaml
+
+    good = yaml.safe_load(sshd.inventory_yaml("box"))["all"]["hosts"]["box"]
+    dead = {**good, "ansible_port": free_port(), "edgedeploy_connect_retries": 0}
+    inventory = tmp_path / "group.yml"
+    inventory.write_text(
+        yaml.safe_dump({"all": {"children": {"lab": {"hosts": {"box": good, "dead": dead}}}}})
+    )
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"weights")
+    out = run_cli("push", str(model), "-t", "lab", "-i", str(inventory), "--json")
+    assert out.returncode == 1
+    doc = json.loads(out.stdout)
+    assert doc["group"] == "lab" and doc["ok"] is False
+    rows = {row["target"]: row for row in doc["targets"]}
+    assert rows["box"]["sent_bytes"] == 7 and "cannot reach" in rows["dead"]["error"]

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgedeploy.deploy.inventory import Target
 from edgedeploy.deploy.transport import (
     CommandResult,
     LinkLost,
@@ -39,7 +40,7 @@ from edgedeploy.deploy.transport import (
     Spawner,
     Transport,
 )
-from edgedeploy.errors import TargetError, UsageError
+from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
 from edgedeploy.profiles.schema import sha256_file
 
 PART_SUFFIX = ".edgedeploy-part"
@@ -489,14 +490,34 @@ def push_to_target(
     dry_run: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded."""
-    from edgedeploy.deploy.connect import open_transport
+    """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
+    A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
+    `ok` false when any failed (one unreachable board does not stop the others)."""
     from edgedeploy.deploy.inventory import load_inventory
-    from edgedeploy.runner import RUNNER_PATH
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
-    target = load_inventory(inventory).get(target_name)
+    inv = load_inventory(inventory)
+    if target_name in inv.hosts:
+        return _push_one(
+            inv.hosts[target_name], file, trust_new=trust_new, dry_run=dry_run, progress=progress
+        )
+    rows: list[dict[str, Any]] = []
+    for target in inv.resolve(target_name):
+        try:
+            doc = _push_one(target, file, trust_new=trust_new, dry_run=dry_run, progress=progress)
+            rows.append({"target": target.name, **doc})
+        except EdgeDeployError as exc:
+            rows.append({"target": target.name, "error": str(exc)})
+    return {"group": target_name, "ok": all("error" not in r for r in rows), "targets": rows}
+
+
+def _push_one(
+    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool
+) -> dict[str, Any]:
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.runner import RUNNER_PATH
+
     with open_transport(target, trust_new=trust_new) as transport:
         if dry_run:
             doc = plan_push(transport, file, "models", python=target.python)
@@ -534,6 +555,14 @@ def _progress_bar(file: Path, *, enabled: bool) -> Iterator[Callable[[int, int],
 
 
 def print_result(result: dict[str, Any]) -> None:
+    if "group" in result:
+        for row in result["targets"]:
+            print(f"[{row['target']}] ", end="")
+            if "error" in row:
+                print(f"error: {row['error']}")
+            else:
+                print_result(row)
+        return
     if result.get("dry_run"):
         if result["skipped"]:
             print(f"unchanged, would skip: {result['remote_path']} (sha256 {result['sha256'][:12]})")
