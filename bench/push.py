@@ -55,8 +55,7 @@ def push_seconds(target_inventory: Path, src: Path, remote_dir: str) -> tuple[fl
             ssh, src, remote_dir, python=target.python,
             progress=lambda done, total: marks.append((time.perf_counter(), done)),
         )  # fmt: skip
-        transport = ssh._client.get_transport()  # noqa: SLF001 - report the negotiated cipher
-        cipher = transport.local_cipher if transport else "?"
+        cipher = ssh.cipher
     seconds = time.perf_counter() - start
     rate = (marks[-1][1] - marks[0][1]) / 1e6 / (marks[-1][0] - marks[0][0]) if len(marks) > 2 else None
     return seconds, {**result.to_dict(), "cipher": cipher, "transfer_mb_per_s": rate}

@@ -22,7 +22,9 @@ import stat
 import struct
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (
     int.from_bytes(name, "little") for name in (b"CNXN", b"OPEN", b"OKAY", b"CLSE", b"WRTE", b"AUTH")
@@ -34,6 +36,8 @@ BANNER = (
     b"device::ro.product.name=edgedeploy_test;ro.product.model=adb_device_py;ro.product.device=test;"
     b"features=shell_v2,cmd"
 )
+Service = Callable[["_Stream", str], None]
+"""A device service (shell, sync) serving one stream."""
 SHELL_STDIN, SHELL_STDOUT, SHELL_STDERR, SHELL_EXIT, SHELL_CLOSE_STDIN = 0, 1, 2, 3, 4
 
 
@@ -141,7 +145,7 @@ class _Connection:
             stream.inbox.put(b"")
 
     @staticmethod
-    def _run_service(handler, stream: _Stream, service: str) -> None:  # noqa: ANN001
+    def _run_service(handler: Service, stream: _Stream, service: str) -> None:
         try:
             handler(stream, service)
         except (EOFError, OSError):
@@ -197,7 +201,7 @@ class ADBDevice:
             self._connections.append(conn)
             threading.Thread(target=conn.serve, daemon=True).start()
 
-    def handler_for(self, service: str):  # noqa: ANN201
+    def handler_for(self, service: str) -> Service | None:
         if service.startswith("shell,") and ",v2" in service.split(":", 1)[0] + ",":
             return self._shell_v2
         if service == "sync:":
@@ -219,7 +223,7 @@ class ADBDevice:
             cwd=self.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
 
-        def pump(pipe, packet_id: int) -> None:  # noqa: ANN001
+        def pump(pipe: IO[bytes], packet_id: int) -> None:
             while chunk := pipe.read1(SYNC_DATA_MAX):
                 stream.write(struct.pack("<BI", packet_id, len(chunk)) + chunk)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
-from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import PART_SUFFIX, push_file
 from edgedeploy.deploy.ssh import SSHTransport
 from edgedeploy.errors import TargetError
@@ -22,7 +23,7 @@ from tests.conftest import run_cli
 from tests.sshd import SSHServer, free_port
 
 
-def _target(tmp_path: Path, server: SSHServer, **extra: object):  # noqa: ANN202
+def _target(tmp_path: Path, server: SSHServer, **extra: object) -> tuple[Path, Target]:
     inventory = tmp_path / "inv.yml"
     inventory.write_text(server.inventory_yaml("box", **extra))
     return inventory, load_inventory(inventory).get("box")
@@ -151,8 +152,6 @@ def test_push_benchmark_quick_smoke() -> None:
 
 
 def test_push_to_a_group_isolates_a_dead_host(sshd: SSHServer, tmp_path: Path) -> None:
-    import yaml
-
     good = yaml.safe_load(sshd.inventory_yaml("box"))["all"]["hosts"]["box"]
     dead = {**good, "ansible_port": free_port(), "edgedeploy_connect_retries": 0}
     inventory = tmp_path / "group.yml"

@@ -287,6 +287,12 @@ class SSHTransport(TransportBase):
             raise TargetError(f"{self.target_name}: not connected")
         return self._clients[-1]
 
+    @property
+    def cipher(self) -> str | None:
+        """The negotiated cipher (for reports and benchmarks)."""
+        transport = self._clients[-1].get_transport() if self._clients else None
+        return transport.local_cipher if transport else None
+
     def _link_alive(self) -> bool:
         transport = self._clients[-1].get_transport() if self._clients else None
         return bool(transport and transport.is_active())
