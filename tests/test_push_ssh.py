@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,7 +35,8 @@ def _kill_sshd(server: SSHServer) -> None:
     assert server.proc is not None
     parent = psutil.Process(server.proc.pid)
     for proc in [*parent.children(recursive=True), parent]:
-        proc.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # a session child may just have ended
+            proc.kill()
     server.proc.wait()
     server.proc = None
 

@@ -371,7 +371,9 @@ class SSHTransport(TransportBase):
         import paramiko
 
         lost = (TimeoutError, EOFError, ConnectionError, paramiko.SSHException)
-        if not self._link_alive() or isinstance(exc, lost):
+        # paramiko's "Socket is closed" is a bare OSError, like an SFTP status: the channel tells.
+        channel_closed = self._sftp is not None and self._sftp.get_channel().closed
+        if channel_closed or not self._link_alive() or isinstance(exc, lost):
             return LinkLost(f"{self.target_name}: connection lost while {what}")
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return TargetError(f"{self.target_name}: {what} failed: {detail}")
@@ -449,8 +451,9 @@ class SSHTransport(TransportBase):
             # so check what actually arrived; push.py also verifies the sha256 on the device.
             arrived = sftp.stat(dest).st_size
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            error = self._io_error(f"writing {dest}", exc)
             self._sftp = None  # a failed SFTP session is not reused
-            raise self._io_error(f"writing {dest}", exc) from exc
+            raise error from exc
         if arrived != total:
             raise TargetError(
                 f"{self.target_name}: writing {dest} failed: {arrived} of {total} bytes arrived "
