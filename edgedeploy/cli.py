@@ -221,6 +221,8 @@ def push(
         print_json(result)
     else:
         push_mod.print_result(result)
+    if not result.get("ok", True):  # a group push where some target failed
+        raise typer.Exit(1)
 
 
 def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:

@@ -1,45 +1,145 @@
 """`edgedeploy push`: send a file to a target's work dir so that the device never holds a corrupt copy.
 
-Order of operations: hash locally; ask the device for the hash of what it already has (skip when
-equal: 0 bytes sent); upload under a temporary name; verify the hash ON the device; rename into place
-(atomic on POSIX). Hashing and renaming run through the device's Python, which every target has since
-the runner needs it.
+Order of operations, in as few round trips and device processes as possible:
+1. hash locally while finding out what the device holds: over SSH, SFTP's stat plus the manifest
+   tell an unchanged file without any device command; otherwise the device script reports, as JSON,
+   the hash of what is there, the size and hash of an interrupted upload (`NAME.edgedeploy-part`),
+   the free space and the manifest entry;
+2. unchanged -> skip (0 bytes sent); a partial upload whose bytes match ours -> resume after them;
+   otherwise start over; too little free space -> a clear error and nothing left behind;
+3. upload under the temporary name (a dropped link: reconnect with backoff and resume, a few times);
+4. the device verifies the sha256, renames into place (atomic on POSIX) and records the file in the
+   work dir's `manifest.json`.
+All device-side work is ONE stdlib-only script run by the device's Python (every target has one for
+the runner). Where the transport can keep a command running (ssh), one process does the whole push:
+it answers step 1, then hashes the temporary file AS IT GROWS and commits when told the upload is
+complete, so verification costs no second read of the file and no second process start. When the
+device has nothing of the file yet, the upload starts without waiting for that process to start.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.transport import Transport
-from edgedeploy.errors import TargetError, UsageError
+from edgedeploy.deploy.inventory import Target
+from edgedeploy.deploy.transport import (
+    CommandResult,
+    LinkLost,
+    Process,
+    QuickStat,
+    RemoteStat,
+    ResumablePut,
+    Spawner,
+    Transport,
+)
+from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
 from edgedeploy.profiles.schema import sha256_file
 
-# Runs on the device: prints the sha256 of each existing path (or "-" when missing).
-_REMOTE_SHA = (
-    "import hashlib,sys\n"
-    "for p in sys.argv[1:]:\n"
-    "    try:\n"
-    "        h=hashlib.sha256()\n"
-    "        with open(p,'rb') as f:\n"
-    "            for c in iter(lambda:f.read(1<<20),b''): h.update(c)\n"
-    "        print(h.hexdigest())\n"
-    "    except OSError: print('-')\n"
-)
-# Runs on the device: verify the temp file's hash, then rename it over the final name.
-_REMOTE_COMMIT = (
-    "import hashlib,os,sys\n"
-    "tmp,final,want=sys.argv[1:4]\n"
-    "h=hashlib.sha256()\n"
-    "with open(tmp,'rb') as f:\n"
-    "    for c in iter(lambda:f.read(1<<20),b''): h.update(c)\n"
-    "if h.hexdigest()!=want:\n"
-    "    os.remove(tmp); sys.exit('sha256 mismatch after upload: got %s' % h.hexdigest())\n"
-    "os.replace(tmp,final)\n"
-)
-_REMOTE_MKDIR = "import os,sys\nos.makedirs(sys.argv[1],exist_ok=True)\n"
+PART_SUFFIX = ".edgedeploy-part"
+MANIFEST = "manifest.json"
+# Free space kept beyond the file itself (file system metadata, the manifest rewrite).
+SPACE_MARGIN = 64 << 10
+# Seconds allowed for the device's answers, and for its final hashing/rename after the upload.
+STATE_TIMEOUT_S = 120.0
+COMMIT_TIMEOUT_S = 600.0
+
+# The device side. argv: mode final manifest key size source [sha256]
+#   state / state-mkdir   print the state JSON (state-mkdir first creates the directory)
+#   commit SHA            verify the finished part, rename it over the final name, record it
+#   record SHA            record a final file already in place
+#   discard               remove the part
+#   session               print the state JSON, then read ONE command from stdin: `done`,
+#                         `record SHA`, or `follow SHA fresh|keep`: (fresh: remove a stale part) print
+#                         `ready`, hash the part as it grows, and on the line `go` (upload complete)
+#                         verify + rename + record; EOF or any other line: give up, touch nothing.
+# The final file's sha256 comes from the manifest while its size and mtime are those recorded right
+# after its verified commit, which sets the mtime to a whole second 2 s in the past: any later rewrite
+# stamps "now" and no longer matches, even at the 1 s resolution of SFTP's stat (rsync's quick check,
+# made exact). So an unchanged re-push reads nothing on the device, over SSH not even a command.
+_DEVICE_SCRIPT = """\
+import hashlib,json,os,select,sys,time
+mode,final,manifest,key,size,source=sys.argv[1:7]
+part=final+'.edgedeploy-part'
+folder=os.path.dirname(final) or '.'
+def sha(p):
+    h=hashlib.sha256()
+    try:
+        with open(p,'rb') as f:
+            for c in iter(lambda:f.read(1<<20),b''): h.update(c)
+    except OSError: return None
+    return h.hexdigest()
+def state():
+    if mode!='state': os.makedirs(folder,exist_ok=True)
+    try: part_size=os.path.getsize(part)
+    except OSError: part_size=None
+    try:
+        st=os.statvfs(folder if os.path.isdir(folder) else os.path.dirname(folder) or '.')
+        free=st.f_bavail*st.f_frsize
+    except OSError: free=None
+    try:
+        with open(manifest) as f: entry=json.load(f).get('files',{}).get(key)
+    except (OSError,ValueError): entry=None
+    try:
+        st=os.stat(final)
+        same=entry and entry.get('size')==st.st_size and entry.get('mtime_ns')==st.st_mtime_ns
+        final_sha=entry['sha256'] if same else sha(final)
+    except OSError: final_sha=None
+    return {'sha256':final_sha,'part_size':part_size,'part_sha256':sha(part) if part_size else None,
+            'free':free,'manifest_sha256':(entry or {}).get('sha256')}
+def record(want):
+    try:
+        with open(manifest) as f: doc=json.load(f)
+    except (OSError,ValueError): doc={}
+    stamp=int(time.time())-2
+    os.utime(final,(stamp,stamp))
+    doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,'mtime':stamp,
+        'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
+    with open(manifest+'.tmp','w') as f: json.dump(doc,f,indent=1,sort_keys=True)
+    os.replace(manifest+'.tmp',manifest)
+def following():
+    h=hashlib.sha256(); f=None; verdict=None
+    while True:
+        if f is None:
+            try: f=open(part,'rb',buffering=0)
+            except OSError:
+                if verdict=='go': raise
+        c=f.read(1<<20) if f else b''
+        if c:
+            h.update(c); continue
+        if verdict=='go': return h.hexdigest()
+        if select.select([sys.stdin],[],[],0.05)[0]:
+            verdict=sys.stdin.readline().strip()
+            if verdict!='go': sys.exit('upload abandoned; nothing changed')
+def commit(want,got):
+    if got!=want:
+        os.remove(part)
+        sys.exit('sha256 mismatch after upload (got %s); the upload was discarded' % got)
+    os.replace(part,final)
+    record(want)
+def discard():
+    try: os.remove(part)
+    except OSError: pass
+if mode=='session':
+    print(json.dumps(state()),flush=True)
+    words=sys.stdin.readline().split()
+    if words[:1]==['record']: record(words[1])
+    elif words[:1]==['follow']:
+        if words[2]=='fresh': discard()
+        print('ready',flush=True)
+        commit(words[1],following())
+elif mode in ('state','state-mkdir'): print(json.dumps(state()))
+elif mode=='commit': commit(sys.argv[7],sha(part))
+elif mode=='record': record(sys.argv[7])
+elif mode=='discard': discard()
+"""
 
 
 @dataclass(frozen=True)
@@ -48,29 +148,138 @@ class PushResult:
     sha256: str
     sent_bytes: int
     skipped: bool
+    resumed_from: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    sha256: str | None
+    part_size: int | None
+    part_sha256: str | None
+    free: int | None
+    manifest_sha256: str | None
 
 
 def remote_join(*parts: str) -> str:
     return posixpath.join(*[p for p in parts if p])
 
 
-def _python(transport: Transport, python: str, script: str, *args: str, timeout: float = 60.0) -> str:
-    result = transport.run([python, "-c", script, *args], timeout=timeout)
-    if not result.ok:
+def _manifest_path(transport: Transport) -> str:
+    return remote_join(transport.workdir, MANIFEST)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+class _DeviceFile:
+    """The device end of one destination path: the device script, step by step or as a session."""
+
+    def __init__(
+        self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""
+    ) -> None:
+        self.transport, self.python, self.remote_path, self.size = transport, python, remote_path, size
+        prefix = transport.workdir.rstrip("/") + "/"
+        key = remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
+        self.args = [remote_path, _manifest_path(transport), key, str(size), source]
+
+    @property
+    def part(self) -> str:
+        return self.remote_path + PART_SUFFIX
+
+    def _fail(self, result: CommandResult) -> TargetError:
+        name = self.transport.target_name
         if result.exit_code == 127:
+            return TargetError(f"{name}: {self.python} not found on the device (ansible_python_interpreter)")
+        return TargetError(f"{name}: {result.last_error_line()}")
+
+    def run(self, mode: str, *extra: str) -> str:
+        """One step; the script goes on stdin (no command-line length limits). -S: no site-packages
+        scan at start-up, the script needs only the standard library."""
+        argv = [self.python, "-S", "-", mode, *self.args, *extra]
+        result = self.transport.run(argv, timeout=STATE_TIMEOUT_S, stdin=_DEVICE_SCRIPT.encode())
+        if not result.ok:
+            raise self._fail(result)
+        return result.stdout
+
+    def parse_state(self, line: str) -> RemoteState:
+        try:
+            return RemoteState(**json.loads(line.strip().splitlines()[-1]))
+        except (ValueError, IndexError, TypeError) as exc:
+            answer = line[:200]
             raise TargetError(
-                f"{transport.target_name}: {python} not found on the device (ansible_python_interpreter)"
-            )
-        raise TargetError(f"{transport.target_name}: {result.last_error_line()}")
-    return result.stdout
+                f"{self.transport.target_name}: unexpected answer from the device: {answer!r}"
+            ) from exc
+
+    def state(self, *, mkdir: bool = False) -> RemoteState:
+        return self.parse_state(self.run("state-mkdir" if mkdir else "state"))
+
+    def start_session(self) -> Process | None:
+        if not isinstance(self.transport, Spawner):
+            return None
+        return self.transport.spawn([self.python, "-S", "-c", _DEVICE_SCRIPT, "session", *self.args])
+
+    def expect_line(self, session: Process) -> str:
+        line = session.read_line(STATE_TIMEOUT_S)
+        if not line:  # exited early: report why
+            raise self._fail(session.wait(STATE_TIMEOUT_S))
+        return line
+
+    def finish(self, session: Process, command: str) -> None:
+        session.send(command.encode() + b"\n")
+        result = session.wait(COMMIT_TIMEOUT_S)
+        if not result.ok:
+            raise self._fail(result)
 
 
-def remote_sha256(transport: Transport, python: str, remote_path: str) -> str | None:
-    out = _python(transport, python, _REMOTE_SHA, remote_path).strip()
-    return None if out in ("", "-") else out
+def _sha256_prefix(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        left = size
+        while left and (chunk := fh.read(min(left, 1 << 20))):
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def _resume_offset(transport: Transport, local: Path, size: int, state: RemoteState) -> int:
+    """Bytes of a previous interrupted upload that match ours (0: start over, or cannot resume)."""
+    part = state.part_size or 0
+    resumable = isinstance(transport, ResumablePut)
+    if resumable and 0 < part <= size and state.part_sha256 == _sha256_prefix(local, part):
+        return part
+    return 0
+
+
+def _check_space(transport: Transport, state: RemoteState, need: int, remote_dir: str) -> None:
+    if state.free is not None and state.free < need + SPACE_MARGIN:
+        raise TargetError(
+            f"{transport.target_name}: not enough free space in {remote_dir}: "
+            f"{_mib(state.free)} free, the upload needs {_mib(need)}"
+        )
+
+
+def plan_push(transport: Transport, local: Path, remote_dir: str, *, python: str) -> dict[str, Any]:
+    """What `push_file` would do, without changing anything on the device (for --dry-run)."""
+    sha = sha256_file(local)
+    size = local.stat().st_size
+    remote_path = remote_join(transport.workdir, remote_dir, local.name)
+    state = _DeviceFile(transport, python, remote_path).state()
+    skipped = state.sha256 == sha
+    offset = 0 if skipped else _resume_offset(transport, local, size, state)
+    return {
+        "remote_path": remote_path,
+        "sha256": sha,
+        "sent_bytes": 0,
+        "skipped": skipped,
+        "dry_run": True,
+        "would_send_bytes": 0 if skipped else size - offset,
+        "resume_from": offset,
+        "free_bytes": state.free,
+    }
 
 
 def push_file(
@@ -80,21 +289,196 @@ def push_file(
     *,
     python: str,
     remote_name: str | None = None,
-    progress: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    reconnects: int = 2,
 ) -> PushResult:
-    """Push `local` into `remote_dir` (relative to the target's work dir); skip when unchanged."""
+    """Push `local` into `remote_dir` (relative to the target's work dir); skip when unchanged.
+
+    A dropped link is survived up to `reconnects` times (reconnect, then resume); after that the
+    partial upload stays on the device under the temporary name and the next push resumes it."""
     if not local.is_file():
         raise UsageError(f"{local}: no such file")
-    sha = sha256_file(local)
+    size = local.stat().st_size
     remote_dir = remote_join(transport.workdir, remote_dir)
-    remote_path = remote_join(remote_dir, remote_name or local.name)
-    if remote_sha256(transport, python, remote_path) == sha:
-        return PushResult(remote_path, sha, 0, True)
-    _python(transport, python, _REMOTE_MKDIR, remote_dir)
-    tmp = remote_path + ".edgedeploy-part"
-    transport.put(local, tmp, progress=progress)
-    _python(transport, python, _REMOTE_COMMIT, tmp, remote_path, sha)
-    return PushResult(remote_path, sha, local.stat().st_size, False)
+    device = _DeviceFile(
+        transport, python, remote_join(remote_dir, remote_name or local.name), size, local.name
+    )
+    session: Process | None = None
+    uploaded = False
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            local_sha = pool.submit(sha256_file, local)
+            seen = _look(transport, device)
+            if seen is not None and seen.unchanged(local_sha.result()):
+                uploaded = True  # nothing to do, and no device command was needed to know it
+                return PushResult(device.remote_path, local_sha.result(), 0, True)
+            session = device.start_session()
+            # Nothing of this file on the device: no skip or resume is possible, so the upload starts at
+            # once while the device script starts up (on a fast link that start-up costs as much as the
+            # upload) and reports the free space; too little stops the upload and removes the part.
+            fresh = seen is not None and seen.final is None and not seen.part_exists
+            if session and fresh:
+                prepared = pool.submit(
+                    _prepare_session, device, session, local_sha, 0, remote_dir, fresh=True
+                )
+                sent, live = _upload(transport, device, local, 0, progress, reconnects, session, prepared)
+                if live:  # the device's verdict (free space...) may come after a small file's upload
+                    try:
+                        prepared.result()
+                    except TargetError as exc:
+                        live.kill()
+                        raise _upload_failed(device, size, exc) from exc
+                session, sha, first_offset = live, local_sha.result(), 0
+            else:
+                state = (
+                    device.parse_state(device.expect_line(session)) if session else device.state(mkdir=True)
+                )
+                sha = local_sha.result()
+                if state.sha256 == sha:
+                    record = state.manifest_sha256 != sha  # there already, but put there by someone else
+                    if session:
+                        device.finish(session, f"record {sha}" if record else "done")
+                    elif record:
+                        device.run("record", sha)
+                    uploaded = True
+                    return PushResult(device.remote_path, sha, 0, True)
+                first_offset = _resume_offset(transport, local, size, state)
+                _check_space(transport, state, size - first_offset, remote_dir)
+                if session:
+                    _prepare_session(device, session, local_sha, first_offset, remote_dir, fresh=False)
+                sent, session = _upload(transport, device, local, first_offset, progress, reconnects, session)
+            uploaded = True
+        finally:
+            if session and not uploaded:  # closing its stdin tells it to give up, touching nothing
+                session.kill()
+    if session:
+        device.finish(session, "go")
+    else:
+        device.run("commit", sha)
+    return PushResult(device.remote_path, sha, sent, False, resumed_from=first_offset)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the transport's file listing shows (no device command): the final file, the part, and the
+    manifest's record of the final file."""
+
+    final: RemoteStat | None
+    part_exists: bool
+    entry: dict[str, Any] | None
+
+    def unchanged(self, sha: str) -> bool:
+        """rsync's quick check, made exact by the commit: it sets the verified file's mtime to a whole
+        second in the past and records it, so any later rewrite (mtime = now) no longer matches."""
+        entry = self.entry or {}
+        return (
+            self.final is not None
+            and entry.get("sha256") == sha
+            and entry.get("size") == self.final.size
+            and entry.get("mtime") == self.final.mtime
+        )
+
+
+def _look(transport: Transport, device: _DeviceFile) -> _Seen | None:
+    if not isinstance(transport, QuickStat):
+        return None
+    final = transport.stat(device.remote_path)
+    entry = None
+    if final is not None:
+        try:
+            manifest = json.loads(transport.read_bytes(device.args[1]) or b"{}")
+            entry = manifest.get("files", {}).get(device.args[2])
+        except (ValueError, AttributeError):
+            entry = None  # unreadable manifest: the device script will hash the file
+    return _Seen(final, transport.stat(device.part) is not None, entry)
+
+
+def _prepare_session(
+    device: _DeviceFile,
+    session: Process,
+    local_sha: Future[str],
+    offset: int,
+    remote_dir: str,
+    *,
+    fresh: bool,
+) -> None:
+    """Tell the device script to follow the upload from `offset` (for a fresh push: after checking the
+    state it reports, while the upload already runs)."""
+    if fresh:
+        state = device.parse_state(device.expect_line(session))
+        _check_space(device.transport, state, device.size, remote_dir)
+    mode = "keep" if fresh or offset else "fresh"  # `fresh` there: remove a stale part first
+    session.send(f"follow {local_sha.result()} {mode}\n".encode())
+    if device.expect_line(session) != "ready":
+        raise TargetError(f"{device.transport.target_name}: the device script did not get ready")
+
+
+def _upload(
+    transport: Transport,
+    device: _DeviceFile,
+    local: Path,
+    offset: int,
+    progress: Callable[[int, int], None] | None,
+    reconnects: int,
+    session: Process | None,
+    prepared: Future[None] | None = None,
+) -> tuple[int, Process | None]:
+    """Upload into the part file from `offset`, reconnecting and resuming after a dropped link.
+    Returns the bytes sent and the session if it survived. `prepared`: a concurrent preparation whose
+    failure (e.g. not enough space) stops the upload."""
+    size = device.size
+    sent = 0
+    for attempt in range(reconnects + 1):
+        reached = offset
+
+        def count(done: int, total: int, watch: Future[None] | None = prepared) -> None:
+            nonlocal reached
+            reached = done
+            if watch is not None and watch.done() and (failure := watch.exception()) is not None:
+                raise failure
+            if progress:
+                progress(done, total)
+
+        try:
+            if offset and isinstance(transport, ResumablePut):  # always true when offset > 0
+                transport.put_from(local, device.part, offset, progress=count)
+            else:
+                transport.put(local, device.part, progress=count)
+            return sent + size - offset, session
+        except LinkLost as exc:
+            session = prepared = None  # they went with the link; verify after the upload instead
+            sent += max(0, reached - offset)
+            where = f"the upload stopped near {reached} of {size} bytes; run push again to resume"
+            if attempt == reconnects:
+                raise TargetError(f"{exc}; {where}") from exc
+            try:
+                transport.close()
+                transport.connect()
+                state = device.state()
+            except TargetError as again:
+                raise TargetError(f"{again}; {where}") from again
+            offset = _resume_offset(transport, local, size, state)
+        except TargetError as exc:
+            if session is not None:
+                session.kill()
+            raise _upload_failed(device, size, exc) from exc
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _upload_failed(device: _DeviceFile, size: int, exc: TargetError) -> TargetError:
+    """Not a lost link (e.g. the disk filled up): remove the part file and say why if we can tell."""
+    try:
+        device.run("discard")
+        state = device.state()
+    except TargetError:
+        return exc
+    if state.free is not None and state.free < size:
+        return TargetError(
+            f"{device.transport.target_name}: no space left on the device in "
+            f"{posixpath.dirname(device.remote_path)} ({_mib(state.free)} free, the file is {_mib(size)}); "
+            "nothing was changed"
+        )
+    return exc
 
 
 def push_to_target(
@@ -106,32 +490,96 @@ def push_to_target(
     dry_run: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
+    """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
+    A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
+    `ok` false when any failed (one unreachable board does not stop the others)."""
     from edgedeploy.deploy.inventory import load_inventory
 
-    target = load_inventory(inventory).get(target_name)
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    inv = load_inventory(inventory)
+    if target_name in inv.hosts:
+        return _push_one(
+            inv.hosts[target_name], file, trust_new=trust_new, dry_run=dry_run, progress=progress
+        )
+    rows: list[dict[str, Any]] = []
+    for target in inv.resolve(target_name):
+        try:
+            doc = _push_one(target, file, trust_new=trust_new, dry_run=dry_run, progress=progress)
+            rows.append({"target": target.name, **doc})
+        except EdgeDeployError as exc:
+            rows.append({"target": target.name, "error": str(exc)})
+    return {"group": target_name, "ok": all("error" not in r for r in rows), "targets": rows}
+
+
+def _push_one(
+    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool
+) -> dict[str, Any]:
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.runner import RUNNER_PATH
+
     with open_transport(target, trust_new=trust_new) as transport:
         if dry_run:
-            sha = sha256_file(file)
-            remote_path = remote_join(transport.workdir, "models", file.name)
-            same = remote_sha256(transport, target.python, remote_path) == sha
-            return {
-                "remote_path": remote_path,
-                "sha256": sha,
-                "sent_bytes": 0,
-                "skipped": same,
-                "dry_run": True,
-            }
-        return push_file(transport, file, "models", python=target.python).to_dict()
+            doc = plan_push(transport, file, "models", python=target.python)
+            doc["runner"] = plan_push(transport, RUNNER_PATH, "", python=target.python)
+            return doc
+        with _progress_bar(file, enabled=progress) as bar:
+            result = push_file(transport, file, "models", python=target.python, progress=bar)
+        runner = push_file(transport, RUNNER_PATH, "", python=target.python)
+        return {**result.to_dict(), "runner": runner.to_dict(), "manifest": _manifest_path(transport)}
+
+
+@contextmanager
+def _progress_bar(file: Path, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar (bytes, throughput, time left) on stderr, fed by the transport's callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"push {file.name}", total=file.stat().st_size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def print_result(result: dict[str, Any]) -> None:
+    if "group" in result:
+        for row in result["targets"]:
+            print(f"[{row['target']}] ", end="")
+            if "error" in row:
+                print(f"error: {row['error']}")
+            else:
+                print_result(row)
+        return
     if result.get("dry_run"):
-        verb = "unchanged, would skip" if result["skipped"] else "would send"
-        print(f"{verb}: {result['remote_path']} (sha256 {result['sha256'][:12]})")
-    elif result["skipped"]:
+        if result["skipped"]:
+            print(f"unchanged, would skip: {result['remote_path']} (sha256 {result['sha256'][:12]})")
+        else:
+            resume = f", resuming after {result['resume_from']} bytes" if result["resume_from"] else ""
+            print(f"would send {result['would_send_bytes']} bytes -> {result['remote_path']}{resume}")
+        runner = result.get("runner")
+        if runner:
+            print(f"runner: {'unchanged' if runner['skipped'] else 'would send'} {runner['remote_path']}")
+        return
+    if result["skipped"]:
         print(f"unchanged: {result['remote_path']} (0 bytes sent)")
     else:
+        resumed = f", resumed after {result['resumed_from']} bytes" if result.get("resumed_from") else ""
         print(
-            f"pushed {result['sent_bytes']} bytes -> {result['remote_path']} (sha256 {result['sha256'][:12]})"
+            f"pushed {result['sent_bytes']} bytes -> {result['remote_path']} "
+            f"(sha256 {result['sha256'][:12]} verified on the device{resumed})"
         )
+    if "manifest" in result:
+        print(f"manifest: {result['manifest']}")
