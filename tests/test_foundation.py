@@ -104,7 +104,7 @@ def test_run_local_writes_outputs_matching_onnxruntime(tiny_onnx: Path, tmp_path
         (["profile", "{model}", "--target", "nowhere"], "unknown target"),
         (["run", "{model}", "--inputs", "{bad_shape}"], "expects shape"),
         (["profile", "{corrupt}"], "cannot load"),
-        (["push", "{model}", "--target", "raspberry_pi"], "is a group"),
+        (["profile", "{model}", "--target", "raspberry_pi"], "is a group"),
     ],
 )
 def test_bad_input_is_one_clear_line(tiny_onnx: Path, tmp_path: Path, args: list[str], needle: str) -> None:
