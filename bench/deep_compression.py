@@ -105,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     train_x, train_y, test_x, test_y = mnist(
-        1000 if args.quick else None, 500 if args.quick else None, args.seed
+        600 if args.quick else None, 300 if args.quick else None, args.seed
     )
     train_x, train_y = jittered(train_x, train_y, args.jitter, args.seed)
     data = CompressionData(train_x, train_y, test_x, test_y)
