@@ -132,7 +132,7 @@ def tfmot_pcqat(arch: str, data: CompressionData, epoch_scale: float, seed: int)
         return None
     from tfmot_pipeline import run_tfmot
 
-    return run_tfmot(arch, data, epoch_scale, seed)
+    return run_tfmot(arch, data, epoch_scale, seed, ARCHS[arch][1])
 
 
 if __name__ == "__main__":
