@@ -113,6 +113,8 @@ def main() -> None:
     doc: dict[str, Any] = {}
     for arch in args.only or list(ARCHS):
         doc[arch] = run_arch(arch, data, epoch_scale, args.seed)
+        # Logged at once: the TF-MOT comparison that follows can take long.
+        print(f"  {arch} result: {json.dumps(doc[arch])}", file=sys.stderr)
         tfmot = tfmot_pcqat(arch, data, epoch_scale, args.seed)
         if tfmot is not None:
             doc[arch]["tfmot_pcqat"] = tfmot
