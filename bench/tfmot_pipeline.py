@@ -57,6 +57,8 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
     model = keras_model(keras, arch)
     for share, factor in [(0.6, 1.0), (0.25, 1 / 3), (0.15, 0.1)]:  # the same schedule as our baselines
         fit(model, baseline_epochs * epoch_scale * share, 1e-3 * factor)
+    # Counted now: wrapping the layers for pruning below takes them over from this model.
+    fp32_bytes = model.count_params() * 4
 
     prune = stages["prune"]
     prune_epochs = prune["epochs"] * epoch_scale
@@ -111,7 +113,6 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
         with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
             zf.write(path, arcname=path.name)
         zipped_bytes = zipped.stat().st_size
-    fp32_bytes = model.count_params() * 4
     size = deep_compression_size(weights, others).total_bytes
     return {
         "error_pct": round(error, 2),
