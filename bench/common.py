@@ -28,3 +28,23 @@ def train_baseline(
     """Adam; the learning rate drops to 1/3 after 60% and to 1/10 after 85% of the epochs."""
     for index, (share, phase_lr) in enumerate([(0.6, lr), (0.25, lr / 3), (0.15, lr / 10)]):
         train(model, x, y, epochs=epochs * share, lr=phase_lr, seed=seed + index)
+
+
+def jittered(
+    x: np.ndarray, y: np.ndarray, copies: int, seed: int, max_shift: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """x plus `copies` copies shifted by up to `max_shift` pixels each way (Hinton's teacher jitter)."""
+    rng = np.random.default_rng(seed)
+    n, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+    xs, ys = [x], [y]
+    for _ in range(copies):
+        dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
+        out = np.empty_like(x)
+        for oy in range(2 * max_shift + 1):
+            for ox in range(2 * max_shift + 1):
+                idx = np.flatnonzero((dy == oy) & (dx == ox))
+                out[idx] = padded[idx, :, oy : oy + h, ox : ox + w]
+        xs.append(out)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)

@@ -143,6 +143,14 @@ def check_survival(model: nn.Module, exported: list[TensorCount], file: Path) ->
     }
 
 
+def check_exported_file(model: nn.Module, path: Path) -> dict[str, Any]:
+    """Survival check against an exported .onnx or .tflite file (e.g. one made by `convert`)."""
+    counters = {".onnx": onnx_weight_tensors, ".tflite": tflite_weight_tensors}
+    if path.suffix not in counters:
+        raise UsageError(f"{path}: can count weights only in .onnx or .tflite files")
+    return check_survival(model, counters[path.suffix](path), path)
+
+
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of an ONNX classifier run in onnxruntime."""
     import onnxruntime as ort
