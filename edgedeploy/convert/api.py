@@ -93,45 +93,54 @@ def convert_source(
     output = Path(output)
     timings: dict[str, float] = {}
 
-    with native_stdout_to_stderr(), work_dir_beside(output) as work:
-        started = time.perf_counter()
-        report = _preflight(source, example, to)
-        preflight.refuse_unsupported(source.name, report)
-        timings["preflight_s"] = time.perf_counter() - started
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory; give the output file name")
+    try:
+        with native_stdout_to_stderr(), work_dir_beside(output) as work:
+            started = time.perf_counter()
+            report = _preflight(source, example, to)
+            preflight.refuse_unsupported(source.name, report)
+            timings["preflight_s"] = time.perf_counter() - started
 
-        reference = source.predict(verify_inputs)
-        tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
+            reference = source.predict(verify_inputs)
+            tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
 
-        started = time.perf_counter()
-        base = _fp32_base(source, example, to, precision, calibration, work)
-        fp32_size = base.stat().st_size if source.kind != "keras" else None
-        if source.kind == "keras":  # TensorFlow's converter already applied the precision
-            candidates = {precision: base}
-        else:
-            candidates = _candidates(base, to, precision, calibration, int8_format, work)
-        timings["conversion_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            base = _fp32_base(source, example, to, precision, calibration, work)
+            fp32_size = base.stat().st_size if source.kind != "keras" else None
+            if source.kind == "keras":  # TensorFlow's converter already applied the precision
+                candidates = {precision: base}
+            else:
+                candidates = _candidates(base, to, precision, calibration, int8_format, work)
+            timings["conversion_s"] = time.perf_counter() - started
 
-        started = time.perf_counter()
-        checks = {
-            name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
-            for name, path in candidates.items()
-        }
-        timings["verification_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            checks = {
+                name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
+                for name, path in candidates.items()
+            }
+            timings["verification_s"] = time.perf_counter() - started
 
-        selection = None
-        if to == "onnx" and precision == "int8" and int8_format == "auto":
-            selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
-            chosen = selection["chosen"]
-        else:
-            chosen = next(iter(candidates))
-        verification = checks[chosen]
-        if not verification["passed"]:
-            # ORT's dynamic Conv quantization (ConvInteger) is known to lose CNNs (EfficientNet-Lite0:
-            # 25% top-1 agreement); static int8 calibrates activations instead.
-            hint = " (for CNNs try --precision int8)" if to == "onnx" and precision == "int8-dynamic" else ""
-            raise UsageError(describe_failure(str(output), verification, hint))
-        size = candidates[chosen].stat().st_size
-        os.replace(candidates[chosen], output)
+            selection = None
+            if to == "onnx" and precision == "int8" and int8_format == "auto":
+                started = time.perf_counter()
+                selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
+                chosen = selection["chosen"]
+                timings["int8_selection_s"] = time.perf_counter() - started
+            else:
+                chosen = next(iter(candidates))
+            verification = checks[chosen]
+            if not verification["passed"]:
+                # ORT's dynamic Conv quantization (ConvInteger) is known to lose CNNs (EfficientNet-Lite0:
+                # 25% top-1 agreement); static int8 calibrates activations instead.
+                hint = (
+                    " (for CNNs try --precision int8)" if to == "onnx" and precision == "int8-dynamic" else ""
+                )
+                raise UsageError(describe_failure(str(output), verification, hint))
+            size = candidates[chosen].stat().st_size
+            os.replace(candidates[chosen], output)
+    except OSError as err:  # full disk, read-only directory, ...: no traceback, nothing left behind
+        raise UsageError(f"{output}: cannot write the converted model ({err.strerror or err})") from err
 
     verification["inputs"] = inputs_origin or "given by the caller"
     result: dict[str, Any] = {
