@@ -81,12 +81,11 @@ def workload(quick: bool, samples: int) -> tuple[Any, np.ndarray, np.ndarray, np
     )
 
 
-def int8_latency(files: dict[str, Path], sample: np.ndarray, threads: int) -> dict[str, Any]:
+def int8_latency(files: dict[str, Path], sample: np.ndarray, threads: int, seconds: float) -> dict[str, Any]:
     from edgedeploy.convert.runtimes import OnnxRunner, profile_latencies
 
-    p50 = profile_latencies(
-        {name: OnnxRunner(path, threads) for name, path in files.items()}, sample, min_seconds=2.0
-    )
+    runners = {name: OnnxRunner(path, threads) for name, path in files.items()}
+    p50 = profile_latencies(runners, sample, min_seconds=seconds)
     return {
         "threads": threads,
         "p50_ms": {k: round(v, 3) for k, v in p50.items()},
