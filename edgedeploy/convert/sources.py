@@ -33,7 +33,11 @@ class SourceModel:
 
     @property
     def stem(self) -> str:
-        return Path(self.name.replace(":", "_")).stem if self.file is None else self.file.stem
+        if self.file is not None:
+            return self.file.stem
+        if Path(self.name).exists():
+            return Path(self.name).stem
+        return self.name.rpartition(":")[2] or "model"  # module:factory -> factory
 
 
 def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | None) -> SourceModel:
