@@ -91,6 +91,22 @@ def test_round_trip_every_output_kind(
         assert result["int8_format"] in selection["reason"] and "fastest" in selection["reason"]
 
 
+def test_pruned_model_ships_sparse_weights_not_masks(tmp_path: Path, data: np.ndarray):
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = TinyConvNet().eval()
+    prune.l1_unstructured(model.fc, "weight", amount=0.9)  # weight = weight_orig * weight_mask at run time
+    output = tmp_path / "pruned.onnx"
+    assert convert_torch(model, data[:1], "onnx", "fp32", output, verify_inputs=data)["verification"][
+        "passed"
+    ]
+    info = inspect_model(output)
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert info["nonzero_parameters"] == info["parameters"] - int(0.9 * model.fc.weight.numel())
+    assert info["zipped_bytes"] < info["size_bytes"] / 2
+
+
 @pytest.mark.parametrize(
     ("int8_format", "scheme", "op"),
     [("qdq", "QDQ", "DequantizeLinear"), ("qoperator", "QOperator", "QLinearConv")],
