@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import LAYOUT_KEY, first_line, guess_layout
 from edgedeploy.errors import UsageError
 
-LAYOUT_KEY = "edgedeploy.layout"
 # Inputs of ONNX quantized operators that hold scales / zero points rather than weights or data.
 _QUANT_PARAM_INPUTS = {
     "QuantizeLinear": {1, 2},
@@ -73,13 +73,11 @@ def _weight_stats(weights: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
-def _guess_layout(shape: list[Any]) -> str:
-    from edgedeploy.convert.sources import _guess_layout as guess
-
+def _guessed_layout(shape: list[Any]) -> str:
     if len(shape) != 4:
         return "N/A"
     dims = tuple(d if isinstance(d, int) else 0 for d in shape)
-    return f"{guess(dims)} (guessed from the shape)"
+    return f"{guess_layout(dims)} (guessed from the shape)"
 
 
 # --- ONNX ------------------------------------------------------------------------------------------
@@ -93,7 +91,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, missing data, ...
-        raise UsageError(f"{path}: truncated or corrupt ONNX file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: truncated or corrupt ONNX file ({first_line(err)})") from err
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference is only needed for MAC counts
@@ -132,7 +130,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
     macs = _onnx_macs(inferred.graph, shapes)
     inputs = [_onnx_io(v) for v in graph.input if v.name not in initializers]
     metadata = {p.key: p.value for p in model.metadata_props}
-    layout = metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A")
+    layout = metadata.get(LAYOUT_KEY) or (_guessed_layout(inputs[0]["shape"]) if inputs else "N/A")
     if any(op.split("::")[-1].startswith(("QLinear", "QGemm")) for op in ops):
         scheme = "QOperator"
     elif "DequantizeLinear" in ops:
@@ -239,7 +237,7 @@ def _tflite_model(path: Path, data: bytes | None = None) -> Any:
     try:
         return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as err:  # noqa: BLE001 - the flatbuffer reader raises struct/index errors
-        raise UsageError(f"{path}: truncated or corrupt TFLite file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: truncated or corrupt TFLite file ({first_line(err)})") from err
 
 
 def _builtin_names() -> dict[int, str]:
@@ -327,7 +325,7 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
         "schema_version": model.version,
         "inputs": inputs,
         "outputs": [_tflite_io(main, i) for i in main.outputs],
-        "layout": metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A"),
+        "layout": metadata.get(LAYOUT_KEY) or (_guessed_layout(inputs[0]["shape"]) if inputs else "N/A"),
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         **stats,
         "macs": macs,
@@ -452,7 +450,7 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
     except UsageError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
-        raise UsageError(f"{path}: cannot load the torch file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: cannot load the torch file ({first_line(err)})") from err
     weights = [t.detach().cpu().float().numpy() for t in tensors if t.is_floating_point()]
     stats = _weight_stats(weights)
     return {
@@ -460,7 +458,7 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
         "torch_kind": kind,
         "inputs": inputs,
         "outputs": outputs,
-        "layout": _guess_layout(inputs[0]["shape"])
+        "layout": _guessed_layout(inputs[0]["shape"])
         if inputs and inputs[0]["shape"]
         else "unknown (no input spec)",
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
@@ -485,11 +483,6 @@ def _fake_io(name: str, value: Any) -> dict[str, Any]:
         "shape": [int(d) for d in value.shape],
         "dtype": str(value.dtype).removeprefix("torch."),
     }
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
 
 
 def print_report(info: dict[str, Any]) -> None:

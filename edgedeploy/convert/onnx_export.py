@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import LAYOUT_KEY, first_line
 from edgedeploy.errors import UsageError
 
-LAYOUT_KEY = "edgedeploy.layout"
 # The two static int8 encodings of ONNX Runtime: signed activations in QuantizeLinear/DequantizeLinear
 # pairs (QDQ, S8S8), and fused integer operators (QLinearConv, ...) with unsigned activations (U8S8).
 INT8_FORMATS = {"qdq": "QDQ S8S8", "qoperator": "QOperator U8S8"}
@@ -43,8 +43,8 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
             _fold_weight_arithmetic(out)
             return
         except Exception as err:  # noqa: BLE001 - the exporter raises many internal types
-            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-    raise UsageError(f"torch.onnx.export failed: {errors[-1][:300]}")
+            errors.append(first_line(err))
+    raise UsageError(f"torch.onnx.export failed: {errors[-1]}")
 
 
 def _fold_weight_arithmetic(path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
 
@@ -30,9 +31,7 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
                 module, (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
             )
     except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
-        first = str(err).strip().splitlines()
-        reason = (first[0] if first else type(err).__name__)[:300]
-        raise UsageError(f"torch.export cannot trace the model: {reason}") from err
+        raise UsageError(f"torch.export cannot trace the model: {first_line(err)}") from err
     if to == "onnx":
         from torch.onnx._internal.exporter import _fx_passes, _registration
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
 
@@ -25,7 +26,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
-            raise UsageError(f"{path}: onnxruntime cannot load it ({_first_line(err)})") from err
+            raise UsageError(f"{path}: onnxruntime cannot load it ({first_line(err)})") from err
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.input_shape = [d if isinstance(d, int) else None for d in first.shape]
@@ -54,7 +55,7 @@ class TfliteRunner:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            raise UsageError(f"{path}: LiteRT cannot load it ({_first_line(err)})") from err
+            raise UsageError(f"{path}: LiteRT cannot load it ({first_line(err)})") from err
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_shape = [int(d) for d in self.input["shape"]]
@@ -119,8 +120,3 @@ def profile_latencies(
         if runs >= max_runs or (runs >= 20 and time.perf_counter() - started >= min_seconds * len(runners)):
             break
     return {name: float(np.median(values)) for name, values in samples.items()}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
