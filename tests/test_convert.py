@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,22 +217,46 @@ def test_truncated_and_corrupt_files(tmp_path: Path, tiny: TinyConvNet, data: np
             inspect_model(bad)
 
 
-def test_unknown_format_and_keras_without_tensorflow(tmp_path: Path):
+def test_unknown_format(tmp_path: Path):
     odd = tmp_path / "model.xyz"
     odd.write_bytes(b"hello")
     with pytest.raises(UsageError, match=r"model\.xyz: unknown model format"):
         load_source(str(odd))
     with pytest.raises(UsageError, match=r"model\.xyz: unknown model format"):
         inspect_model(odd)
+
+
+def test_keras_without_tensorflow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     keras = tmp_path / "model.keras"
     keras.write_bytes(b"PK")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        with pytest.raises(UsageError, match=r"model\.keras: .*TensorFlow.*edgedeploy\[tf\]"):
-            load_source(str(keras))
-    else:
-        pytest.skip("TensorFlow is installed: the missing-TF message cannot be shown")
+    monkeypatch.setitem(
+        sys.modules, "tensorflow", None
+    )  # makes `import tensorflow` fail like a missing package
+    with pytest.raises(UsageError, match=r"model\.keras: .*TensorFlow.*edgedeploy\[tf\]"):
+        load_source(str(keras))
+
+
+def test_keras_and_saved_model_sources(tmp_path: Path):
+    tf = pytest.importorskip("tensorflow", reason="the [tf] extra is not installed")
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((28, 28, 1)),
+            tf.keras.layers.Conv2D(4, 3, activation="relu"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(10),
+        ]
+    )
+    model.save(tmp_path / "model.keras")
+    model.export(str(tmp_path / "saved"))
+    nhwc = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    for name, precision in [("model.keras", "int8"), ("saved", "fp32")]:
+        source = load_source(str(tmp_path / name))
+        assert source.kind == "keras" and source.input_shape == (1, 28, 28, 1)
+        output = tmp_path / f"{name}.tflite"
+        result = convert_source(source, "tflite", precision, output, calibration=nhwc, verify_inputs=nhwc)
+        assert result["verification"]["passed"] and result["layout"] == "NHWC"
+        assert inspect_model(output)["layout"] == "NHWC"
 
 
 def test_inspect_counts_constant_node_weights(tmp_path: Path):

@@ -143,6 +143,28 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
     return _state_dict_model(path, state, arch, input_shape)
 
 
+def _saved_model(path: Path, tf: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+    """A SavedModel directory runs through its serving signature (Keras 3 cannot load it as a model);
+    the converter reads the directory itself, so `module` is the path."""
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (input_name, spec), *_ = serve.structured_input_signature[1].items()
+    shape = input_shape or tuple(d or 1 for d in spec.shape)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        outputs = serve(**{input_name: tf.constant(x, dtype=tf.float32)})
+        return np.asarray(next(iter(outputs.values())), dtype=np.float32)
+
+    return SourceModel(
+        name=str(path),
+        kind="keras",
+        input_shape=shape,
+        predict=predict,
+        module=path,
+        file=path,
+        layout="NHWC",
+    )
+
+
 def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
     """Both exporters need torch.export programs: convert the TorchScript graph to one, but verify
     against the TorchScript module itself, so that this extra step is checked too."""
@@ -229,7 +251,11 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
             'pip install "edgedeploy[tf]"'
         ) from err
     try:
+        if path.is_dir():
+            return _saved_model(path, tf, input_shape)
         model = tf.keras.models.load_model(str(path), compile=False)
+    except UsageError:
+        raise
     except Exception as err:  # noqa: BLE001 - keras raises many types for unreadable files
         raise UsageError(f"{path}: cannot load the Keras model ({first_line(err)})") from err
     shape = input_shape or tuple(d or 1 for d in model.inputs[0].shape)

@@ -30,10 +30,14 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
 
 
 def export_keras(model: Any, out: Path, precision: str, calibration: np.ndarray | None) -> None:
-    """TensorFlow's own converter for Keras sources (precision handled there, as TF documents it)."""
+    """TensorFlow's own converter for Keras models and SavedModel directories (precision handled there,
+    as TF documents it; int8 keeps float inputs/outputs)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model, Path):  # a SavedModel directory
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(model))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
