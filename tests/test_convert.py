@@ -280,3 +280,17 @@ def test_inspect_counts_constant_node_weights(tmp_path: Path):
     assert info["ops"] == {"Constant": 1, "MatMul": 1} and info["macs"] == 12
     assert info["inputs"] == [{"name": "x", "shape": [1, 4], "dtype": "float32"}]
     assert info["zipped_bytes"] > 0 and info["size_bytes"] == path.stat().st_size
+
+
+def test_fixed_batch_models_take_any_number_of_inputs():
+    from edgedeploy.convert.runtimes import predict_in_batches
+
+    seen: list[int] = []
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return x.sum(axis=(1, 2, 3))[:, None]
+
+    x = np.arange(5 * 2 * 2 * 1, dtype=np.float32).reshape(5, 2, 2, 1)
+    assert np.array_equal(predict_in_batches(run_batch, x, 4), x.sum(axis=(1, 2, 3))[:, None])
+    assert seen == [4, 4]  # the last chunk (1 input) was padded to the model's batch of 4

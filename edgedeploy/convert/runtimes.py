@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,7 @@ class OnnxRunner:
         return np.asarray(out, dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        step = self.fixed_batch or len(x)
-        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+        return predict_in_batches(self.run_batch, x, self.fixed_batch)
 
 
 class TfliteRunner:
@@ -70,8 +70,21 @@ class TfliteRunner:
         return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        step = self.fixed_batch
-        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+        return predict_in_batches(self.run_batch, x, self.fixed_batch)
+
+
+def predict_in_batches(
+    run_batch: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None
+) -> np.ndarray:
+    """Run `x` through a model whose batch size is fixed (None: any), zero-padding the last chunk."""
+    if not batch:
+        return run_batch(x)
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(run_batch(padded)[: len(chunk)])
+    return np.concatenate(outputs)
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

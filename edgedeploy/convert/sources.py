@@ -59,9 +59,9 @@ def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | Non
         return out.detach().float().numpy()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        if step is None:
-            return run(x)
-        return np.concatenate([run(x[i : i + step]) for i in range(0, len(x), step)])
+        from edgedeploy.convert.runtimes import predict_in_batches
+
+        return predict_in_batches(run, x, step)
 
     return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
 
