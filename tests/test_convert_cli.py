@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +15,15 @@ import torch
 from edgedeploy.models.zoo import lenet300
 
 REPO = Path(__file__).resolve().parents[1]
+# The commands run in temporary directories: keep this checkout first on the path whatever the cwd.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def edgedeploy(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgedeploy", *map(str, args)],
         cwd=cwd,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
@@ -147,6 +151,7 @@ def test_bench_quick(tmp_path: Path):
             "--out",
             str(tmp_path),
         ],
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
