@@ -83,6 +83,7 @@ def test_round_trip_every_output_kind(
     assert info["layout"] == "NCHW"
     assert info["inputs"][0]["shape"][1:] == [1, 28, 28] and info["outputs"][0]["shape"][-1] == 10
     assert info["parameters"] == n_params(tiny)
+    assert info["macs"] == 4 * 26 * 26 * 9 + 676 * 10  # conv + fc, whatever ops the converter chose
     if precision.startswith("int8"):
         assert result["size_bytes"] < result["fp32_size_bytes"] / 2.5
         assert info["quantization"]["per_channel"]

@@ -127,6 +127,8 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         for node in graph.node
     )
     shapes = _onnx_shapes(inferred)
+    if any(n.op_type in _MAC_OPS and n.output[0] not in shapes for n in graph.node):
+        shapes |= _runtime_shapes(model)
     macs = _onnx_macs(inferred.graph, shapes)
     inputs = [_onnx_io(v) for v in graph.input if v.name not in initializers]
     metadata = {p.key: p.value for p in model.metadata_props}
@@ -193,6 +195,56 @@ def _onnx_shapes(model: Any) -> dict[str, list[int]]:
     return shapes
 
 
+_MAC_OPS = {
+    "Conv",
+    "ConvInteger",
+    "QLinearConv",
+    "MatMul",
+    "Gemm",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "FusedMatMul",
+    "QGemm",
+}
+
+
+def _runtime_shapes(model: Any) -> dict[str, list[int]]:
+    """Shapes of every intermediate tensor from one onnxruntime run on zeros (batch 1).
+
+    ONNX shape inference stops at contrib ops (QLinearAdd, QLinearGlobalAveragePool...), which leaves
+    QOperator models without shapes; exposing every tensor as an output and running once fills them in.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    exposed = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in exposed:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                exposed.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {
+            i.name: np.zeros(
+                [d if isinstance(d, int) else 1 for d in i.shape], dtype=_ORT_DTYPES.get(i.type, np.float32)
+            )
+            for i in session.get_inputs()
+        }
+        values = session.run(None, feeds)
+    except Exception:  # noqa: BLE001 - shapes are only needed for MAC counts; inspect goes on without
+        return {}
+    return {out.name: list(value.shape) for out, value in zip(session.get_outputs(), values, strict=True)}
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
 def _onnx_macs(graph: Any, shapes: dict[str, list[int]]) -> int | None:
     """Multiply-accumulates of convolutions and matrix products (the ops that dominate CNNs/MLPs)."""
     weight_input = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -205,7 +257,7 @@ def _onnx_macs(graph: Any, shapes: dict[str, list[int]]) -> int | None:
             weight = shapes.get(node.input[weight_input[node.op_type]])
             if weight:
                 total += int(np.prod(out)) * int(np.prod(weight[1:]))
-        elif node.op_type in ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+        elif node.op_type in _MAC_OPS:
             first = shapes.get(node.input[0])
             if first:
                 transposed = node.op_type == "Gemm" and any(
