@@ -17,8 +17,9 @@ import numpy as np
 from edgedeploy.convert.files import LAYOUT_KEY, first_line, guess_layout
 from edgedeploy.errors import UsageError
 
-# Inputs of ONNX quantized operators that hold scales / zero points rather than weights or data.
+# Operator inputs that hold quantization scales / zero points (or Clip's bounds, e.g. ReLU6), not weights.
 _QUANT_PARAM_INPUTS = {
+    "Clip": {1, 2},
     "QuantizeLinear": {1, 2},
     "DequantizeLinear": {1, 2},
     "QLinearConv": {1, 2, 4, 5, 6, 7},
