@@ -79,7 +79,7 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
                 calibration_result = _calibrate(src, chosen, calibration)
             result = quant.quantize(calibration_result, enable_progress_report=False)
     except (ValueError, RuntimeError, KeyError) as err:
-        raise UsageError(f"{src}: ai-edge-quantizer failed: {first_line(err)}") from err
+        raise UsageError(f"ai-edge-quantizer failed: {first_line(err)}") from err
     out.write_bytes(bytes(result.quantized_model))
 
 
