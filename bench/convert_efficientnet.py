@@ -81,12 +81,11 @@ def workload(quick: bool, samples: int) -> tuple[Any, np.ndarray, np.ndarray, np
     )
 
 
-def int8_latency(files: dict[str, Path], sample: np.ndarray, threads: int) -> dict[str, Any]:
+def int8_latency(files: dict[str, Path], sample: np.ndarray, threads: int, seconds: float) -> dict[str, Any]:
     from edgedeploy.convert.runtimes import OnnxRunner, profile_latencies
 
-    p50 = profile_latencies(
-        {name: OnnxRunner(path, threads) for name, path in files.items()}, sample, min_seconds=2.0
-    )
+    runners = {name: OnnxRunner(path, threads) for name, path in files.items()}
+    p50 = profile_latencies(runners, sample, min_seconds=seconds)
     return {
         "threads": threads,
         "p50_ms": {k: round(v, 3) for k, v in p50.items()},
@@ -105,6 +104,7 @@ def main() -> None:
 
     from edgedeploy.convert.api import convert_torch
     from edgedeploy.convert.inspect import inspect_model
+    from edgedeploy.errors import UsageError
 
     samples = args.samples or (16 if args.quick else 32)
     model, inputs, calibration, labels, description = workload(args.quick, samples)
@@ -118,17 +118,24 @@ def main() -> None:
             label = f"{to}-{precision}-{int8_format}"
         output = out_dir / f"{label}.{to}"
         started = time.perf_counter()
-        result = convert_torch(
-            model,
-            inputs[:1],
-            to=to,
-            precision=precision,
-            output=output,
-            calibration=calibration if precision == "int8" else None,
-            verify_inputs=inputs,
-            labels=labels,
-            int8_format=int8_format,
-        )
+        try:
+            result = convert_torch(
+                model,
+                inputs[:1],
+                to=to,
+                precision=precision,
+                output=output,
+                calibration=calibration if precision == "int8" else None,
+                verify_inputs=inputs,
+                labels=labels,
+                int8_format=int8_format,
+            )
+        except UsageError as err:  # a conversion failing verification is a result, not a crash
+            rows.append(
+                {"kind": label, "error": str(err), "total_s": round(time.perf_counter() - started, 2)}
+            )
+            print(f"{label}: FAILED {err}", file=sys.stderr)
+            continue
         info = inspect_model(output)
         rows.append(
             {
@@ -158,7 +165,11 @@ def main() -> None:
         },
         "verification_inputs": len(inputs),
         "conversions": rows,
-        "onnx_int8_latency": [int8_latency(latency_files, inputs[:1], t) for t in (1, 2)],
+        "onnx_int8_latency": [
+            int8_latency(latency_files, inputs[:1], t, 0.3 if args.quick else 3.0) for t in (1, 2)
+        ]
+        if "fp32" in latency_files and len(latency_files) > 1
+        else [],
         "models_dir": str(out_dir),
     }
     json.dump(report, sys.stdout, indent=2)

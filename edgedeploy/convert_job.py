@@ -27,14 +27,20 @@ def run(
 ) -> dict[str, Any]:
     """Convert `model` and verify it; returns the result document (see convert.api.convert_source)."""
     from edgedeploy.convert.api import convert_source
-    from edgedeploy.convert.files import load_calibration
+    from edgedeploy.convert.files import load_calibration, match_input_shape
     from edgedeploy.convert.sources import load_source
 
     if verify_samples < 1:
         raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
     source = load_source(model, arch=arch, input_shape=parse_shape(input_shape) if input_shape else None)
     output = output or Path(f"{source.stem}-{precision}.{to}")
-    calibration_data = load_calibration(calibration) if calibration is not None else None
+    calibration_data = None
+    if calibration is not None:
+        calibration_data = load_calibration(calibration)
+        if source.input_shape is not None:
+            calibration_data = match_input_shape(
+                calibration_data, source.input_shape, "calibration data", str(calibration)
+            )
     verify_inputs, labels, origin, calibration_data = _verification_data(
         source.input_shape, calibration_data, calibration, verify_samples, precision
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,7 @@ def test_round_trip_every_output_kind(
     assert info["layout"] == "NCHW"
     assert info["inputs"][0]["shape"][1:] == [1, 28, 28] and info["outputs"][0]["shape"][-1] == 10
     assert info["parameters"] == n_params(tiny)
+    assert info["macs"] == 4 * 26 * 26 * 9 + 676 * 10  # conv + fc, whatever ops the converter chose
     if precision.startswith("int8"):
         assert result["size_bytes"] < result["fp32_size_bytes"] / 2.5
         assert info["quantization"]["per_channel"]
@@ -89,6 +91,22 @@ def test_round_trip_every_output_kind(
         selection = result["int8_selection"]
         assert {row["format"] for row in selection["candidates"]} == {"QDQ S8S8", "QOperator U8S8"}
         assert result["int8_format"] in selection["reason"] and "fastest" in selection["reason"]
+
+
+def test_pruned_model_ships_sparse_weights_not_masks(tmp_path: Path, data: np.ndarray):
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = TinyConvNet().eval()
+    prune.l1_unstructured(model.fc, "weight", amount=0.9)  # weight = weight_orig * weight_mask at run time
+    output = tmp_path / "pruned.onnx"
+    assert convert_torch(model, data[:1], "onnx", "fp32", output, verify_inputs=data)["verification"][
+        "passed"
+    ]
+    info = inspect_model(output)
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert info["nonzero_parameters"] == info["parameters"] - int(0.9 * model.fc.weight.numel())
+    assert info["zipped_bytes"] < info["size_bytes"] / 2
 
 
 @pytest.mark.parametrize(
@@ -131,8 +149,11 @@ def test_calibration_shape_mismatch(tmp_path: Path, tiny: TinyConvNet, data: np.
 def test_preflight_names_unsupported_ops(tmp_path: Path):
     example = np.zeros((1, 2, 4, 4), np.float32)
     report = check_torch(SvdNet(), example, "onnx")
-    assert report["unsupported"] == ["aten.linalg_svdvals.default"]
-    with pytest.raises(UsageError, match="ops not supported by torch.onnx.*linalg_svdvals"):
+    # The exporter decomposes svdvals into _linalg_svd, which torchlib does not implement.
+    assert report["unsupported"] == ["aten._linalg_svd.default"]
+    with pytest.raises(
+        UsageError, match=r"ops not supported by torch.onnx \(dynamo, torchlib\): aten._linalg_svd"
+    ):
         convert_torch(SvdNet(), example, "onnx", "fp32", tmp_path / "svd.onnx")
     assert leftovers(tmp_path) == []
 
@@ -197,22 +218,46 @@ def test_truncated_and_corrupt_files(tmp_path: Path, tiny: TinyConvNet, data: np
             inspect_model(bad)
 
 
-def test_unknown_format_and_keras_without_tensorflow(tmp_path: Path):
+def test_unknown_format(tmp_path: Path):
     odd = tmp_path / "model.xyz"
     odd.write_bytes(b"hello")
     with pytest.raises(UsageError, match=r"model\.xyz: unknown model format"):
         load_source(str(odd))
     with pytest.raises(UsageError, match=r"model\.xyz: unknown model format"):
         inspect_model(odd)
+
+
+def test_keras_without_tensorflow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     keras = tmp_path / "model.keras"
     keras.write_bytes(b"PK")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        with pytest.raises(UsageError, match=r"model\.keras: .*TensorFlow.*edgedeploy\[tf\]"):
-            load_source(str(keras))
-    else:
-        pytest.skip("TensorFlow is installed: the missing-TF message cannot be shown")
+    monkeypatch.setitem(
+        sys.modules, "tensorflow", None
+    )  # makes `import tensorflow` fail like a missing package
+    with pytest.raises(UsageError, match=r"model\.keras: .*TensorFlow.*edgedeploy\[tf\]"):
+        load_source(str(keras))
+
+
+def test_keras_and_saved_model_sources(tmp_path: Path):
+    tf = pytest.importorskip("tensorflow", reason="the [tf] extra is not installed")
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((28, 28, 1)),
+            tf.keras.layers.Conv2D(4, 3, activation="relu"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(10),
+        ]
+    )
+    model.save(tmp_path / "model.keras")
+    model.export(str(tmp_path / "saved"))
+    nhwc = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    for name, precision in [("model.keras", "int8"), ("saved", "fp32")]:
+        source = load_source(str(tmp_path / name))
+        assert source.kind == "keras" and source.input_shape == (1, 28, 28, 1)
+        output = tmp_path / f"{name}.tflite"
+        result = convert_source(source, "tflite", precision, output, calibration=nhwc, verify_inputs=nhwc)
+        assert result["verification"]["passed"] and result["layout"] == "NHWC"
+        assert inspect_model(output)["layout"] == "NHWC"
 
 
 def test_inspect_counts_constant_node_weights(tmp_path: Path):
@@ -236,3 +281,17 @@ def test_inspect_counts_constant_node_weights(tmp_path: Path):
     assert info["ops"] == {"Constant": 1, "MatMul": 1} and info["macs"] == 12
     assert info["inputs"] == [{"name": "x", "shape": [1, 4], "dtype": "float32"}]
     assert info["zipped_bytes"] > 0 and info["size_bytes"] == path.stat().st_size
+
+
+def test_fixed_batch_models_take_any_number_of_inputs():
+    from edgedeploy.convert.runtimes import predict_in_batches
+
+    seen: list[int] = []
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return x.sum(axis=(1, 2, 3))[:, None]
+
+    x = np.arange(5 * 2 * 2 * 1, dtype=np.float32).reshape(5, 2, 2, 1)
+    assert np.array_equal(predict_in_batches(run_batch, x, 4), x.sum(axis=(1, 2, 3))[:, None])
+    assert seen == [4, 4]  # the last chunk (1 input) was padded to the model's batch of 4

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.convert import onnx_export, preflight, tflite_export
-from edgedeploy.convert.files import match_input_shape, native_stdout_to_stderr, work_dir_beside
+from edgedeploy.convert.files import first_line, match_input_shape, native_stdout_to_stderr, work_dir_beside
 from edgedeploy.convert.runtimes import open_runner, profile_latencies
 from edgedeploy.convert.sources import SourceModel, from_torch_module
 from edgedeploy.convert.verify import compare, default_tolerance, describe_failure
@@ -93,42 +93,57 @@ def convert_source(
     output = Path(output)
     timings: dict[str, float] = {}
 
-    with native_stdout_to_stderr(), work_dir_beside(output) as work:
-        started = time.perf_counter()
-        report = _preflight(source, example, to)
-        preflight.refuse_unsupported(source.name, report)
-        timings["preflight_s"] = time.perf_counter() - started
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory; give the output file name")
+    try:
+        with native_stdout_to_stderr(), work_dir_beside(output) as work:
+            started = time.perf_counter()
+            report = _preflight(source, example, to)
+            preflight.refuse_unsupported(source.name, report)
+            timings["preflight_s"] = time.perf_counter() - started
 
-        reference = source.predict(verify_inputs)
-        tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
+            reference = source.predict(verify_inputs)
+            tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
 
-        started = time.perf_counter()
-        base = _fp32_base(source, example, to, precision, calibration, work)
-        fp32_size = base.stat().st_size if source.kind != "keras" else None
-        if source.kind == "keras":  # TensorFlow's converter already applied the precision
-            candidates = {precision: base}
-        else:
-            candidates = _candidates(base, to, precision, calibration, int8_format, work)
-        timings["conversion_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            try:
+                base = _fp32_base(source, example, to, precision, calibration, work)
+                if source.kind == "keras":  # TensorFlow's converter already applied the precision
+                    candidates = {precision: base}
+                else:
+                    candidates = _candidates(base, to, precision, calibration, int8_format, work)
+            except UsageError as err:  # converters know no file names: name the source for the user
+                raise UsageError(f"{source.name}: {err}") from err
+            fp32_size = base.stat().st_size if source.kind != "keras" else None
+            timings["conversion_s"] = time.perf_counter() - started
 
-        started = time.perf_counter()
-        checks = {
-            name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
-            for name, path in candidates.items()
-        }
-        timings["verification_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            checks = {
+                name: _verify(path, source.layout, to, reference, verify_inputs, labels, tol)
+                for name, path in candidates.items()
+            }
+            timings["verification_s"] = time.perf_counter() - started
 
-        selection = None
-        if to == "onnx" and precision == "int8" and int8_format == "auto":
-            selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
-            chosen = selection["chosen"]
-        else:
-            chosen = next(iter(candidates))
-        verification = checks[chosen]
-        if not verification["passed"]:
-            raise UsageError(describe_failure(str(output), verification))
-        size = candidates[chosen].stat().st_size
-        os.replace(candidates[chosen], output)
+            selection = None
+            if to == "onnx" and precision == "int8" and int8_format == "auto":
+                started = time.perf_counter()
+                selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
+                chosen = selection["chosen"]
+                timings["int8_selection_s"] = time.perf_counter() - started
+            else:
+                chosen = next(iter(candidates))
+            verification = checks[chosen]
+            if not verification["passed"]:
+                # ORT's dynamic Conv quantization (ConvInteger) is known to lose CNNs (EfficientNet-Lite0:
+                # 25% top-1 agreement); static int8 calibrates activations instead.
+                hint = (
+                    " (for CNNs try --precision int8)" if to == "onnx" and precision == "int8-dynamic" else ""
+                )
+                raise UsageError(describe_failure(str(output), verification, hint))
+            size = candidates[chosen].stat().st_size
+            os.replace(candidates[chosen], output)
+    except OSError as err:  # full disk, read-only directory, ...: no traceback, nothing left behind
+        raise UsageError(f"{output}: cannot write the converted model ({err.strerror or err})") from err
 
     verification["inputs"] = inputs_origin or "given by the caller"
     result: dict[str, Any] = {
@@ -213,23 +228,27 @@ def _candidates(
         out = work / f"{precision}.tflite"
         tflite_export.quantize(base, out, precision, calibration)
         return {precision: out}
-    if precision == "fp16":
-        onnx_export.to_fp16(base, work / "fp16.onnx")
-        return {"fp16": work / "fp16.onnx"}
-    if precision == "int8-dynamic":
-        onnx_export.quantize_int8_dynamic(base, work / "int8-dynamic.onnx")
-        return {"int8-dynamic": work / "int8-dynamic.onnx"}
-    assert calibration is not None
     formats = ("qdq", "qoperator") if int8_format == "auto" else (int8_format,)
-    out: dict[str, Path] = {}
-    for name in formats:
-        out[name] = work / f"int8-{name}.onnx"
+    names = formats if precision == "int8" else (precision,)
+    out = {
+        name: work / f"{precision}-{name}.onnx" if precision == "int8" else work / f"{name}.onnx"
+        for name in names
+    }
+    for name, path in out.items():
         try:
-            onnx_export.quantize_int8_static(base, out[name], calibration, name)
-        except UsageError:
+            if precision == "fp16":
+                onnx_export.to_fp16(base, path)
+            elif precision == "int8-dynamic":
+                onnx_export.quantize_int8_dynamic(base, path)
+            else:
+                assert calibration is not None
+                onnx_export.quantize_int8_static(base, path, calibration, name)
+        except (UsageError, OSError):
             raise
-        except Exception as err:  # noqa: BLE001 - ORT's quantizer raises many types on odd graphs
-            raise UsageError(f"{base.name}: ONNX Runtime static quantization ({name}) failed: {err}") from err
+        except Exception as err:  # noqa: BLE001 - ORT's tools raise many types on odd (or quantized) graphs
+            raise UsageError(
+                f"{base.name}: ONNX {precision} conversion ({name}) failed: {first_line(err)}"
+            ) from err
     return out
 
 

@@ -13,6 +13,26 @@ import numpy as np
 
 from edgedeploy.errors import UsageError
 
+# Metadata key holding the input layout (NCHW/NHWC) in ONNX metadata_props and TFLite metadata.
+LAYOUT_KEY = "edgedeploy.layout"
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message: library errors can span pages; users get one line."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:limit]
+
+
+def guess_layout(shape: tuple[int, ...]) -> str:
+    """Images are NCHW when the channel-sized axis (1, 3 or 4) comes right after the batch."""
+    if len(shape) != 4:
+        return "N/A" if len(shape) < 3 else "unknown"
+    if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        return "NCHW"
+    if shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        return "NHWC"
+    return "unknown"
+
 
 @contextlib.contextmanager
 def work_dir_beside(output: Path) -> Iterator[Path]:

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import LAYOUT_KEY, first_line, guess_layout
 from edgedeploy.errors import UsageError
 
-LAYOUT_KEY = "edgedeploy.layout"
-# Inputs of ONNX quantized operators that hold scales / zero points rather than weights or data.
+# Operator inputs that hold quantization scales / zero points (or Clip's bounds, e.g. ReLU6), not weights.
 _QUANT_PARAM_INPUTS = {
+    "Clip": {1, 2},
     "QuantizeLinear": {1, 2},
     "DequantizeLinear": {1, 2},
     "QLinearConv": {1, 2, 4, 5, 6, 7},
@@ -73,13 +74,11 @@ def _weight_stats(weights: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
-def _guess_layout(shape: list[Any]) -> str:
-    from edgedeploy.convert.sources import _guess_layout as guess
-
+def _guessed_layout(shape: list[Any]) -> str:
     if len(shape) != 4:
         return "N/A"
     dims = tuple(d if isinstance(d, int) else 0 for d in shape)
-    return f"{guess(dims)} (guessed from the shape)"
+    return f"{guess_layout(dims)} (guessed from the shape)"
 
 
 # --- ONNX ------------------------------------------------------------------------------------------
@@ -93,7 +92,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, missing data, ...
-        raise UsageError(f"{path}: truncated or corrupt ONNX file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: truncated or corrupt ONNX file ({first_line(err)})") from err
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference is only needed for MAC counts
@@ -129,10 +128,12 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         for node in graph.node
     )
     shapes = _onnx_shapes(inferred)
+    if any(n.op_type in _MAC_OPS and n.output[0] not in shapes for n in graph.node):
+        shapes |= _runtime_shapes(model)
     macs = _onnx_macs(inferred.graph, shapes)
     inputs = [_onnx_io(v) for v in graph.input if v.name not in initializers]
     metadata = {p.key: p.value for p in model.metadata_props}
-    layout = metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A")
+    layout = metadata.get(LAYOUT_KEY) or (_guessed_layout(inputs[0]["shape"]) if inputs else "N/A")
     if any(op.split("::")[-1].startswith(("QLinear", "QGemm")) for op in ops):
         scheme = "QOperator"
     elif "DequantizeLinear" in ops:
@@ -195,6 +196,56 @@ def _onnx_shapes(model: Any) -> dict[str, list[int]]:
     return shapes
 
 
+_MAC_OPS = {
+    "Conv",
+    "ConvInteger",
+    "QLinearConv",
+    "MatMul",
+    "Gemm",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "FusedMatMul",
+    "QGemm",
+}
+
+
+def _runtime_shapes(model: Any) -> dict[str, list[int]]:
+    """Shapes of every intermediate tensor from one onnxruntime run on zeros (batch 1).
+
+    ONNX shape inference stops at contrib ops (QLinearAdd, QLinearGlobalAveragePool...), which leaves
+    QOperator models without shapes; exposing every tensor as an output and running once fills them in.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    exposed = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in exposed:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                exposed.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {
+            i.name: np.zeros(
+                [d if isinstance(d, int) else 1 for d in i.shape], dtype=_ORT_DTYPES.get(i.type, np.float32)
+            )
+            for i in session.get_inputs()
+        }
+        values = session.run(None, feeds)
+    except Exception:  # noqa: BLE001 - shapes are only needed for MAC counts; inspect goes on without
+        return {}
+    return {out.name: list(value.shape) for out, value in zip(session.get_outputs(), values, strict=True)}
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
 def _onnx_macs(graph: Any, shapes: dict[str, list[int]]) -> int | None:
     """Multiply-accumulates of convolutions and matrix products (the ops that dominate CNNs/MLPs)."""
     weight_input = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -207,7 +258,7 @@ def _onnx_macs(graph: Any, shapes: dict[str, list[int]]) -> int | None:
             weight = shapes.get(node.input[weight_input[node.op_type]])
             if weight:
                 total += int(np.prod(out)) * int(np.prod(weight[1:]))
-        elif node.op_type in ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+        elif node.op_type in _MAC_OPS:
             first = shapes.get(node.input[0])
             if first:
                 transposed = node.op_type == "Gemm" and any(
@@ -239,7 +290,7 @@ def _tflite_model(path: Path, data: bytes | None = None) -> Any:
     try:
         return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as err:  # noqa: BLE001 - the flatbuffer reader raises struct/index errors
-        raise UsageError(f"{path}: truncated or corrupt TFLite file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: truncated or corrupt TFLite file ({first_line(err)})") from err
 
 
 def _builtin_names() -> dict[int, str]:
@@ -327,7 +378,7 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
         "schema_version": model.version,
         "inputs": inputs,
         "outputs": [_tflite_io(main, i) for i in main.outputs],
-        "layout": metadata.get(LAYOUT_KEY) or (_guess_layout(inputs[0]["shape"]) if inputs else "N/A"),
+        "layout": metadata.get(LAYOUT_KEY) or (_guessed_layout(inputs[0]["shape"]) if inputs else "N/A"),
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         **stats,
         "macs": macs,
@@ -452,7 +503,7 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
     except UsageError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
-        raise UsageError(f"{path}: cannot load the torch file ({_first_line(err)})") from err
+        raise UsageError(f"{path}: cannot load the torch file ({first_line(err)})") from err
     weights = [t.detach().cpu().float().numpy() for t in tensors if t.is_floating_point()]
     stats = _weight_stats(weights)
     return {
@@ -460,7 +511,7 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
         "torch_kind": kind,
         "inputs": inputs,
         "outputs": outputs,
-        "layout": _guess_layout(inputs[0]["shape"])
+        "layout": _guessed_layout(inputs[0]["shape"])
         if inputs and inputs[0]["shape"]
         else "unknown (no input spec)",
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
@@ -485,11 +536,6 @@ def _fake_io(name: str, value: Any) -> dict[str, Any]:
         "shape": [int(d) for d in value.shape],
         "dtype": str(value.dtype).removeprefix("torch."),
     }
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
 
 
 def print_report(info: dict[str, Any]) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import LAYOUT_KEY, first_line
 from edgedeploy.errors import UsageError
 
-LAYOUT_KEY = "edgedeploy.layout"
 # The two static int8 encodings of ONNX Runtime: signed activations in QuantizeLinear/DequantizeLinear
 # pairs (QDQ, S8S8), and fused integer operators (QLinearConv, ...) with unsigned activations (U8S8).
 INT8_FORMATS = {"qdq": "QDQ S8S8", "qoperator": "QOperator U8S8"}
@@ -40,10 +40,26 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
                 warnings.simplefilter("ignore")
                 shapes = None if dynamic is None else (dynamic["x"],)
                 torch.onnx.export(module, args, str(out), dynamic_shapes=shapes, **common)
+            _fold_weight_arithmetic(out)
             return
         except Exception as err:  # noqa: BLE001 - the exporter raises many internal types
-            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-    raise UsageError(f"torch.onnx.export failed: {errors[-1][:300]}")
+            errors.append(first_line(err))
+    raise UsageError(f"torch.onnx.export failed: {errors[-1]}")
+
+
+def _fold_weight_arithmetic(path: Path) -> None:
+    """Fold computations on weights (pruning masks: weight_orig * mask) into plain initializers.
+
+    The exporter's optimizer skips tensors over 8192 elements; without folding, a pruned model ships
+    both dense weight and mask, twice its size, and its sparsity is invisible to zip and to inspect.
+    """
+    import onnx
+    import onnxscript.optimizer
+
+    limit = 1 << 28
+    model = onnx.load(str(path))
+    model = onnxscript.optimizer.optimize(model, input_size_limit=limit, output_size_limit=limit)
+    onnx.save(model, str(path))
 
 
 def set_layout(path: Path, layout: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
 
@@ -30,9 +31,7 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
                 module, (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
             )
     except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
-        first = str(err).strip().splitlines()
-        reason = (first[0] if first else type(err).__name__)[:300]
-        raise UsageError(f"torch.export cannot trace the model: {reason}") from err
+        raise UsageError(f"torch.export cannot trace the model: {first_line(err)}") from err
     if to == "onnx":
         from torch.onnx._internal.exporter import _fx_passes, _registration
 
@@ -40,7 +39,8 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = _fx_passes.decompose_with_registry(program, registry)
-        ops = _call_targets(program)
+        # The exporter drops runtime assertions (e.g. _assert_tensor_metadata) before translating.
+        ops = _call_targets(_fx_passes.remove_assertion_nodes(program.graph_module).graph)
         unsupported = sorted(str(op) for op in ops if not registry.is_registered(op))
         converter = "torch.onnx (dynamo, torchlib)"
     else:
@@ -51,18 +51,18 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             program = fx_infra.safe_run_decompositions(program, fx_infra.decomp.pre_convert_decomp())
             program = fx_infra.safe_run_decompositions(program, fx_infra.decomp.pre_lower_decomp())
-        ops = _call_targets(program)
+        ops = _call_targets(program.graph)
         unsupported = sorted(str(op) for op in ops if registry.lookup(op) is None)
         converter = "litert-torch"
     return {"converter": converter, "ops_checked": len(ops), "unsupported": unsupported}
 
 
-def _call_targets(program: Any) -> set[Any]:
+def _call_targets(graph: Any) -> set[Any]:
     import torch
 
     return {
         node.target
-        for node in program.graph.nodes
+        for node in graph.nodes
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
     }
 

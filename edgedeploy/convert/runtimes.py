@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
 
@@ -25,7 +27,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
-            raise UsageError(f"{path}: onnxruntime cannot load it ({_first_line(err)})") from err
+            raise UsageError(f"{path}: onnxruntime cannot load it ({first_line(err)})") from err
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.input_shape = [d if isinstance(d, int) else None for d in first.shape]
@@ -40,8 +42,7 @@ class OnnxRunner:
         return np.asarray(out, dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        step = self.fixed_batch or len(x)
-        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+        return predict_in_batches(self.run_batch, x, self.fixed_batch)
 
 
 class TfliteRunner:
@@ -54,7 +55,7 @@ class TfliteRunner:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            raise UsageError(f"{path}: LiteRT cannot load it ({_first_line(err)})") from err
+            raise UsageError(f"{path}: LiteRT cannot load it ({first_line(err)})") from err
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_shape = [int(d) for d in self.input["shape"]]
@@ -69,8 +70,21 @@ class TfliteRunner:
         return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        step = self.fixed_batch
-        return np.concatenate([self.run_batch(x[i : i + step]) for i in range(0, len(x), step)])
+        return predict_in_batches(self.run_batch, x, self.fixed_batch)
+
+
+def predict_in_batches(
+    run_batch: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None
+) -> np.ndarray:
+    """Run `x` through a model whose batch size is fixed (None: any), zero-padding the last chunk."""
+    if not batch:
+        return run_batch(x)
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(run_batch(padded)[: len(chunk)])
+    return np.concatenate(outputs)
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -119,8 +133,3 @@ def profile_latencies(
         if runs >= max_runs or (runs >= 20 and time.perf_counter() - started >= min_seconds * len(runners)):
             break
     return {name: float(np.median(values)) for name, values in samples.items()}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__

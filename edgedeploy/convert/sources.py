@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import first_line, guess_layout
 from edgedeploy.errors import UsageError
 
 TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".pt2", ".bin", ".ckpt"}
@@ -33,7 +34,11 @@ class SourceModel:
 
     @property
     def stem(self) -> str:
-        return Path(self.name.replace(":", "_")).stem if self.file is None else self.file.stem
+        if self.file is not None:
+            return self.file.stem
+        if Path(self.name).exists():
+            return Path(self.name).stem
+        return self.name.rpartition(":")[2] or "model"  # module:factory -> factory
 
 
 def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | None) -> SourceModel:
@@ -54,9 +59,9 @@ def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | Non
         return out.detach().float().numpy()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        if step is None:
-            return run(x)
-        return np.concatenate([run(x[i : i + step]) for i in range(0, len(x), step)])
+        from edgedeploy.convert.runtimes import predict_in_batches
+
+        return predict_in_batches(run, x, step)
 
     return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
 
@@ -127,7 +132,7 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
     except UsageError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
-        raise UsageError(f"{path}: cannot load the torch file ({_short(err)})") from err
+        raise UsageError(f"{path}: cannot load the torch file ({first_line(err)})") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         arch = arch or state.get("arch")
         state = state["state_dict"]
@@ -136,6 +141,28 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
             f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program"
         )
     return _state_dict_model(path, state, arch, input_shape)
+
+
+def _saved_model(path: Path, tf: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+    """A SavedModel directory runs through its serving signature (Keras 3 cannot load it as a model);
+    the converter reads the directory itself, so `module` is the path."""
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (input_name, spec), *_ = serve.structured_input_signature[1].items()
+    shape = input_shape or tuple(d or 1 for d in spec.shape)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        outputs = serve(**{input_name: tf.constant(x, dtype=tf.float32)})
+        return np.asarray(next(iter(outputs.values())), dtype=np.float32)
+
+    return SourceModel(
+        name=str(path),
+        kind="keras",
+        input_shape=shape,
+        predict=predict,
+        module=path,
+        file=path,
+        layout="NHWC",
+    )
 
 
 def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
@@ -150,7 +177,7 @@ def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] |
         program = TS2EPConverter(scripted, (torch.zeros(input_shape),)).convert()
     except Exception as err:  # noqa: BLE001 - the converter raises many internal types
         raise UsageError(
-            f"{path}: cannot convert TorchScript to a torch.export program ({_short(err)})"
+            f"{path}: cannot convert TorchScript to a torch.export program ({first_line(err)})"
         ) from err
     source = from_torch_module(program.module(), str(path), input_shape)
     source.predict = from_torch_module(scripted, str(path), input_shape).predict
@@ -172,7 +199,7 @@ def _state_dict_model(
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UsageError(f"{path}: weights do not fit --arch {arch} ({_short(err)})") from err
+        raise UsageError(f"{path}: weights do not fit --arch {arch} ({first_line(err)})") from err
     return from_torch_module(model, str(path), input_shape or zoo.INPUT_SHAPES[arch])
 
 
@@ -185,7 +212,7 @@ def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
         model = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
-        raise UsageError(f"{path}: truncated or corrupt ONNX file ({_short(err)})") from err
+        raise UsageError(f"{path}: truncated or corrupt ONNX file ({first_line(err)})") from err
     runner = OnnxRunner(path)
     shape = input_shape or tuple(d or 1 for d in runner.input_shape)
     return SourceModel(
@@ -194,7 +221,7 @@ def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
         input_shape=shape,
         predict=runner.predict,
         file=path,
-        layout=_guess_layout(shape),
+        layout=guess_layout(shape),
     )
 
 
@@ -211,7 +238,7 @@ def _load_tflite(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel
         input_shape=shape,
         predict=runner.predict,
         file=path,
-        layout=_guess_layout(shape),
+        layout=guess_layout(shape),
     )
 
 
@@ -224,9 +251,13 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
             'pip install "edgedeploy[tf]"'
         ) from err
     try:
+        if path.is_dir():
+            return _saved_model(path, tf, input_shape)
         model = tf.keras.models.load_model(str(path), compile=False)
+    except UsageError:
+        raise
     except Exception as err:  # noqa: BLE001 - keras raises many types for unreadable files
-        raise UsageError(f"{path}: cannot load the Keras model ({_short(err)})") from err
+        raise UsageError(f"{path}: cannot load the Keras model ({first_line(err)})") from err
     shape = input_shape or tuple(d or 1 for d in model.inputs[0].shape)
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -241,19 +272,3 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
         file=path,
         layout="NHWC",
     )
-
-
-def _guess_layout(shape: tuple[int, ...]) -> str:
-    """Images are NCHW when the channel-sized axis (1, 3 or 4) comes right after the batch."""
-    if len(shape) != 4:
-        return "N/A" if len(shape) < 3 else "unknown"
-    if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
-        return "NCHW"
-    if shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4):
-        return "NHWC"
-    return "unknown"
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from edgedeploy.convert.files import LAYOUT_KEY, first_line
 from edgedeploy.errors import UsageError
-
-LAYOUT_KEY = "edgedeploy.layout"
 
 
 def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
@@ -27,17 +26,18 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
             warnings.simplefilter("ignore")
             litert_torch.convert(module, args).export(str(out))
     except Exception as err:  # noqa: BLE001 - the converter raises many internal types
-        first = str(err).strip().splitlines()
-        raise UsageError(
-            f"litert-torch conversion failed: {(first[0] if first else type(err).__name__)[:300]}"
-        ) from err
+        raise UsageError(f"litert-torch conversion failed: {first_line(err)}") from err
 
 
 def export_keras(model: Any, out: Path, precision: str, calibration: np.ndarray | None) -> None:
-    """TensorFlow's own converter for Keras sources (precision handled there, as TF documents it)."""
+    """TensorFlow's own converter for Keras models and SavedModel directories (precision handled there,
+    as TF documents it; int8 keeps float inputs/outputs)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model, Path):  # a SavedModel directory
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(model))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -79,10 +79,7 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
                 calibration_result = _calibrate(src, chosen, calibration)
             result = quant.quantize(calibration_result, enable_progress_report=False)
     except (ValueError, RuntimeError, KeyError) as err:
-        first = str(err).strip().splitlines()
-        raise UsageError(
-            f"{src}: ai-edge-quantizer failed: {(first[0] if first else type(err).__name__)[:300]}"
-        ) from err
+        raise UsageError(f"ai-edge-quantizer failed: {first_line(err)}") from err
     out.write_bytes(bytes(result.quantized_model))
 
 

@@ -51,7 +51,7 @@ def compare(
     return result
 
 
-def describe_failure(output: str, verification: dict[str, Any]) -> str:
+def describe_failure(output: str, verification: dict[str, Any], hint: str = "") -> str:
     if "problem" in verification:
         return f"{output}: verification failed: {verification['problem']}; nothing written"
     agreement = verification.get("top1_agreement")
@@ -59,4 +59,6 @@ def describe_failure(output: str, verification: dict[str, Any]) -> str:
     figures += f", mean abs error {verification['mean_abs_error']:.4g}"
     if agreement is not None:
         figures += f", top-1 agreement {agreement:.1%}"
-    return f"{output}: verification failed: {figures} on {verification['samples']} inputs; nothing written"
+    return (
+        f"{output}: verification failed: {figures} on {verification['samples']} inputs; nothing written{hint}"
+    )
