@@ -157,8 +157,11 @@ def _preprocessed(src: Path) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="edgedeploy-quant-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
-        try:
-            quant_pre_process(str(src), str(pre))
-        except Exception:  # noqa: BLE001 - some graphs defeat symbolic shape inference; ONNX's suffices
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        # When symbolic shape inference stops early, ORT dumps `sym_shape_infer_temp.onnx` (+ external
+        # data) into the CURRENT directory; run it inside the temp dir so the user's cwd stays clean.
+        with contextlib.chdir(tmp):
+            try:
+                quant_pre_process(str(src.resolve()), str(pre))
+            except Exception:  # noqa: BLE001 - some graphs defeat symbolic shape inference; ONNX's suffices
+                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=True)
         yield pre
