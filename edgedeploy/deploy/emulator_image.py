@@ -74,7 +74,9 @@ class EmulatorUnavailable(TargetError):
 
 
 def images_root() -> Path:
-    return cache_dir() / "emulator" / "images"
+    """Where built images live: the user's cache, or $EDGEDEPLOY_EMULATOR_IMAGES (e.g. shared by CI)."""
+    override = os.environ.get("EDGEDEPLOY_EMULATOR_IMAGES")
+    return Path(override) if override else cache_dir() / "emulator" / "images"
 
 
 def image_dir(suite: str) -> Path:
