@@ -513,7 +513,8 @@ def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "q
     """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
     from edgedeploy.deploy import emulator
 
-    emulator.stop_instance(name)
+    result = emulator.stop_instance(name)
+    typer.echo(f"{result['name']}: {result['how']}")
 
 
 @emulator_app.command("status")
