@@ -36,6 +36,8 @@ BASE_REQUIREMENTS = ["numpy==2.4.6", "psutil==7.2.2"]
 # manylinux levels tried, newest first, as (glibc minor, tag); each needs that glibc on the device.
 MANYLINUX_LEVELS = [(28, "manylinux_2_28"), (27, "manylinux_2_27"), (17, "manylinux2014")]
 VENV_DIR = "venv"
+# Runs from its wheel on the device (not installed in the venv); the last pip line for Python 3.8.
+PIP_REQUIREMENT = "pip==24.3.1"
 INSTALL_TIMEOUT_S = 1800.0  # pip under emulation byte-compiles slowly
 
 _PROBE = (
@@ -184,7 +186,7 @@ def provision_target(
         facts = probe_device(transport, python)
         platform = wheel_platform(facts["machine"], facts["python"], facts["libc"][1])
         lap("probe")
-        wheels = download_wheels(requirements, platform, wheel_cache(platform))
+        wheels = download_wheels([*requirements, PIP_REQUIREMENT], platform, wheel_cache(platform))
         lap("download")
         pushed = [push_file(transport, wheel, "wheels", python=python) for wheel in wheels]
         lap("push")
@@ -199,21 +201,23 @@ def provision_target(
             "locating the work dir",
         ).strip()
         venv_python = f"{venv}/bin/python"
-        if not transport.run([venv_python, "-c", "import pip"], timeout=120).ok:
-            result = transport.run([python, "-m", "venv", venv], timeout=INSTALL_TIMEOUT_S)
+        if not transport.run([venv_python, "-c", "pass"], timeout=120).ok:
+            # --without-pip: ensurepip costs minutes under emulation and is missing on some images
+            # (Debian's python3 without python3-venv); pip runs from its pushed wheel instead.
+            result = transport.run([python, "-m", "venv", "--without-pip", venv], timeout=600)
             if not result.ok:
-                hint = (
-                    " (install python3-venv on the device)"
-                    if "ensurepip" in result.stdout + result.stderr
-                    else ""
-                )
-                raise TargetError(f"{host.name}: creating a venv failed: {result.last_error_line()}{hint}")
+                raise TargetError(f"{host.name}: creating a venv failed: {result.last_error_line()}")
         lap("venv")
-        wheel_dir = remote_join(transport.workdir, "wheels")
-        install = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index"]
+        pip_wheel = next(
+            p.remote_path for w, p in zip(wheels, pushed, strict=True) if w.name.startswith("pip-")
+        )
+        wheel_dir = pip_wheel.rsplit("/", 1)[0]
+        # --no-compile: byte-compiling every module of the runtimes takes minutes on a slow board;
+        # Python compiles the few it imports on first use.
+        install = [venv_python, f"{pip_wheel}/pip", "install", "-q", "--disable-pip-version-check"]
         _run_checked(
             transport,
-            [*install, f"--find-links={wheel_dir}", *requirements],
+            [*install, "--no-index", "--no-compile", f"--find-links={wheel_dir}", *requirements],
             "pip install",
             INSTALL_TIMEOUT_S,
         )
