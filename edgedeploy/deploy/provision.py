@@ -229,10 +229,13 @@ def provision_target(
         )
         versions = json.loads(out.strip().splitlines()[-1])
         lap("verify")
+    # Runtimes provisioned earlier into the same venv are still there: keep them on the record.
+    earlier = host.vars.get("edgedeploy_provisioned") or {}
+    kept = dict(earlier.get("runtimes") or {}) if host.python == venv_python else {}
     record = {
         "python": facts["python"],
         "arch": facts["machine"],
-        "runtimes": {r: versions[r] for r in runtimes},
+        "runtimes": {**kept, **{r: versions[r] for r in runtimes}},
         "numpy": versions["numpy"],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
