@@ -146,3 +146,12 @@ def test_cli_emulator_verbs_are_wired() -> None:
     assert done.returncode == 0
     for verb in ("build", "start", "stop", "status"):
         assert verb in done.stdout
+
+
+def test_unreachable_mirror_is_an_environment_limit_not_a_bug(tmp_path: Path) -> None:
+    dead = "http://127.0.0.1:9/debian"  # discard port: nothing listens
+    with pytest.raises(emulator_image.EmulatorUnavailable, match="cannot reach Debian's mirror"):
+        emulator_image.check_mirror(dead, "bookworm")
+    apt = emulator_image.PrivateApt(tmp_path / "apt", dead, "bookworm")
+    with pytest.raises(emulator_image.EmulatorUnavailable, match="mirror could not be reached"):
+        apt.update(tmp_path / "log")

@@ -121,10 +121,32 @@ def _run(argv: list[str], *, what: str, log: Path | None = None, timeout: float 
     if log is not None:
         with log.open("a") as fh:
             fh.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
-    if done.returncode != 0:
-        lines = (done.stderr + done.stdout).strip().splitlines()
-        raise TargetError(f"{what} failed: {' | '.join(lines[-3:]) or f'exit code {done.returncode}'}")
+    lines = (done.stderr + done.stdout).strip().splitlines()
+    if done.returncode != 0 or any(m in ln for ln in lines for m in ("W: Failed to fetch", "W: Some index")):
+        message = f"{what} failed: {' | '.join(lines[-3:]) or f'exit code {done.returncode}'}"
+        raise _classify(message, done.stderr + done.stdout)
     return done.stdout
+
+
+# Output of apt/debootstrap when the mirror, not edgedeploy, is at fault.
+NETWORK_FAILURES = (
+    "Couldn't download",
+    "Failed getting release file",
+    "Failed to fetch",
+    "Temporary failure resolving",
+    "Could not resolve",
+    "Could not connect",
+    "Connection failed",
+    "Connection timed out",
+    "Network is unreachable",
+)
+
+
+def _classify(message: str, output: str) -> TargetError:
+    """A failed download is this machine's network (EmulatorUnavailable); anything else is an error."""
+    if any(marker in output for marker in NETWORK_FAILURES):
+        return EmulatorUnavailable(f"{message} (Debian's mirror could not be reached)")
+    return TargetError(message)
 
 
 @contextlib.contextmanager
@@ -222,7 +244,8 @@ class PrivateApt:
             ["apt-get", *self.options, "download", package], cwd=work, capture_output=True, text=True
         )
         if done.returncode != 0:
-            raise TargetError(f"apt-get download {package} failed: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            raise _classify(f"apt-get download {package} failed: {last}", done.stderr)
         debs = list(work.glob(f"{package}_*.deb"))
         if len(debs) != 1:
             raise TargetError(f"apt-get download {package}: expected one .deb, found {len(debs)}")
@@ -446,8 +469,9 @@ def _build_into(out: Path, suite: str, mirror: str) -> dict[str, Any]:
             _run(argv, what="debootstrap", log=log, timeout=3600)
         except TargetError as exc:
             detail = rootfs / "debootstrap" / "debootstrap.log"
-            tail = detail.read_text(errors="replace").strip().splitlines()[-3:] if detail.exists() else []
-            raise TargetError(f"{exc}{' | ' + ' | '.join(tail) if tail else ''}") from exc
+            text = detail.read_text(errors="replace") if detail.exists() else ""
+            tail = text.strip().splitlines()[-3:]
+            raise _classify(f"{exc}{' | ' + ' | '.join(tail) if tail else ''}", f"{exc}\n{text}") from exc
         python = _run(
             ["chroot", str(rootfs), "python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
             what="python3 in the rootfs",
