@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from edgedeploy.deploy.provision import (
     download_wheels,
     wheel_platform,
 )
+from tests.netcheck import pypi_reachable
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.arm64"
@@ -62,17 +62,9 @@ def test_dockerfile_pins_match_the_project() -> None:
             assert re.fullmatch(project_pins[name].replace(".", r"\.").replace("*", ".*"), version), req
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/numpy/", timeout=15):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_dockerfile_pins_resolve_for_aarch64(tmp_path: Path) -> None:
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is not reachable from this machine")
     reqs = _pip_requirements(DOCKERFILE.read_text())
     # bookworm: glibc 2.36, Python 3.11

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 from edgedeploy.deploy import emulator, emulator_image
 from edgedeploy.errors import UsageError
 from tests.conftest import run_cli
+from tests.netcheck import pypi_reachable
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -71,19 +71,11 @@ def _host_output(model: Path, x: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/numpy/", timeout=15):
-            return True
-    except OSError:
-        return False
-
-
 def test_arm64_vm_provision_run_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEDEPLOY_EMULATOR_IMAGES", str(IMAGES))
     if os.geteuid() != 0:
         pytest.skip("building the arm64 image needs root (debootstrap, binfmt_misc)")
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is not reachable: provisioning downloads the aarch64 wheels on this host")
     onnx_path, tflite_path, x = _models(tmp_path)
     np.save(tmp_path / "x.npy", x)

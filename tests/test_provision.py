@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 
 import pytest
 
@@ -12,6 +11,7 @@ from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.provision import wheel_platform
 from edgedeploy.errors import UsageError
 from tests.conftest import run_cli
+from tests.netcheck import pypi_reachable
 
 
 def test_wheel_tags_follow_the_device() -> None:
@@ -46,17 +46,9 @@ def test_bad_runtime_and_unknown_target_are_one_line_errors() -> None:
     assert done.returncode == 2 and "unknown target 'nosuchdevice'" in done.stderr
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/numpy/", timeout=15):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_provision_local_target_installs_and_records_the_venv() -> None:
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is not reachable from this machine")
     done = run_cli("provision", "--target", "local", "--runtime", "ai-edge-litert", "--json")
     assert done.returncode == 0, done.stderr
