@@ -26,6 +26,7 @@ from edgedeploy.deploy.emulator_image import (
     EmulatorUnavailable,
     build_image,
     ensure_host_tools,
+    image_dir,
     verify_image,
 )
 from edgedeploy.deploy.inventory import cache_dir
@@ -61,7 +62,7 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_state(directory: Path, state: dict[str, Any]) -> None:
+def write_state(directory: Path, state: dict[str, Any]) -> None:
     tmp = directory / "instance.json.tmp"
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     os.replace(tmp, directory / "instance.json")
@@ -80,6 +81,14 @@ def _is_our_qemu(pid: int | None, directory: Path) -> bool:
         and b"qemu-system-aarch64" in cmdline[0]
         and str(directory).encode() in b" ".join(cmdline)
     )
+
+
+def _is_running(state: dict[str, Any], directory: Path) -> bool:
+    if state.get("kind") == "chroot":
+        from edgedeploy.deploy.emulator_chroot import is_running
+
+        return is_running(state, directory)
+    return _is_our_qemu(state.get("pid"), directory)
 
 
 def free_loopback_port() -> int:
@@ -169,7 +178,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _ssh_banner(port: int, timeout: float = 3.0) -> bool:
+def ssh_banner(port: int, timeout: float = 3.0) -> bool:
     """True once the guest's sshd answers (slirp accepts the TCP connection before the guest does,
     so only the banner proves that sshd is up)."""
     try:
@@ -190,7 +199,7 @@ def _wait_for_ssh(proc: subprocess.Popen[bytes], directory: Path, port: int, tim
                 + (f": {qemu_err.splitlines()[-1]}" if qemu_err else "")
                 + f"\nlast console lines:\n{console_tail(directory)}"
             )
-        if _ssh_banner(port):
+        if ssh_banner(port):
             return
         time.sleep(1.0)
     tail = console_tail(directory)
@@ -229,16 +238,22 @@ def start_instance(
     memory: int = 2048,
     suite: str = "bookworm",
     boot_timeout: float | None = None,
+    kind: str = "vm",
 ) -> dict[str, Any]:
-    """Boot an instance (or report the running one) and record it in the inventory."""
+    """Boot an instance (or report the running one) and record it in the inventory. `kind` "vm" is
+    qemu-system-aarch64; "chroot" is the cheaper stand-in (see emulator_chroot)."""
+    if kind not in ("vm", "chroot"):
+        raise UsageError(f"--kind must be vm or chroot (got {kind!r})")
     if not 1 <= cpus <= 64:
         raise UsageError(f"--cpus must be between 1 and 64 (got {cpus})")
     if not 256 <= memory <= 65536:
         raise UsageError(f"--memory must be between 256 and 65536 MiB (got {memory})")
     directory = _instance_dir(name)
     previous = _read_state(directory)
-    if previous and _is_our_qemu(previous.get("pid"), directory):
+    if previous and _is_running(previous, directory):
         return {**previous, "state": "running", "already_running": True}
+    if kind == "chroot":
+        return _start_chroot(name, directory, suite)
     image, manifest = verify_image(suite)
     ensure_host_tools(RUN_TOOLS)
     directory.mkdir(parents=True, exist_ok=True)
@@ -259,6 +274,7 @@ def start_instance(
     try:
         state: dict[str, Any] = {
             "name": name,
+            "kind": "vm",
             "pid": proc.pid,
             "port": port,
             "cpus": cpus,
@@ -269,12 +285,12 @@ def start_instance(
             "known_hosts": str(directory / "known_hosts"),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _write_state(directory, state)
+        write_state(directory, state)
         _wait_for_ssh(proc, directory, port, boot_timeout)
         state["boot_seconds"] = round(time.monotonic() - started, 1)
         host_key = (image / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
-        _write_state(directory, state)
+        write_state(directory, state)
         set_host_vars(name, _target_vars(state, image), group=INVENTORY_GROUP)
     except BaseException:
         # No stray qemu after a failure (including Ctrl-C).
@@ -284,13 +300,50 @@ def start_instance(
     return {**state, "state": "running", "target": name}
 
 
+def _start_chroot(name: str, directory: Path, suite: str) -> dict[str, Any]:
+    from edgedeploy.deploy.emulator_chroot import start_chroot
+
+    image = image_dir(suite)
+    state = {
+        "name": name,
+        **start_chroot(directory, suite),
+        "memory_mb": None,
+        "suite": suite,
+        "image": str(image),
+        "directory": str(directory),
+        "known_hosts": str(directory / "known_hosts"),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_state(directory, state)
+    set_host_vars(
+        name, {**_target_vars(state, image), "edgedeploy_emulator": "chroot"}, group=INVENTORY_GROUP
+    )
+    return {**state, "state": "running", "target": name}
+
+
+def _running_chroots(besides: Path) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for directory in sorted(instances_root().iterdir()):
+        state = _read_state(directory)
+        if directory != besides and state and state.get("kind") == "chroot" and _is_running(state, directory):
+            found.append((directory, state))
+    return found
+
+
 def stop_instance(name: str = "qemu-arm64") -> dict[str, Any]:
     """Power the guest off through SSH (the monitor's powerdown does not reach this guest), then
-    kill qemu by PID if it is still there."""
+    kill qemu by PID if it is still there. A chroot stand-in is killed and unmounted."""
     directory = _instance_dir(name)
     state = _read_state(directory)
     if state is None:
         raise UsageError(f"no emulator instance named {name!r} (see: edgedeploy emulator status)")
+    if state.get("kind") == "chroot":
+        from edgedeploy.deploy.emulator_chroot import stop_chroot
+
+        how = stop_chroot(directory, state, _running_chroots(directory))
+        state["pid"] = None
+        write_state(directory, state)
+        return {"name": name, "state": "stopped", "how": how}
     pid = state.get("pid")
     how = "already stopped"
     if _is_our_qemu(pid, directory):
@@ -305,7 +358,7 @@ def stop_instance(name: str = "qemu-arm64") -> dict[str, Any]:
                 how = "powered off"
         _kill(pid, directory)
     state["pid"] = None
-    _write_state(directory, state)
+    write_state(directory, state)
     return {"name": name, "state": "stopped", "how": how}
 
 
@@ -326,10 +379,11 @@ def list_instances() -> list[dict[str, Any]]:
         state = _read_state(directory)
         if state is None:
             continue
-        running = _is_our_qemu(state.get("pid"), directory)
+        running = _is_running(state, directory)
         rows.append(
             {
                 "name": state["name"],
+                "kind": state.get("kind", "vm"),
                 "state": "running" if running else "stopped",
                 "pid": state.get("pid") if running else None,
                 "ssh": f"127.0.0.1:{state['port']}" if running else None,
@@ -351,7 +405,18 @@ def print_instances(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="emulator instances (timings on these targets are emulated, not device timings)")
-    columns = ["name", "state", "pid", "ssh", "cpus", "memory_mb", "suite", "started_at", "boot_seconds"]
+    columns = [
+        "name",
+        "kind",
+        "state",
+        "pid",
+        "ssh",
+        "cpus",
+        "memory_mb",
+        "suite",
+        "started_at",
+        "boot_seconds",
+    ]
     for column in columns:
         table.add_column(column)
     for row in rows:

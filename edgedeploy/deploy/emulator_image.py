@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ HOST_TOOLS = {
     "qemu-system-aarch64": "qemu-system-arm",
     "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "depmod": "kmod",
     "chroot": "coreutils",
     "ssh-keygen": "openssh-client",
@@ -149,13 +151,18 @@ def _classify(message: str, output: str) -> TargetError:
     return TargetError(message)
 
 
-@contextlib.contextmanager
-def aarch64_binfmt() -> Iterator[None]:
-    """Make arm64 binaries run through qemu-user-static; undo exactly what was added."""
-    entry = BINFMT_DIR / "qemu-aarch64"
-    if entry.exists():
-        yield  # someone (binfmt-support, systemd-binfmt) already registered it: leave theirs alone
-        return
+@dataclass(frozen=True)
+class BinfmtChange:
+    """What register_aarch64_binfmt() changed, so that exactly that can be undone."""
+
+    registered: bool
+    mounted: bool
+
+
+def register_aarch64_binfmt() -> BinfmtChange:
+    """Make arm64 binaries run through qemu-user-static (mounting binfmt_misc if needed)."""
+    if (BINFMT_DIR / "qemu-aarch64").exists():
+        return BinfmtChange(False, False)  # binfmt-support/systemd registered it: leave theirs alone
     mounted = False
     if not (BINFMT_DIR / "register").exists():
         done = subprocess.run(
@@ -164,23 +171,34 @@ def aarch64_binfmt() -> Iterator[None]:
         if done.returncode != 0:
             raise EmulatorUnavailable(
                 f"binfmt_misc cannot be mounted here ({done.stderr.strip() or 'mount failed'}); "
-                "a container must run privileged to build the arm64 image"
+                "a container must run privileged to run arm64 programs through qemu-user"
             )
         mounted = True
     try:
         rule = BINFMT_CONF.read_text().strip().splitlines()[-1]
-        try:
-            (BINFMT_DIR / "register").write_text(rule + "\n")
-        except OSError as exc:
-            raise EmulatorUnavailable(f"cannot register qemu-aarch64 in binfmt_misc ({exc})") from exc
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                entry.write_text("-1\n")
+        (BINFMT_DIR / "register").write_text(rule + "\n")
+    except OSError as exc:
+        undo_binfmt(BinfmtChange(False, mounted))
+        raise EmulatorUnavailable(f"cannot register qemu-aarch64 in binfmt_misc ({exc})") from exc
+    return BinfmtChange(True, mounted)
+
+
+def undo_binfmt(change: BinfmtChange) -> None:
+    if change.registered:
+        with contextlib.suppress(OSError):
+            (BINFMT_DIR / "qemu-aarch64").write_text("-1\n")
+    if change.mounted:
+        subprocess.run(["umount", str(BINFMT_DIR)], capture_output=True)
+
+
+@contextlib.contextmanager
+def aarch64_binfmt() -> Iterator[None]:
+    """arm64 binaries run through qemu-user-static inside the block; undone after."""
+    change = register_aarch64_binfmt()
+    try:
+        yield
     finally:
-        if mounted:
-            subprocess.run(["umount", str(BINFMT_DIR)], capture_output=True)
+        undo_binfmt(change)
 
 
 def check_mirror(mirror: str, suite: str) -> None:
