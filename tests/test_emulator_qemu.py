@@ -9,7 +9,6 @@ mirror unreachable, or a guest still booting when the (generous) timeout ends.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,15 +16,12 @@ import numpy as np
 import pytest
 
 from edgedeploy.deploy import emulator, emulator_image
-from edgedeploy.errors import UsageError
 from tests.conftest import run_cli
+from tests.emulator_env import image_or_skip
 from tests.netcheck import pypi_reachable
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
-# The image is cached where the user's real cache is (read before the tests isolate XDG dirs), so a
-# second `make test` reuses it instead of spending minutes on debootstrap.
-IMAGES = emulator_image.images_root()
 INSTANCE = "ci-arm64"
 # Step durations of the last run, printed at the end (they go into the CI log).
 STEP_SECONDS: dict[str, float] = {}
@@ -72,22 +68,13 @@ def _host_output(model: Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_arm64_vm_provision_run_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGEDEPLOY_EMULATOR_IMAGES", str(IMAGES))
-    if os.geteuid() != 0:
-        pytest.skip("building the arm64 image needs root (debootstrap, binfmt_misc)")
     if not pypi_reachable():
         pytest.skip("PyPI is not reachable: provisioning downloads the aarch64 wheels on this host")
     onnx_path, tflite_path, x = _models(tmp_path)
     np.save(tmp_path / "x.npy", x)
 
     started = time.monotonic()
-    try:
-        image = emulator.build_image(suite="bookworm")
-        emulator_image.ensure_host_tools(emulator_image.RUN_TOOLS)
-    except emulator_image.EmulatorUnavailable as err:
-        pytest.skip(f"this machine cannot build the arm64 image: {err}")
-    except UsageError as err:  # missing Debian packages that could not be installed
-        pytest.skip(str(err))
+    image = image_or_skip(monkeypatch)
     _timed("build_or_reuse_image", started)
     built = json.loads((image / "image.json").read_text())["build_seconds"]
 
