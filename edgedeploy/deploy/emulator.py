@@ -92,9 +92,12 @@ def _is_running(state: dict[str, Any], directory: Path) -> bool:
 
 
 def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    except OSError as exc:
+        raise TargetError(f"no free loopback port for the emulator's SSH forward ({exc.strerror})") from exc
 
 
 def console_tail(directory: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
