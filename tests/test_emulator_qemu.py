@@ -124,5 +124,7 @@ def test_arm64_vm_provision_run_profile(tmp_path: Path, monkeypatch: pytest.Monk
         stopped = emulator.stop_instance(INSTANCE)
         _timed("stop", started)
         print(f"\nemulator image build steps (s): {built}\nqemu test steps (s): {STEP_SECONDS}")
-    assert stopped["how"] == "powered off"
+    # "killed" only when the guest outlasts the poweroff grace period (a very loaded machine)
+    assert stopped["how"] in ("powered off", "killed")
     assert emulator.list_instances()[0]["state"] == "stopped"
+    assert not emulator._is_our_qemu(vm["pid"], Path(vm["directory"]))
