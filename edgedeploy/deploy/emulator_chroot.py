@@ -20,6 +20,7 @@ from typing import Any
 
 from edgedeploy.deploy.emulator_image import (
     BinfmtChange,
+    EmulatorUnavailable,
     ensure_host_tools,
     register_aarch64_binfmt,
     undo_binfmt,
@@ -144,8 +145,9 @@ def start_chroot(directory: Path, suite: str) -> dict[str, Any]:
             proc.wait()
         _unmount_all(rootfs)
         undo_binfmt(change)
-        if isinstance(exc, subprocess.CalledProcessError):
-            raise TargetError(f"chroot stand-in: mount failed: {exc.stderr.decode().strip()}") from exc
+        if isinstance(exc, subprocess.CalledProcessError):  # e.g. a container without CAP_SYS_ADMIN
+            detail = exc.stderr.decode().strip()
+            raise EmulatorUnavailable(f"chroot stand-in: mount failed: {detail}") from exc
         raise
 
 
