@@ -519,11 +519,17 @@ def emulator_start(
     cpus: Annotated[int, typer.Option(help="Virtual CPUs.")] = 2,
     memory: Annotated[int, typer.Option(help="Memory in MiB.")] = 2048,
     suite: Annotated[str, typer.Option(help="Debian suite of the image.")] = "bookworm",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="vm: qemu-system-aarch64; chroot: the image's rootfs under qemu-user (SSH in ~2 s)."
+        ),
+    ] = "vm",
 ) -> None:
     """Boot an emulated arm64 device and add it to the inventory as a target."""
     from edgedeploy.deploy import emulator
 
-    info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite)
+    info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite, kind=kind)
     print_json(info)
 
 
@@ -532,7 +538,8 @@ def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "q
     """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
     from edgedeploy.deploy import emulator
 
-    emulator.stop_instance(name)
+    result = emulator.stop_instance(name)
+    typer.echo(f"{result['name']}: {result['how']}")
 
 
 @emulator_app.command("status")
