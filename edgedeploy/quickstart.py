@@ -8,6 +8,7 @@ every variant on the target through the runner, and print one table. Profiles la
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import platform
 import time
@@ -33,12 +34,13 @@ class Variant:
     precision: str
 
 
+# "base" is the trained model, "comp" the output of the compression recipe.
 VARIANTS = [
-    Variant("baseline-fp32-onnx", "baseline", "onnx", "fp32"),
-    Variant("compressed-fp32-onnx", "compressed", "onnx", "fp32"),
-    Variant("compressed-int8-onnx", "compressed", "onnx", "int8"),
-    Variant("baseline-fp32-tflite", "baseline", "tflite", "fp32"),
-    Variant("compressed-int8-tflite", "compressed", "tflite", "int8"),
+    Variant("base-fp32.onnx", "baseline", "onnx", "fp32"),
+    Variant("comp-fp32.onnx", "compressed", "onnx", "fp32"),
+    Variant("comp-int8.onnx", "compressed", "onnx", "int8"),
+    Variant("base-fp32.tflite", "baseline", "tflite", "fp32"),
+    Variant("comp-int8.tflite", "compressed", "tflite", "int8"),
 ]
 
 
@@ -50,11 +52,8 @@ def zipped_size(path: Path) -> int:
 
 
 def tflite_available() -> bool:
-    try:
-        import litert_torch  # noqa: F401
-    except Exception:  # litert-torch is x86_64-only and optional ([litert] extra)
-        return False
-    return True
+    """litert-torch is x86_64-only and optional ([litert] extra); look without importing it (slow, noisy)."""
+    return importlib.util.find_spec("litert_torch") is not None
 
 
 def run(
@@ -73,6 +72,7 @@ def run(
 
     from edgedeploy.compress.pipeline import CompressionData, compress_model
     from edgedeploy.convert.api import convert_torch
+    from edgedeploy.convert.files import native_output_to
     from edgedeploy.data.mnist import load_mnist
     from edgedeploy.models.zoo import lenet300
     from edgedeploy.profile_job import profile_model
@@ -140,18 +140,21 @@ def run(
             "[yellow]litert-torch not installed ([litert] extra, x86_64 only): TFLite variants skipped[/]"
         )
     conversions: dict[str, dict[str, Any]] = {}
+    log = output / "convert.log"
+    log.unlink(missing_ok=True)
+    console.print(f"  (converter logs go to {log})")
     for variant in variants:
-        suffix = ".onnx" if variant.to == "onnx" else ".tflite"
-        conv = convert_torch(
-            models[variant.source],
-            example=example,
-            to=variant.to,
-            precision=variant.precision,
-            output=output / f"{variant.name}{suffix}",
-            calibration=calibration,
-            verify_inputs=x_test,
-            labels=y_test,
-        )
+        with native_output_to(log):
+            conv = convert_torch(
+                models[variant.source],
+                example=example,
+                to=variant.to,
+                precision=variant.precision,
+                output=output / variant.name,
+                calibration=calibration,
+                verify_inputs=x_test,
+                labels=y_test,
+            )
         conversions[variant.name] = conv
         ver = conv["verification"]
         console.print(
@@ -210,6 +213,7 @@ def run(
     }
     write_json_atomic(output / "summary.json", summary)
     _print_table(console, rows, target)
+    _print_compression(console, result.summary)
     console.print(f"models and summary in {output}/, profiles under {Path(rows[0]['profile']).parents[2]}/")
     console.print(f"finished in {timings['total_s']:.0f} s")
     return summary
@@ -222,20 +226,35 @@ def _copy_model(model: Any) -> Any:
 
 
 def _print_table(console: Console, rows: list[dict[str, Any]], target: str) -> None:
-    table = Table(title=f"LeNet-300-100 variants on '{target}' (batch 1, 1 thread)")
-    for col in ("variant", "size", "zipped", "accuracy", "p50", "p95", "peak RSS"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    base = rows[0]["size_bytes"]
+    from rich import box
+
+    table = Table(title=f"LeNet-300-100 on '{target}' (batch 1, 1 thread)", box=box.SIMPLE_HEAD)
+    for col in ("variant", "KB", "zip KB", "accuracy", "p50 µs", "p95 µs", "RSS MB"):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for row in rows:
         table.add_row(
             row["variant"],
-            f"{row['size_bytes'] / 1024:,.1f} KB ({base / row['size_bytes']:.1f}x)",
-            f"{row['zipped_bytes'] / 1024:,.1f} KB",
+            f"{row['size_bytes'] / 1024:,.1f}",
+            f"{row['zipped_bytes'] / 1024:,.1f}",
             f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "n/a",
-            f"{row['latency_p50_ms'] * 1000:,.0f} µs",
-            f"{row['latency_p95_ms'] * 1000:,.0f} µs",
-            f"{row['peak_rss_mb']:.0f} MB",
+            f"{row['latency_p50_ms'] * 1000:,.1f}",
+            f"{row['latency_p95_ms'] * 1000:,.1f}",
+            f"{row['peak_rss_mb']:.0f}",
         )
     console.print(table)
+    console.print("base = trained model, comp = after the compression recipe; KB = file size")
     if any(r["emulated"] for r in rows):
         console.print("[yellow]emulated target: timings are not device timings[/]")
+
+
+def _print_compression(console: Console, summary: dict[str, Any]) -> None:
+    """The Deep-Compression-style storage figures, with the rate's definition stated."""
+    survived = all(v.get("survived", False) for v in (summary.get("survival") or {}).values())
+    console.print(
+        f"compression: {summary['fp32_bytes'] / 1024:,.1f} KB fp32 -> "
+        f"{summary['deep_compression_bytes'] / 1024:,.1f} KB in Deep-Compression format "
+        f"= {summary['rate']:.1f}x ({summary['rate_definition']}); "
+        f"sparsity {summary['weight_sparsity']:.0%}, "
+        f"accuracy (validation) {summary['accuracy_before']:.2%} -> {summary['accuracy_after']:.2%}; "
+        f"sparsity and clusters {'survived' if survived else 'did NOT survive'} in the exported ONNX weights"
+    )

@@ -68,6 +68,26 @@ def native_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def native_output_to(log: Path) -> Iterator[None]:
+    """Append everything written to fd 1 and 2 meanwhile (C++ absl logs, exporter warnings, progress
+    bars of litert-torch and ai-edge-quantizer) to `log`, so a job's own progress stays readable."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with log.open("ab") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def load_array_file(path: Path) -> np.ndarray:
     """A .npy file (or the first array of a .npz) as an array; bad files become one-line errors."""
     try:

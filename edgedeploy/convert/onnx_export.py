@@ -159,9 +159,10 @@ def _preprocessed(src: Path) -> Iterator[Path]:
         pre = Path(tmp) / "preprocessed.onnx"
         # When symbolic shape inference stops early, ORT dumps `sym_shape_infer_temp.onnx` (+ external
         # data) into the CURRENT directory; run it inside the temp dir so the user's cwd stays clean.
+        source = str(src.resolve())
         with contextlib.chdir(tmp):
             try:
-                quant_pre_process(str(src.resolve()), str(pre))
+                quant_pre_process(source, str(pre))
             except Exception:  # noqa: BLE001 - some graphs defeat symbolic shape inference; ONNX's suffices
-                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=True)
+                quant_pre_process(source, str(pre), skip_symbolic_shape=True)
         yield pre
