@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from edgedeploy.compress.constraints import broadcast_clusters
+from edgedeploy.compress.constraints import ClusterIndex
 from edgedeploy.compress.layers import latent_weight
 from edgedeploy.compress.prune import select_layers
 from edgedeploy.compress.stage import Stage, StageContext, require
@@ -64,7 +64,7 @@ class ClusterStage(Stage):
                 labels = torch.full_like(flat, -1, dtype=torch.long)
                 labels[members] = member_labels
                 labels = labels.view_as(weight)
-                weight.copy_(broadcast_clusters(centroids, labels))
+                weight.copy_(ClusterIndex.of(labels).broadcast(centroids))
             ctx.constraints.clusters[name] = labels
             if not self.preserve_sparsity:
                 ctx.constraints.masks.pop(name, None)
