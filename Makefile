@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARCH   := $(shell uname -m)
+comma  := ,
 # litert-torch (torch -> TFLite) only ships x86_64 wheels.
 EXTRAS := dev,models$(if $(filter x86_64,$(ARCH)),$(comma)litert)
-comma  := ,
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint venv system-deps bench clean

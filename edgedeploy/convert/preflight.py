@@ -44,6 +44,9 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
         unsupported = sorted(str(op) for op in ops if not registry.is_registered(op))
         converter = "torch.onnx (dynamo, torchlib)"
     else:
+        from edgedeploy.convert.tflite_export import require_litert_torch
+
+        require_litert_torch()
         from litert_torch import fx_infra
         from litert_torch.backend.lowerings import registry
 

@@ -14,12 +14,21 @@ from edgedeploy.convert.files import LAYOUT_KEY, first_line
 from edgedeploy.errors import UsageError
 
 
-def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
+def require_litert_torch() -> Any:
+    """The litert_torch module, or one clear error: it is the optional [litert] extra (x86_64 only)."""
     try:
         import litert_torch
-        import torch
     except ImportError as err:
-        raise UsageError('TFLite from torch needs litert-torch: pip install "edgedeploy[litert]"') from err
+        raise UsageError(
+            'TFLite from torch needs litert-torch (x86_64 only): pip install "edgedeploy[litert]"'
+        ) from err
+    return litert_torch
+
+
+def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
+    import torch
+
+    litert_torch = require_litert_torch()
     args = (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
     try:
         with warnings.catch_warnings():
