@@ -556,7 +556,7 @@ def emulator_status(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def quickstart(
-    epochs: Annotated[int, typer.Option(help="Training epochs for the LeNet-300-100 baseline.")] = 4,
+    epochs: Annotated[int, typer.Option(help="Training epochs for the LeNet-300-100 baseline.")] = 10,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where models are written.")] = Path(
         "out/quickstart"
     ),

@@ -7,7 +7,6 @@ weights), `model.pt` (the compressed torch module, `torch.save`), `report.json` 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -110,10 +109,12 @@ def load_torch_model(spec: str, arch: str | None) -> Any:
     import torch
     from torch import nn
 
+    from edgedeploy.models.loading import build_from_factory, build_from_state_dict
+
     path = Path(spec)
     if not path.exists():
         if ":" in spec:
-            return _from_factory(spec)
+            return build_from_factory(spec)
         raise UsageError(f"model {spec}: no such file (give a file or module:factory)")
     if path.is_dir():
         raise UsageError(f"model {spec}: is a directory, not a torch model file")
@@ -136,32 +137,8 @@ def load_torch_model(spec: str, arch: str | None) -> Any:
     if isinstance(loaded, dict):
         state = loaded.get("state_dict", loaded.get("model", loaded))
         if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            if arch is None:
-                raise UsageError(
-                    f"model {spec}: a state_dict needs --arch (e.g. lenet300, lenet5 or module:factory)"
-                )
-            module = _from_factory(arch if ":" in arch else f"edgedeploy.models.zoo:{arch}")
-            try:
-                module.load_state_dict(state)
-            except RuntimeError as err:
-                first_line = str(err).splitlines()[0]
-                raise UsageError(f"model {spec}: does not fit --arch {arch} ({first_line})") from err
-            return module
+            return build_from_state_dict(f"model {spec}", state, arch)
     raise UsageError(f"model {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
-
-
-def _from_factory(spec: str) -> Any:
-    from torch import nn
-
-    module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise UsageError(f"model {spec}: cannot import {attr!r} from {module_name!r}") from err
-    built = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
-    if not isinstance(built, nn.Module):
-        raise UsageError(f"model {spec}: gave a {type(built).__name__}, not a torch nn.Module")
-    return built
 
 
 def _printer() -> Any:

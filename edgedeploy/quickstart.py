@@ -58,7 +58,7 @@ def tflite_available() -> bool:
 
 def run(
     *,
-    epochs: int = 4,
+    epochs: int = 10,
     output: Path = Path("out/quickstart"),
     target: str = "local",
     runs: int = 200,

@@ -92,8 +92,8 @@ def test_compress_prints_a_table(workdir: Path) -> None:
     [
         (["missing.pt"], "no such file"),
         (["tiny.yaml"], "not a torch model file"),
-        (["lenet300.pt"], "needs --arch"),
-        (["lenet300.pt", "--arch", "lenet5"], "does not fit --arch lenet5"),
+        (["lenet300.pt"], "name its architecture with --arch"),
+        (["lenet300.pt", "--arch", "lenet5"], "do not fit --arch lenet5"),
         (["nosuchmodule:factory"], "cannot import"),
         (["edgedeploy.models.zoo:lenet300", "-r", "missing.yaml"], "cannot read it"),
         (["edgedeploy.models.zoo:lenet300", "-r", "bad_stage.yaml"], "unknown stage 'squash'"),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,17 +100,10 @@ def _zoo_shape(name: str) -> tuple[int, ...] | None:
 
 
 def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> SourceModel:
-    import torch
+    from edgedeploy.models.loading import build_from_factory
 
-    module_name, _, factory_name = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(f"{spec}: cannot import the factory ({err})") from err
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"{spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
-    return from_torch_module(model, spec, input_shape or _zoo_shape(factory_name))
+    model = build_from_factory(spec)
+    return from_torch_module(model, spec, input_shape or _zoo_shape(spec.partition(":")[2]))
 
 
 def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] | None) -> SourceModel:
@@ -187,20 +179,10 @@ def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] |
 def _state_dict_model(
     path: Path, state: dict[str, Any], arch: str | None, input_shape: tuple[int, ...] | None
 ) -> SourceModel:
-    from edgedeploy.models import zoo
+    from edgedeploy.models.loading import build_from_state_dict
 
-    known = sorted(zoo.INPUT_SHAPES)
-    if not arch:
-        raise UsageError(f"{path}: is a state_dict; name its architecture with --arch ({', '.join(known)})")
-    factory = getattr(zoo, arch, None)
-    if arch not in zoo.INPUT_SHAPES or factory is None:
-        raise UsageError(f"{path}: unknown --arch {arch!r} (known: {', '.join(known)})")
-    model = factory(pretrained=False) if arch == "efficientnet_lite0" else factory()
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise UsageError(f"{path}: weights do not fit --arch {arch} ({first_line(err)})") from err
-    return from_torch_module(model, str(path), input_shape or zoo.INPUT_SHAPES[arch])
+    model = build_from_state_dict(str(path), state, arch)
+    return from_torch_module(model, str(path), input_shape or _zoo_shape(arch or ""))
 
 
 def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
