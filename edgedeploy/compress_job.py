@@ -2,7 +2,9 @@
 
 Outputs (written to a temporary directory next to the output first, then moved in, so a failure
 leaves no partial files): `model.onnx` (fp32 ONNX holding the sparse, clustered, int8-representable
-weights), `model.pt` (the compressed torch module, `torch.save`), `report.json` (this result).
+weights), `model.pt` (the compressed torch module, `torch.save`), `model.pt2` (the same as a
+`torch.export` program: loadable without unpickling code, and the input `edgedeploy convert` takes
+for TFLite), `report.json` (this result).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 from edgedeploy.errors import UsageError
 
 DATASETS = ("mnist",)
+
+
+OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json")
 
 
 def run(
@@ -81,14 +86,16 @@ def run(
                 "accuracy_mean": statistics.fmean(accuracies),
                 "accuracy_std": statistics.stdev(accuracies) if repeats > 1 else 0.0,
             },
-            "files": {name: str(output / name) for name in ("model.onnx", "model.pt", "report.json")},
+            "files": {name: str(output / name) for name in OUTPUT_FILES},
         }
         import torch
 
         torch.save(first.model, staging / "model.pt")
+        example = torch.as_tensor(data.eval_x[:1], dtype=torch.float32)
+        torch.export.save(torch.export.export(first.model.eval(), (example,)), str(staging / "model.pt2"))
         (staging / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         output.mkdir(exist_ok=True)
-        for name in ("model.onnx", "model.pt", "report.json"):
+        for name in OUTPUT_FILES:
             os.replace(staging / name, output / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -62,11 +62,14 @@ def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None
     assert summary["weight_sparsity"] == pytest.approx(0.8, abs=0.005)
     assert summary["survival"]["onnx"]["survived"]
     out = workdir / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "model.pt2", "report.json"]
     assert (out / "model.onnx").stat().st_size == summary["deployable_bytes"]
     assert json.loads((out / "report.json").read_text())["summary"]["rate"] == summary["rate"]
     model = torch.load(out / "model.pt", weights_only=False)
     assert float((model.fc1.weight == 0).float().mean()) > 0.7
+    # The .pt2 program loads without unpickling code and holds the same sparse weights.
+    program = torch.export.load(str(out / "model.pt2"))
+    assert torch.equal(program.state_dict["fc1.weight"], model.fc1.weight)
     assert not list(workdir.glob(".out.tmp-*"))  # the staging directory is gone
 
 
