@@ -91,16 +91,22 @@ def test_unknown_host_key_refused_then_trust_new_records_it(sshd: SSHServer, tmp
     assert again.returncode == 0 and json.loads(again.stdout)["skipped"] is True
 
 
-def test_changed_host_key_refused_even_with_trust_new(sshd: SSHServer, tmp_path: Path) -> None:
+def test_changed_host_key_refused_unless_trust_new_replaces_it(sshd: SSHServer, tmp_path: Path) -> None:
     other = keygen(tmp_path / "other_host_key").with_suffix(".pub").read_text().split()
     sshd.known_hosts.write_text(f"[{sshd.host}]:{sshd.port} {other[0]} {other[1]}\n")
     inventory = _inventory(tmp_path, sshd)
-    for extra in ([], ["--trust-new"]):
-        out = run_cli("targets", "check", "box", "-i", str(inventory), *extra)
-        assert out.returncode == 1
-        assert "host key" in out.stderr and "CHANGED" in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1
-    assert "ssh-ed25519" in sshd.known_hosts.read_text() and other[1] in sshd.known_hosts.read_text()
+    refused = run_cli("targets", "check", "box", "-i", str(inventory))
+    assert refused.returncode == 1
+    assert "host key" in refused.stderr and "CHANGED" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert other[1] in sshd.known_hosts.read_text()  # a refusal never touches the record
+    trusted = run_cli("targets", "check", "box", "-i", str(inventory), "--trust-new")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "CHANGED" in trusted.stderr and "replaced" in trusted.stderr  # said loudly, not silently
+    assert other[1] not in sshd.known_hosts.read_text()
+    assert sshd.host_key_line().split()[2] in sshd.known_hosts.read_text()
+    again = run_cli("targets", "check", "box", "-i", str(inventory))
+    assert again.returncode == 0, again.stderr
 
 
 def test_auth_failure_is_one_line(sshd: SSHServer, tmp_path: Path) -> None:

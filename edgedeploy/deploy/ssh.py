@@ -3,9 +3,10 @@
 Connection settings come from the inventory first (Ansible's variable names), then `~/.ssh/config`
 (HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile), then OpenSSH's defaults.
 Host keys are checked like `StrictHostKeyChecking=yes`: an unknown key is refused unless the user
-passes `--trust-new` (then it is appended to the known_hosts file); a CHANGED key is always refused,
-because that is what a man in the middle looks like. Every argument of a remote command is quoted
-with shlex, so a file name can never run anything.
+passes `--trust-new` (then it is appended to the known_hosts file); a CHANGED key, which is what a
+man in the middle looks like, is refused too, and with `--trust-new` (the device was re-installed and
+the user checked the new key) its record is replaced with a warning on stderr. Every argument of a
+remote command is quoted with shlex, so a file name can never run anything.
 
 Host variables (besides ansible_host/port/user/ssh_private_key_file):
   edgedeploy_known_hosts        known_hosts file (default: ssh_config's UserKnownHostsFile or
@@ -23,6 +24,7 @@ import logging
 import os
 import posixpath
 import select
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +210,9 @@ class SSHTransport(TransportBase):
             f"{attempts} attempt{'s' if attempts > 1 else ''}, {self.connect_timeout:g} s timeout)"
         ) from last
 
-    def _connect_once(self, endpoint: Endpoint, sock: Any, known_hosts: str | None) -> paramiko.SSHClient:
+    def _connect_once(
+        self, endpoint: Endpoint, sock: Any, known_hosts: str | None, *, replaced: bool = False
+    ) -> paramiko.SSHClient:
         import paramiko
 
         client = paramiko.SSHClient()
@@ -235,6 +239,19 @@ class SSHTransport(TransportBase):
                 sock=sock,
                 transport_factory=_fast_cipher_transport,
             )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            if not self.trust_new or replaced:
+                raise
+            # --trust-new on a CHANGED key (a re-installed device): forget the old record, say so loudly,
+            # and connect again once; the missing-key policy then records the new key.
+            name = _known_hosts_name(endpoint)
+            _forget_host_key(known, name)
+            sys.stderr.write(
+                f"warning: {self.target_name}: host key for {name} CHANGED; --trust-new replaced the "
+                f"record in {known} with {exc.key.get_name()} {exc.key.fingerprint}\n"
+            )
+            return self._connect_once(endpoint, sock, known_hosts, replaced=True)
         except BaseException:
             client.close()
             raise
@@ -247,12 +264,11 @@ class SSHTransport(TransportBase):
         import paramiko
 
         if isinstance(exc, paramiko.BadHostKeyException):
-            known = self._known_hosts_path(endpoint.known_hosts or known_hosts)
-            name = endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}"
+            name = _known_hosts_name(endpoint)
             return TargetError(
                 f"{self.target_name}: host key for {name} has CHANGED (now {exc.key.get_name()} "
                 f"{exc.key.fingerprint}); refusing to connect (possible man-in-the-middle). If the device "
-                f"was reinstalled: ssh-keygen -R '{name}' -f {known}, then --trust-new"
+                f"was reinstalled and you verified the new key: re-run with --trust-new to replace the record"
             )
         keys = ", ".join(endpoint.key_files) or "default keys"
         return TargetError(
@@ -568,6 +584,23 @@ def _fast_cipher_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     preferred = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers)
     options.ciphers = preferred + tuple(c for c in options.ciphers if c not in preferred)
     return transport
+
+
+def _known_hosts_name(endpoint: Endpoint) -> str:
+    """The name known_hosts files use for an endpoint (OpenSSH writes [host]:port off port 22)."""
+    return endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}"
+
+
+def _forget_host_key(known_hosts: Path, hostname: str) -> None:
+    """Remove every record of `hostname` from a known_hosts file (written atomically)."""
+    import paramiko
+
+    keys = paramiko.HostKeys(str(known_hosts))
+    if hostname in keys:
+        del keys[hostname]
+    tmp = known_hosts.with_name(known_hosts.name + ".tmp")
+    keys.save(str(tmp))
+    os.replace(tmp, known_hosts)
 
 
 class _HostKeyPolicy:
