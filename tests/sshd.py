@@ -82,6 +82,10 @@ class SSHServer:
                     "PermitRootLogin prohibit-password",
                     "Subsystem sftp internal-sftp",
                     "LogLevel ERROR",
+                    # The test user's shell rc may run `pyenv init` (root's does on these machines), whose
+                    # `pyenv rehash` waits up to 60 s for a lock that a session killed mid-rehash (the
+                    # dropped-link tests kill sessions) leaves behind; keep such a wait short.
+                    "SetEnv PYENV_REHASH_TIMEOUT=1",
                     self.extra_config,
                 ]
             )
@@ -110,6 +114,19 @@ class SSHServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        _clear_stale_pyenv_lock()
+
+    def crash(self) -> None:
+        """Like a device losing power: kill the listener AND every live session (SIGKILL)."""
+        import psutil
+
+        if self.proc and self.proc.poll() is None:
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                child.kill()
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        _clear_stale_pyenv_lock()
 
     def inventory_yaml(self, name: str = "sshbox", workdir: str | None = None, **extra: object) -> str:
         """An inventory file body naming this server as host `name`, with host key checking on."""
@@ -142,3 +159,16 @@ def make_server(root: Path, host: str = "127.0.0.1", client_key: Path | None = N
         host_key=host_key,
         known_hosts=root / "known_hosts",
     )
+
+
+def _clear_stale_pyenv_lock(min_age_s: float = 10.0) -> None:
+    """Remove pyenv's rehash lock when a killed session left it behind (see the SetEnv above).
+
+    A live rehash holds the lock for well under a second, so an older lock is stale.
+    """
+    lock = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "shims" / ".pyenv-shim"
+    try:
+        if time.time() - lock.stat().st_mtime > min_age_s:
+            lock.unlink()
+    except FileNotFoundError:
+        pass

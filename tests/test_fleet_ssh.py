@@ -56,11 +56,12 @@ def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[S
     victim = servers[1]
 
     def stop_after_first_job() -> None:
-        # Stop box1's sshd as soon as any job has finished: box1 then loses its remaining work.
+        # Crash box1 (listener and live sessions) as soon as any job has finished: box1 then loses
+        # its remaining work whether or not its next job had already connected.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any('"event": "job"' in p.read_text() for p in journal_dir().glob("*.jsonl")):
-                victim.stop()
+                victim.crash()
                 return
             time.sleep(0.05)
 
