@@ -31,7 +31,8 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import Target, cache_dir, load_inventory
 from edgedeploy.errors import EdgeDeployError, UsageError
-from edgedeploy.profiles.schema import sha256_file, utc_now
+from edgedeploy.fileinfo import sha256_file
+from edgedeploy.profiles.schema import utc_now
 
 RETRY_BACKOFF_S = 0.5
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

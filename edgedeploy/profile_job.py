@@ -18,8 +18,9 @@ from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import push_file, remote_join
 from edgedeploy.deploy.transport import Transport
 from edgedeploy.errors import TargetError, UsageError
+from edgedeploy.fileinfo import sha256_file
 from edgedeploy.profiles.power import estimate_power, profile_power
-from edgedeploy.profiles.schema import build_profile, sha256_file
+from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
 from edgedeploy.runner import RUNNER_PATH
 

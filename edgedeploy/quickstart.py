@@ -9,10 +9,8 @@ every variant on the target through the runner, and print one table. Profiles la
 from __future__ import annotations
 
 import importlib.util
-import io
 import platform
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import zipped_size
 from edgedeploy.profiles.store import write_json_atomic
 
 VALIDATION_SAMPLES = 5000  # held out of the 60k training images; the 10k test set is only for reporting
@@ -42,13 +41,6 @@ VARIANTS = [
     Variant("base-fp32.tflite", "baseline", "tflite", "fp32"),
     Variant("comp-int8.tflite", "compressed", "tflite", "int8"),
 ]
-
-
-def zipped_size(path: Path) -> int:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(path, path.name)
-    return buf.tell()
 
 
 def tflite_available() -> bool:

@@ -19,7 +19,7 @@ from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import PART_SUFFIX, push_file
 from edgedeploy.deploy.ssh import SSHTransport
 from edgedeploy.errors import TargetError
-from edgedeploy.profiles.schema import sha256_file
+from edgedeploy.fileinfo import sha256_file
 from tests.conftest import run_cli
 from tests.sshd import SSHServer, free_port
 

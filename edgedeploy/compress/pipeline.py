@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from edgedeploy.compress.storage import model_storage
 from edgedeploy.compress.structured import StructuredPruneStage
 from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
 from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import zipped_size
 from edgedeploy.train import accuracy, seed_everything
 
 __all__ = [
@@ -244,12 +244,3 @@ def summarize(
         "quantization": quantization,
         "survival": {"onnx": survival},
     }
-
-
-def zipped_size(path: Path) -> int:
-    """Bytes of `path` in a deflate zip (what a download or an app bundle would carry)."""
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-zip-") as tmp:
-        archive = Path(tmp) / "model.zip"
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-            zf.write(path, arcname=path.name)
-        return archive.stat().st_size

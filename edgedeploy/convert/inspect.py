@@ -6,7 +6,6 @@ The JSON keys `inputs`, `outputs` (name, shape, dtype), `parameters`, `nonzero_p
 
 from __future__ import annotations
 
-import io
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from edgedeploy.convert.files import LAYOUT_KEY, first_line, guess_layout
 from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import zipped_size
 
 # Operator inputs that hold quantization scales / zero points (or Clip's bounds, e.g. ReLU6), not weights.
 _QUANT_PARAM_INPUTS = {
@@ -52,10 +52,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
         raise UsageError(
             f"{path}: unknown model format (expected .onnx, .tflite or a torch .pt/.pth/.pt2 file)"
         )
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        archive.writestr(path.name, data)
-    return {"file": str(path), "size_bytes": len(data), "zipped_bytes": len(buffer.getvalue())} | info
+    return {"file": str(path), "size_bytes": len(data), "zipped_bytes": zipped_size(path)} | info
 
 
 def _weight_stats(weights: list[np.ndarray]) -> dict[str, Any]:

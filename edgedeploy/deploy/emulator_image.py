@@ -415,7 +415,7 @@ def _du_mb(path: Path) -> int:
 
 
 def sha256_path(path: Path) -> str:
-    from edgedeploy.profiles.schema import sha256_file
+    from edgedeploy.fileinfo import sha256_file
 
     return sha256_file(path)
 

@@ -41,7 +41,7 @@ from edgedeploy.deploy.transport import (
     Transport,
 )
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
-from edgedeploy.profiles.schema import sha256_file
+from edgedeploy.fileinfo import sha256_file
 
 PART_SUFFIX = ".edgedeploy-part"
 MANIFEST = "manifest.json"

@@ -7,21 +7,13 @@ meaning; readers accept older versions they know.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from edgedeploy import __version__
+from edgedeploy.fileinfo import sha256_file  # noqa: F401 - re-exported for profile readers
 
 SCHEMA_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_format(path: Path) -> str:
