@@ -71,6 +71,7 @@ def test_round_trip_every_output_kind(
     )
     assert result["output"] == str(output) and output.stat().st_size == result["size_bytes"]
     assert leftovers(tmp_path) == [output.name]  # no temporary files left behind
+    assert b"test_convert.py" not in output.read_bytes()  # no exporter stack traces with host paths
     verification = result["verification"]
     assert verification["passed"] and verification["max_abs_error"] <= verification["tolerance"]
     assert verification["top1_agreement"] >= 0.75

@@ -40,18 +40,21 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
                 warnings.simplefilter("ignore")
                 shapes = None if dynamic is None else (dynamic["x"],)
                 torch.onnx.export(module, args, str(out), dynamic_shapes=shapes, **common)
-            _fold_weight_arithmetic(out)
+            _fold_weight_arithmetic_and_strip_debug_info(out)
             return
         except Exception as err:  # noqa: BLE001 - the exporter raises many internal types
             errors.append(first_line(err))
     raise UsageError(f"torch.onnx.export failed: {errors[-1]}")
 
 
-def _fold_weight_arithmetic(path: Path) -> None:
+def _fold_weight_arithmetic_and_strip_debug_info(path: Path) -> None:
     """Fold computations on weights (pruning masks: weight_orig * mask) into plain initializers.
 
     The exporter's optimizer skips tensors over 8192 elements; without folding, a pruned model ships
     both dense weight and mask, twice its size, and its sparsity is invisible to zip and to inspect.
+
+    The exporter also tags every node with its Python stack trace and FX node: about 1 KB per node,
+    which dominates small models' files and ships the build machine's file paths to every device.
     """
     import onnx
     import onnxscript.optimizer
@@ -59,7 +62,21 @@ def _fold_weight_arithmetic(path: Path) -> None:
     limit = 1 << 28
     model = onnx.load(str(path))
     model = onnxscript.optimizer.optimize(model, input_size_limit=limit, output_size_limit=limit)
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            del node.metadata_props[:]
     onnx.save(model, str(path))
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    """A graph and every subgraph (If/Loop/Scan bodies) inside it."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.g.node:
+                yield from _graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from _graphs(sub)
 
 
 def set_layout(path: Path, layout: str) -> None:
