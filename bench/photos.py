@@ -51,7 +51,8 @@ def random_crops(names: tuple[str, ...], n: int, shape: tuple[int, ...], seed: i
         side = int(min(photo.size) * rng.uniform(0.5, 1.0))
         left = int(rng.integers(photo.size[0] - side + 1))
         top = int(rng.integers(photo.size[1] - side + 1))
-        crop = photo.resize((width, height), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+        box = (left, top, left + side, top + side)
+        crop = photo.resize((width, height), Image.Resampling.BILINEAR, box=box)
         pixels = np.asarray(crop, np.float32)
         if rng.random() < 0.5:
             pixels = pixels[:, ::-1]

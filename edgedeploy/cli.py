@@ -301,14 +301,20 @@ def profile(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
     target: TargetOpt = "local",
-    runs: Annotated[int, typer.Option(help="Timed inferences.")] = 100,
-    warmup: Annotated[int, typer.Option(help="Untimed warm-up inferences.")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed inferences (at least).")] = 100,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up inferences (at least).")] = 10,
+    min_seconds: Annotated[
+        float, typer.Option(help="Keep timing past --runs until this long has passed (0: exactly --runs).")
+    ] = 1.0,
+    warmup_seconds: Annotated[float, typer.Option(help="Keep warming up past --warmup this long.")] = 0.5,
     duration: Annotated[
         float | None, typer.Option(help="Run for this many seconds instead of --runs.")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
     runtime: RuntimeOpt = "auto",
-    repeats: Annotated[int, typer.Option(help="Repeat the whole measurement K times and report spread.")] = 1,
+    repeats: Annotated[
+        int, typer.Option(help="Repeat the whole measurement K times (fresh processes) and report spread.")
+    ] = 1,
     cores: Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0,1.")] = None,
     cooldown: Annotated[float, typer.Option(help="Seconds to rest between repeats.")] = 0.0,
     inputs: Annotated[
@@ -328,6 +334,8 @@ def profile(
         target,
         runs=runs,
         warmup=warmup,
+        min_seconds=min_seconds,
+        warmup_seconds=warmup_seconds,
         duration=duration,
         threads=threads,
         runtime=runtime,

@@ -98,6 +98,8 @@ def profile_model(
     *,
     runs: int = 100,
     warmup: int = 10,
+    min_seconds: float = 0.0,
+    warmup_seconds: float = 0.0,
     duration: float | None = None,
     threads: int | None = None,
     runtime: str = "auto",
@@ -117,20 +119,32 @@ def profile_model(
     """Measure `model` on one target and store the profile; returns the profile with its `path`.
 
     Each repeat is a fresh runner process (load, warm-up, timed runs), so the spread across repeats
-    includes what changes between processes, not only between loops.
+    includes what changes between processes, not only between loops. The timed runs go on past
+    `runs` until `min_seconds` have passed, the warm-up past `warmup` until `warmup_seconds` (the
+    CLI's defaults, 1 s and 0.5 s, are TFLite benchmark_model's); `cores` pins the runner.
     """
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
-    if runs < 1 or warmup < 0 or repeats < 1 or cooldown < 0 or (duration is not None and duration <= 0):
-        raise UsageError("--runs and --repeats must be >= 1, --warmup and --cooldown >= 0, --duration > 0")
+    if (
+        runs < 1
+        or repeats < 1
+        or min(warmup, warmup_seconds, min_seconds, cooldown) < 0
+        or (duration is not None and duration <= 0)
+    ):
+        raise UsageError(
+            "--runs and --repeats must be >= 1, --warmup, --warmup-seconds, --min-seconds and --cooldown "
+            ">= 0, --duration > 0"
+        )
     target = load_inventory(inventory).get(target_name)
     threads = threads or target.threads
     runtime = runtime if runtime != "auto" else target.runtime
-    args = _runner_profile_args(target, runs, warmup, duration, threads, runtime, cores, raw_samples)
+    args = _runner_profile_args(
+        target, runs, warmup, min_seconds, warmup_seconds, duration, threads, runtime, cores, raw_samples
+    )
     args += _shape_args(shapes or {})
-    if duration:
-        timeout = max(timeout, duration * 2 + 120)
+    if duration or min_seconds or warmup_seconds:
+        timeout = max(timeout, ((duration or min_seconds) + warmup_seconds) * 2 + 120)
     status = on_status or (lambda _msg: None)
     docs: list[dict[str, Any]] = []
     with open_transport(target, trust_new=trust_new) as transport:
@@ -151,6 +165,8 @@ def profile_model(
         settings={
             "runs": runs,
             "warmup": warmup,
+            "min_seconds": min_seconds,
+            "warmup_seconds": warmup_seconds,
             "duration_s": duration,
             "threads": threads,
             "requested_runtime": runtime,
@@ -170,6 +186,8 @@ def _runner_profile_args(
     target: Target,
     runs: int,
     warmup: int,
+    min_seconds: float,
+    warmup_seconds: float,
     duration: float | None,
     threads: int | None,
     runtime: str,
@@ -177,6 +195,10 @@ def _runner_profile_args(
     raw_samples: bool,
 ) -> list[str]:
     args = ["--mode", "profile", "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
+    if min_seconds:
+        args += ["--min-seconds", str(min_seconds)]
+    if warmup_seconds:
+        args += ["--warmup-seconds", str(warmup_seconds)]
     if duration:
         args += ["--duration", str(duration)]
     if threads:

@@ -111,7 +111,7 @@ def test_arm64_vm_provision_run_profile(tmp_path: Path, monkeypatch: pytest.Monk
 
             started = time.monotonic()
             prof = run_cli("profile", str(model), "--target", INSTANCE, "--runs", "20", "--warmup", "3",
-                           "--json", timeout=900)  # fmt: skip
+                           "--min-seconds", "0", "--warmup-seconds", "0", "--json", timeout=900)  # fmt: skip
             assert prof.returncode == 0, prof.stderr
             doc = json.loads(prof.stdout)
             assert doc["target"]["arch"] == "aarch64"

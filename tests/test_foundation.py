@@ -67,7 +67,8 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_profile_local_json_interface(tiny_onnx: Path, tmp_path: Path) -> None:
-    out = run_cli("profile", str(tiny_onnx), "--target", "local", "--runs", "30", "--json", cwd=tmp_path)
+    out = run_cli("profile", str(tiny_onnx), "--target", "local", "--runs", "30", "--min-seconds", "0",
+                  "--json", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["latency_ms"]["n"] == 30

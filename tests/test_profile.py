@@ -117,7 +117,9 @@ def test_profile_json_interface(
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     lat = doc["latency_ms"]
-    assert lat["n"] == 25 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    # --runs and --warmup are minimums: by default the timed runs last >= 1 s and the warm-up >= 0.5 s.
+    assert lat["n"] > 25 and doc["timed_seconds"] >= 1.0 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert doc["settings"]["min_seconds"] == 1.0 and doc["settings"]["warmup_seconds"] == 0.5
     assert lat["mean"] > 0 and lat["std"] >= 0
     assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
     assert doc["memory"]["peak_rss_mb"] > 10
@@ -156,7 +158,8 @@ def test_run_writes_each_output_as_npy(
 
 def test_repeats_report_spread_with_pinning_and_cooldown(models: dict[str, Path], tmp_path: Path) -> None:
     out = run_cli("profile", str(models["onnx"]), "--runs", "20", "--warmup", "2", "--repeats", "3",
-                  "--cooldown", "0.1", "--cores", "0", "--json", cwd=tmp_path)  # fmt: skip
+                  "--min-seconds", "0.1", "--warmup-seconds", "0", "--cooldown", "0.1", "--cores", "0",
+                  "--json", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     spread = doc["repeat_spread"]
@@ -174,7 +177,8 @@ def test_measured_power_from_the_boards_sensors(
 ) -> None:
     sysfs = write_tree(tmp_path / "sys", {**BOARD, **JETSON_ORIN_INA3221})
     target = target_for(kind, request, tmp_path, edgedeploy_sysfs_root=str(sysfs))
-    out = run_cli("profile", str(models["onnx"]), *target, "--runs", "30", cwd=tmp_path)
+    out = run_cli("profile", str(models["onnx"]), *target, "--runs", "30", "--min-seconds", "0.1",
+                  cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "measured" in out.stdout and "VDD_IN" in out.stdout
     (stored,) = (tmp_path / "profiles" / "board" / "tiny").glob("*.json")

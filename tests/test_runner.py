@@ -224,12 +224,28 @@ def test_profile_measures_latency_cpu_memory_and_estimates_nothing_without_senso
 
 
 def test_duration_mode_and_core_pinning(tiny_onnx: Path) -> None:
-    code, doc = run_runner(tiny_onnx, "--duration", "0.3", "--warmup", "1", "--cores", "0")
+    code, doc = run_runner(tiny_onnx, "--duration", "0.3", "--warmup", "1", "--cores", "0", "--threads", "2")
     assert code == 0, doc
     assert doc["timed_seconds"] >= 0.3 and doc["latency_ms"]["n"] > 1
-    assert doc["cpu"]["affinity"] == [0]
+    # Every thread is pinned: the runtime's workers and the ones `import numpy` started before pinning.
+    assert doc["cpu"]["affinity"] == doc["cpu"]["threads_affinity"] == [0]
     code, doc = run_runner(tiny_onnx, "--cores", "999")
     assert code == 2 and "--cores 999" in doc["error"]
+
+
+def test_runs_and_warmup_are_minimums_extended_to_min_seconds(tiny_onnx: Path) -> None:
+    """As TFLite's benchmark_model: at least --runs AND at least --min-seconds of timed runs (same for
+    the warm-up), so a fast model is timed long enough for a stable median."""
+    code, doc = run_runner(tiny_onnx, "--runs", "5", "--min-seconds", "0.3", "--warmup", "2",
+                           "--warmup-seconds", "0.1")  # fmt: skip
+    assert code == 0, doc
+    assert doc["timed_seconds"] >= 0.3 and doc["latency_ms"]["n"] > 5
+    assert doc["settings"]["warmup_runs_done"] > 2 and doc["settings"]["min_seconds"] == 0.3
+    code, doc = run_runner(tiny_onnx, "--runs", "7", "--warmup", "0")  # no minimum time: exactly --runs
+    assert code == 0, doc
+    assert doc["latency_ms"]["n"] == 7 and doc["settings"]["warmup_runs_done"] == 0
+    code, doc = run_runner(tiny_onnx, "--min-seconds", "-1")
+    assert code == 2 and "--min-seconds" in doc["error"]
 
 
 def test_jetson_ina3221_hwmon_rails_measured_on_a_thread(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ def quantize_int8_static(
         quant_format, activation_type = QuantFormat.QDQ, QuantType.QInt8
     else:
         quant_format, activation_type = QuantFormat.QOperator, QuantType.QUInt8
+    asymmetric = {"CalibTensorRangeSymmetric": False}
     with _preprocessed(src) as pre:
         quantize_static(
             str(pre),
@@ -184,7 +185,7 @@ def quantize_int8_static(
                 "percentile": CalibrationMethod.Percentile,
                 "entropy": CalibrationMethod.Entropy,
             }[calibration_method],
-            extra_options={"CalibTensorRangeSymmetric": False} if calibration_method == "percentile" else None,
+            extra_options=asymmetric if calibration_method == "percentile" else None,
         )
 
 

@@ -9,6 +9,7 @@ Errors are printed as JSON too: {"error": "...", "kind": "..."} so the host can 
 """
 
 import argparse
+import gc
 import glob
 import json
 import os
@@ -919,7 +920,25 @@ def pin_cores(text):
         os.sched_setaffinity(0, cores)
     except OSError as exc:
         raise RunnerError("--cores %s: %s (this device has %s cores)" % (text, exc.strerror, os.cpu_count()))
+    # On Linux this pinned the calling thread only: threads started before it (an OpenBLAS pool that
+    # `import numpy` starts) keep their old mask, so pin every thread of the process.
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:  # the thread ended meanwhile
+            continue
     return sorted(os.sched_getaffinity(0))
+
+
+def threads_cpus():
+    """The cores any thread of this process may run on (the union over /proc/self/task), which shows
+    whether --cores held for the runtime's worker threads too; None where /proc is missing."""
+    cpus = set()
+    for status in glob.glob("/proc/self/task/*/status"):
+        for line in (_read(status) or "").splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                cpus.update(parse_cores(line.split(":", 1)[1].strip()))
+    return sorted(cpus) or None
 
 
 def build_parser():
@@ -929,7 +948,11 @@ def build_parser():
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--warmup-seconds", type=float, default=0.0, help="warm up for at least this long")
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument(
+        "--min-seconds", type=float, default=0.0, help="keep timing past --runs until this long has passed"
+    )
     parser.add_argument("--duration", type=float, default=None, help="time for this many seconds instead")
     parser.add_argument("--inputs", nargs="*", default=[])
     parser.add_argument("--shape", action="append", default=[])
@@ -990,8 +1013,16 @@ def measure(args):
             kind="no-runtime",
             code=3,
         )
-    if args.runs < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
-        raise RunnerError("--runs must be >= 1, --warmup >= 0 and --duration > 0")
+    if (
+        args.runs < 1
+        or args.warmup < 0
+        or args.warmup_seconds < 0
+        or args.min_seconds < 0
+        or (args.duration is not None and args.duration <= 0)
+    ):
+        raise RunnerError(
+            "--runs must be >= 1, --warmup, --warmup-seconds and --min-seconds >= 0, --duration > 0"
+        )
     started = _now_iso()
     runtime = choose_runtime(args.model, args.runtime)
     affinity = pin_cores(args.cores)
@@ -1060,25 +1091,27 @@ def time_inferences(model, args, affinity):
     idle_w = None
     if sensor is not None and args.idle_seconds > 0:
         idle_w = sample_idle_power(sensor, args.idle_seconds, interval)
-    for _ in range(args.warmup):
-        model.invoke()
+    # Like TFLite's benchmark_model (warmup_runs + warmup_min_secs, num_runs + min_secs): at least N
+    # runs AND at least S seconds. Time, not a count, is what makes a fast model's p50 stable: 100 runs
+    # of a 2 ms model are 0.2 s, short enough for one scheduler hiccup or frequency step to move it.
+    warmup_count = repeat_until(model.invoke, args.warmup, args.warmup_seconds)
     before = system_snapshot(args.sysfs_root)
     sampler = PowerSampler(sensor, interval) if sensor is not None else None
     samples = []
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)  # finer-grained than os.times() clock ticks
     if sampler:
         sampler.start()
+    # Python's cyclic GC must not pause inside a timed run (the runtime's outputs are fresh objects).
+    gc.collect()
+    gc.disable()
     wall0 = time.perf_counter()
-    deadline = wall0 + args.duration if args.duration else None
-    while True:
-        t = time.perf_counter()
-        model.invoke()
-        samples.append((time.perf_counter() - t) * 1e3)
-        if deadline is not None:
-            if time.perf_counter() >= deadline:
-                break
-        elif len(samples) >= args.runs:
-            break
+    try:
+        if args.duration:
+            repeat_until(model.invoke, 0, args.duration, samples)
+        else:
+            repeat_until(model.invoke, args.runs, args.min_seconds, samples)
+    finally:
+        gc.enable()
     wall = time.perf_counter() - wall0
     if sampler:
         sampler.stop()
@@ -1103,18 +1136,39 @@ def time_inferences(model, args, affinity):
             "utilization_cores": (user_s + sys_s) / wall if wall > 0 else None,
             "process_threads": threads,
             "affinity": affinity,
+            "threads_affinity": threads_cpus(),
             "governors": sorted(set(c["governor"] for c in after["cpufreq"] if c["governor"])),
         },
         "thermal": {"before": before, "after": after, "throttled": throttled, "reasons": reasons},
         "power": power or {"source": "none", "method": NO_POWER[args.power_sensor == "none"]},
         "settings": {
             "warmup": args.warmup,
+            "warmup_seconds": args.warmup_seconds,
+            "warmup_runs_done": warmup_count,
             "runs": args.runs if not args.duration else None,
+            "min_seconds": args.min_seconds if not args.duration else None,
             "duration_s": args.duration,
             "cores": args.cores,
             "power_sensor": args.power_sensor,
         },
     }
+
+
+def repeat_until(invoke, min_runs, min_seconds, samples=None):
+    """Call `invoke` at least `min_runs` times AND until `min_seconds` have passed; append each
+    call's milliseconds to `samples` when given. Returns the number of calls."""
+    start = time.perf_counter()
+    deadline = start + min_seconds
+    count = 0
+    now = start
+    while count < min_runs or now < deadline:
+        t = time.perf_counter()
+        invoke()
+        now = time.perf_counter()
+        if samples is not None:
+            samples.append((now - t) * 1e3)
+        count += 1
+    return count
 
 
 def safe_name(name):
