@@ -73,15 +73,19 @@ def agreement(
 ) -> dict[str, float | int | None]:
     """Top-1 agreement with the reference (fp32) model: over all inputs, and over the inputs on which
     the reference is confident (its top-1 softmax probability above `confident_at`), where a
-    disagreement is a real error rather than a coin toss between near-equal classes."""
+    disagreement is a real error rather than a coin toss between near-equal classes; plus how often
+    the reference's top-1 is in the top 5, and the logits' SQNR."""
     reference_top1 = reference_logits.argmax(axis=1)
     same = logits.argmax(axis=1) == reference_top1
     confident = softmax(reference_logits).max(axis=1) > confident_at
     top5 = np.argsort(-logits, axis=1)[:, :5]
+    noise = float(np.sum((logits - reference_logits) ** 2))
     return {
         "top1_agreement": float(same.mean()),
         "top1_agreement_confident": float(same[confident].mean()) if confident.any() else None,
         "confident_inputs": int(confident.sum()),
         "inputs": len(same),
         "reference_top1_in_top5": float((top5 == reference_top1[:, None]).any(axis=1).mean()),
+        # Signal-to-quantisation-noise ratio of the logits: finer-grained than agreement.
+        "logit_sqnr_db": 10.0 * float(np.log10(np.sum(reference_logits**2) / noise)) if noise else None,
     }
