@@ -215,10 +215,17 @@ def _runner_profile_args(
     return args
 
 
+def _scheduler(doc: dict[str, Any]) -> dict[str, Any]:
+    return (doc.get("cpu") or {}).get("scheduler") or {}
+
+
 def _repeat_summary(doc: dict[str, Any]) -> dict[str, Any]:
     power = doc.get("power") or {}
     return {
         "latency_ms": {k: v for k, v in doc["latency_ms"].items() if k != "samples"},
+        "cpu_time_p50_ms": (doc.get("cpu_time_ms") or {}).get("p50"),
+        "waiting_fraction": _scheduler(doc).get("waiting_fraction"),
+        "contended": bool(_scheduler(doc).get("contended")),
         "init_ms": doc.get("init_ms"),
         "throttled": bool((doc.get("thermal") or {}).get("throttled")),
         "energy_per_inference_mj": power.get("energy_per_inference_mj"),
@@ -227,9 +234,11 @@ def _repeat_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run-to-run spread of the median and the mean latency across repeats."""
+    """Run-to-run spread of the median and the mean latency across repeats (and of the median CPU time
+    per inference, which other load on the device moves far less than the wall-clock latency)."""
     medians = [d["latency_ms"]["p50"] for d in docs]
     means = [d["latency_ms"]["mean"] for d in docs]
+    cpu_medians = [d["cpu_time_ms"]["p50"] for d in docs if d.get("cpu_time_ms")]
     p50_mean = statistics.fmean(medians)
     return {
         "repeats": len(docs),
@@ -239,7 +248,11 @@ def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_min_ms": min(medians),
         "p50_max_ms": max(medians),
         "mean_cv": statistics.stdev(means) / statistics.fmean(means) if statistics.fmean(means) else None,
+        "cpu_time_p50_cv": statistics.stdev(cpu_medians) / statistics.fmean(cpu_medians)
+        if len(cpu_medians) > 1 and statistics.fmean(cpu_medians)
+        else None,
         "throttled_repeats": sum(1 for d in docs if (d.get("thermal") or {}).get("throttled")),
+        "contended_repeats": sum(1 for d in docs if _scheduler(d).get("contended")),
     }
 
 
@@ -344,6 +357,12 @@ def print_profile(doc: dict[str, Any]) -> None:
     console.print(f"power: {power['source']} ({power['method']})")
     for note in doc.get("notes") or []:
         console.print(f"note: {note}")
+    if doc.get("contended"):
+        console.print(
+            "[yellow]other processes held the CPU during the runs (waited "
+            f"{_scheduler(doc).get('waiting_fraction', 0):.0%} of the time in the representative repeat): "
+            "latency includes that wait; cpu_time_ms does not[/]"
+        )
     if doc.get("throttled"):
         reasons = "; ".join((doc.get("thermal") or {}).get("reasons") or ["in another repeat"])
         console.print(f"[red]the device was throttling during the runs: {reasons}[/]")

@@ -168,6 +168,10 @@ def test_repeats_report_spread_with_pinning_and_cooldown(models: dict[str, Path]
     assert doc["latency_ms"]["p50"] == medians[1], "the profile shows the median repeat"
     assert spread["p50_min_ms"] == medians[0] and spread["p50_max_ms"] == medians[2]
     assert spread["p50_cv"] >= 0 and spread["throttled_repeats"] == 0
+    # CPU time per inference and run-queue waits, per repeat: what tells load on the device from noise.
+    assert spread["cpu_time_p50_cv"] >= 0 and 0 <= spread["contended_repeats"] <= 3
+    assert all(r["cpu_time_p50_ms"] > 0 and 0 <= r["waiting_fraction"] <= 1 for r in doc["repeats"])
+    assert doc["cpu_time_ms"]["p50"] > 0 and isinstance(doc["contended"], bool)
     assert doc["cpu"]["affinity"] == [0] and doc["settings"]["cores"] == "0"
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -216,6 +217,9 @@ def test_profile_measures_latency_cpu_memory_and_estimates_nothing_without_senso
     assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
     assert doc["memory"]["peak_rss_mb"] >= doc["memory"]["rss_before_load_mb"] > 0
     assert doc["cpu"]["process_threads"] >= 1 and doc["cpu"]["user_s"] >= 0
+    cpu_time = doc["cpu_time_ms"]
+    assert cpu_time["n"] == 40 and 0 < cpu_time["min"] <= cpu_time["p50"] <= cpu_time["max"]
+    assert 0 <= doc["cpu"]["scheduler"]["waiting_fraction"] <= 1
     host = doc["host"]
     assert host["cpu_count"] >= 1 and host["python"].startswith("3.") and isinstance(host["isa"], list)
     # No sensors: the runner says so; the host side (profiles/power.py) then estimates.
@@ -246,6 +250,24 @@ def test_runs_and_warmup_are_minimums_extended_to_min_seconds(tiny_onnx: Path) -
     assert doc["latency_ms"]["n"] == 7 and doc["settings"]["warmup_runs_done"] == 0
     code, doc = run_runner(tiny_onnx, "--min-seconds", "-1")
     assert code == 2 and "--min-seconds" in doc["error"]
+
+
+def test_a_run_sharing_its_core_with_a_busy_process_is_flagged_contended(tiny_onnx: Path) -> None:
+    """Another process on the runner's core makes the wall-clock latency include waiting for the CPU:
+    the runner sees it in the scheduler's run-queue time and says so."""
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass"]
+    )  # fmt: skip
+    try:
+        time.sleep(0.2)  # the spinner is running on core 0
+        code, doc = run_runner(tiny_onnx, "--cores", "0", "--runs", "20", "--min-seconds", "0.5")
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert code == 0, doc
+    scheduler = doc["cpu"]["scheduler"]
+    assert scheduler["contended"] is True and scheduler["waiting_fraction"] > 0.2, scheduler
+    assert scheduler["runqueue_wait_ms"] > 0 and scheduler["on_cpu_ms"] > 0
 
 
 def test_jetson_ina3221_hwmon_rails_measured_on_a_thread(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -40,10 +40,13 @@ def build_profile(
     """Assemble a profile from the runner's JSON and what the host knows about model and target.
 
     With several repeats, `runner_doc` is the representative one (median p50) and `repeats` holds a
-    summary of each; `throttled` is true when ANY repeat ran while the device throttled.
+    summary of each; `throttled` is true when ANY repeat ran while the device throttled, `contended`
+    when in any repeat other processes kept the runner waiting for a CPU over 5 % of the time.
     """
     thermal = runner_doc.get("thermal") or {}
     throttled = bool(thermal.get("throttled")) or any(r.get("throttled") for r in repeats or [])
+    scheduler = (runner_doc.get("cpu") or {}).get("scheduler") or {}
+    contended = bool(scheduler.get("contended")) or any(r.get("contended") for r in repeats or [])
     return {
         "schema_version": SCHEMA_VERSION,
         "edgedeploy_version": __version__,
@@ -65,12 +68,14 @@ def build_profile(
         "init_ms": runner_doc.get("init_ms"),
         "first_inference_ms": runner_doc.get("first_inference_ms"),
         "latency_ms": runner_doc.get("latency_ms"),
+        "cpu_time_ms": runner_doc.get("cpu_time_ms"),
         "throughput_ips": runner_doc.get("throughput_ips"),
         "timed_seconds": runner_doc.get("timed_seconds"),
         "memory": runner_doc.get("memory"),
         "cpu": runner_doc.get("cpu"),
         "thermal": thermal,
         "throttled": throttled,
+        "contended": contended,
         "power": power,
         "repeats": repeats or [],
         "repeat_spread": repeat_spread,

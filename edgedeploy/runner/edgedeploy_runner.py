@@ -1098,7 +1098,9 @@ def time_inferences(model, args, affinity):
     before = system_snapshot(args.sysfs_root)
     sampler = PowerSampler(sensor, interval) if sensor is not None else None
     samples = []
+    cpu_samples = []
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)  # finer-grained than os.times() clock ticks
+    sched0 = schedstat()
     if sampler:
         sampler.start()
     # Python's cyclic GC must not pause inside a timed run (the runtime's outputs are fresh objects).
@@ -1107,12 +1109,13 @@ def time_inferences(model, args, affinity):
     wall0 = time.perf_counter()
     try:
         if args.duration:
-            repeat_until(model.invoke, 0, args.duration, samples)
+            repeat_until(model.invoke, 0, args.duration, samples, cpu_samples)
         else:
-            repeat_until(model.invoke, args.runs, args.min_seconds, samples)
+            repeat_until(model.invoke, args.runs, args.min_seconds, samples, cpu_samples)
     finally:
         gc.enable()
     wall = time.perf_counter() - wall0
+    sched = scheduler_delta(sched0, schedstat())
     if sampler:
         sampler.stop()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -1125,8 +1128,11 @@ def time_inferences(model, args, affinity):
     user_s = cpu1.ru_utime - cpu0.ru_utime
     sys_s = cpu1.ru_stime - cpu0.ru_stime
     power = measured_power(sensor, sampler, idle_w, len(samples), interval) if sampler else None
+    cpu_time = latency_stats(cpu_samples)
     return {
         "latency_ms": latency,
+        # CPU time per inference (all threads): what the model costs, whatever else runs beside it.
+        "cpu_time_ms": dict((k, cpu_time[k]) for k in ("n", "mean", "min", "p50", "p90", "max")),
         "timed_seconds": wall,
         "throughput_ips": len(samples) / wall if wall > 0 else None,
         "cpu": {
@@ -1137,6 +1143,8 @@ def time_inferences(model, args, affinity):
             "process_threads": threads,
             "affinity": affinity,
             "threads_affinity": threads_cpus(),
+            # Time the threads were runnable but waited for a CPU (other processes had it).
+            "scheduler": sched,
             "governors": sorted(set(c["governor"] for c in after["cpufreq"] if c["governor"])),
         },
         "thermal": {"before": before, "after": after, "throttled": throttled, "reasons": reasons},
@@ -1154,21 +1162,58 @@ def time_inferences(model, args, affinity):
     }
 
 
-def repeat_until(invoke, min_runs, min_seconds, samples=None):
+def repeat_until(invoke, min_runs, min_seconds, samples=None, cpu_samples=None):
     """Call `invoke` at least `min_runs` times AND until `min_seconds` have passed; append each
-    call's milliseconds to `samples` when given. Returns the number of calls."""
+    call's wall milliseconds to `samples` and its process CPU milliseconds (all threads) to
+    `cpu_samples` when given. Returns the number of calls."""
     start = time.perf_counter()
     deadline = start + min_seconds
     count = 0
     now = start
     while count < min_runs or now < deadline:
+        cpu = time.process_time() if cpu_samples is not None else 0.0
         t = time.perf_counter()
         invoke()
         now = time.perf_counter()
         if samples is not None:
             samples.append((now - t) * 1e3)
+        if cpu_samples is not None:
+            cpu_samples.append((time.process_time() - cpu) * 1e3)
         count += 1
     return count
+
+
+# Above this share of its runnable time spent waiting for a CPU, a run measured the other load on the
+# device as much as the model: its wall-clock latency is flagged, like a throttled run.
+CONTENDED_WAITING_FRACTION = 0.05
+
+
+def schedstat():
+    """(ns on a CPU, ns runnable but waiting for one) summed over this process's threads, from
+    /proc/<pid>/task/*/schedstat (Linux with schedstats); None where it is not available."""
+    run_ns = wait_ns = 0
+    found = False
+    for path in glob.glob("/proc/self/task/*/schedstat"):
+        fields = (_read(path) or "").split()
+        if len(fields) >= 2:
+            run_ns += int(fields[0])
+            wait_ns += int(fields[1])
+            found = True
+    return (run_ns, wait_ns) if found else None
+
+
+def scheduler_delta(before, after):
+    if before is None or after is None:
+        return None
+    run_ms = (after[0] - before[0]) / 1e6
+    wait_ms = (after[1] - before[1]) / 1e6
+    fraction = wait_ms / (run_ms + wait_ms) if run_ms + wait_ms > 0 else 0.0
+    return {
+        "on_cpu_ms": run_ms,
+        "runqueue_wait_ms": wait_ms,
+        "waiting_fraction": fraction,
+        "contended": fraction > CONTENDED_WAITING_FRACTION,
+    }
 
 
 def safe_name(name):
