@@ -187,6 +187,7 @@ def measure(
                 record["runner_p50_ms"].append(prof["latency_ms"]["p50"])
                 record["runner_n"].append(prof["latency_ms"]["n"])
                 record["runner_cpu_time_p50_ms"].append(prof["cpu_time_ms"]["p50"])
+                record["runner_uncontended_p50_ms"].append((prof["uncontended_latency_ms"] or {}).get("p50"))
                 record["runner_waiting_fraction"].append(
                     (prof["cpu"]["scheduler"] or {}).get("waiting_fraction")
                 )
@@ -200,9 +201,16 @@ def measure(
     }
 
 
-# Per repeat: the runner's p50, timed inferences, p50 CPU time per inference, and the share of its
-# runnable time it waited for a CPU (other load); the bare loop's p50.
-RECORDED = ("runner_p50_ms", "runner_n", "runner_cpu_time_p50_ms", "runner_waiting_fraction", "bare_p50_ms")
+# Per repeat: the runner's p50, timed inferences, p50 CPU time per inference, p50 of the inferences no
+# other process interrupted, and the share of its runnable time it waited for a CPU; the bare loop's p50.
+RECORDED = (
+    "runner_p50_ms",
+    "runner_n",
+    "runner_cpu_time_p50_ms",
+    "runner_uncontended_p50_ms",
+    "runner_waiting_fraction",
+    "bare_p50_ms",
+)
 
 
 def timing_stats(record: dict[str, list[float]]) -> dict[str, Any]:
@@ -222,6 +230,9 @@ def timing_stats(record: dict[str, list[float]]) -> dict[str, Any]:
         # other processes on a shared machine barely move; a low figure here and a high one above say
         # that the spread came from the machine's load, not from the measurement.
         "runner_cpu_time_cv_pct": cv_pct(record["runner_cpu_time_p50_ms"]),
+        "runner_uncontended_cv_pct": cv_pct(
+            [v for v in record["runner_uncontended_p50_ms"] if v is not None]
+        ),
     }
 
 

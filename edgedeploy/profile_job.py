@@ -224,6 +224,7 @@ def _repeat_summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "latency_ms": {k: v for k, v in doc["latency_ms"].items() if k != "samples"},
         "cpu_time_p50_ms": (doc.get("cpu_time_ms") or {}).get("p50"),
+        "uncontended_p50_ms": (doc.get("uncontended_latency_ms") or {}).get("p50"),
         "waiting_fraction": _scheduler(doc).get("waiting_fraction"),
         "contended": bool(_scheduler(doc).get("contended")),
         "init_ms": doc.get("init_ms"),

@@ -220,6 +220,8 @@ def test_profile_measures_latency_cpu_memory_and_estimates_nothing_without_senso
     cpu_time = doc["cpu_time_ms"]
     assert cpu_time["n"] == 40 and 0 < cpu_time["min"] <= cpu_time["p50"] <= cpu_time["max"]
     assert 0 <= doc["cpu"]["scheduler"]["waiting_fraction"] <= 1
+    uncontended = doc["uncontended_latency_ms"]  # None only if every inference was interrupted
+    assert uncontended is None or 0 < uncontended["share"] <= 1 and uncontended["n"] <= 40
     host = doc["host"]
     assert host["cpu_count"] >= 1 and host["python"].startswith("3.") and isinstance(host["isa"], list)
     # No sensors: the runner says so; the host side (profiles/power.py) then estimates.
@@ -268,6 +270,9 @@ def test_a_run_sharing_its_core_with_a_busy_process_is_flagged_contended(tiny_on
     scheduler = doc["cpu"]["scheduler"]
     assert scheduler["contended"] is True and scheduler["waiting_fraction"] > 0.2, scheduler
     assert scheduler["runqueue_wait_ms"] > 0 and scheduler["on_cpu_ms"] > 0
+    # Some inferences were interrupted by the spinner; the rest are reported on their own.
+    uncontended = doc["uncontended_latency_ms"]
+    assert uncontended is None or (uncontended["share"] < 1 and uncontended["n"] < doc["latency_ms"]["n"])
 
 
 def test_jetson_ina3221_hwmon_rails_measured_on_a_thread(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def build_profile(
         "first_inference_ms": runner_doc.get("first_inference_ms"),
         "latency_ms": runner_doc.get("latency_ms"),
         "cpu_time_ms": runner_doc.get("cpu_time_ms"),
+        "uncontended_latency_ms": runner_doc.get("uncontended_latency_ms"),
         "throughput_ips": runner_doc.get("throughput_ips"),
         "timed_seconds": runner_doc.get("timed_seconds"),
         "memory": runner_doc.get("memory"),

@@ -1097,8 +1097,7 @@ def time_inferences(model, args, affinity):
     warmup_count = repeat_until(model.invoke, args.warmup, args.warmup_seconds)
     before = system_snapshot(args.sysfs_root)
     sampler = PowerSampler(sensor, interval) if sensor is not None else None
-    samples = []
-    cpu_samples = []
+    recorder = Recorder()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)  # finer-grained than os.times() clock ticks
     sched0 = schedstat()
     if sampler:
@@ -1109,9 +1108,9 @@ def time_inferences(model, args, affinity):
     wall0 = time.perf_counter()
     try:
         if args.duration:
-            repeat_until(model.invoke, 0, args.duration, samples, cpu_samples)
+            repeat_until(model.invoke, 0, args.duration, recorder)
         else:
-            repeat_until(model.invoke, args.runs, args.min_seconds, samples, cpu_samples)
+            repeat_until(model.invoke, args.runs, args.min_seconds, recorder)
     finally:
         gc.enable()
     wall = time.perf_counter() - wall0
@@ -1122,17 +1121,26 @@ def time_inferences(model, args, affinity):
     threads = thread_count()
     after = system_snapshot(args.sysfs_root)
     throttled, reasons = judge_throttling(before, after)
+    samples = recorder.wall_ms
     latency = latency_stats(samples)
     if args.raw:
         latency["samples"] = samples
     user_s = cpu1.ru_utime - cpu0.ru_utime
     sys_s = cpu1.ru_stime - cpu0.ru_stime
     power = measured_power(sensor, sampler, idle_w, len(samples), interval) if sampler else None
-    cpu_time = latency_stats(cpu_samples)
+    cpu_time = latency_stats(recorder.cpu_ms)
+    uncontended = recorder.uncontended_ms()
     return {
         "latency_ms": latency,
         # CPU time per inference (all threads): what the model costs, whatever else runs beside it.
         "cpu_time_ms": dict((k, cpu_time[k]) for k in ("n", "mean", "min", "p50", "p90", "max")),
+        # Wall-clock latency of the inferences during which no thread waited for a CPU: the model's
+        # latency on the cores it had, without other processes' turns. Slightly optimistic under load
+        # (a long inference is likelier to be interrupted); equal to latency_ms on an idle device.
+        # None where the kernel has no schedstat.
+        "uncontended_latency_ms": uncontended_stats(uncontended, len(samples))
+        if uncontended and recorder.schedstat_files
+        else None,
         "timed_seconds": wall,
         "throughput_ips": len(samples) / wall if wall > 0 else None,
         "cpu": {
@@ -1162,23 +1170,52 @@ def time_inferences(model, args, affinity):
     }
 
 
-def repeat_until(invoke, min_runs, min_seconds, samples=None, cpu_samples=None):
-    """Call `invoke` at least `min_runs` times AND until `min_seconds` have passed; append each
-    call's wall milliseconds to `samples` and its process CPU milliseconds (all threads) to
-    `cpu_samples` when given. Returns the number of calls."""
+class Recorder(object):
+    """Per timed call: wall ms, process CPU ms (all threads) and whether any thread of the process
+    waited for a CPU during it (its run-queue time rose: another process held the core)."""
+
+    def __init__(self):
+        self.wall_ms = []
+        self.cpu_ms = []
+        self.waited = []
+        # The runtime's threads exist by now (started with the session); read their counters directly.
+        self.schedstat_files = glob.glob("/proc/self/task/*/schedstat")
+
+    def run_queue_ns(self):
+        total = 0
+        for path in self.schedstat_files:
+            fields = (_read(path) or "0 0").split()
+            total += int(fields[1]) if len(fields) > 1 else 0
+        return total
+
+    def uncontended_ms(self):
+        return [ms for ms, waited in zip(self.wall_ms, self.waited) if not waited]
+
+
+def uncontended_stats(uncontended, total):
+    stats = latency_stats(uncontended)
+    stats["share"] = len(uncontended) / float(total)  # of the timed inferences
+    return stats
+
+
+def repeat_until(invoke, min_runs, min_seconds, recorder=None):
+    """Call `invoke` at least `min_runs` times AND until `min_seconds` have passed, recording each
+    call in `recorder` when given (its reads stay outside the wall-clock window). Returns the count."""
     start = time.perf_counter()
     deadline = start + min_seconds
     count = 0
     now = start
     while count < min_runs or now < deadline:
-        cpu = time.process_time() if cpu_samples is not None else 0.0
+        if recorder is not None:
+            queued = recorder.run_queue_ns()
+            cpu = time.process_time()
         t = time.perf_counter()
         invoke()
         now = time.perf_counter()
-        if samples is not None:
-            samples.append((now - t) * 1e3)
-        if cpu_samples is not None:
-            cpu_samples.append((time.process_time() - cpu) * 1e3)
+        if recorder is not None:
+            recorder.cpu_ms.append((time.process_time() - cpu) * 1e3)
+            recorder.waited.append(recorder.run_queue_ns() > queued)
+            recorder.wall_ms.append((now - t) * 1e3)
         count += 1
     return count
 
