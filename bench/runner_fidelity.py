@@ -55,6 +55,8 @@ for folder in (REPO, REPO / "bench"):
 
 from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
 
+from edgedeploy.runner.edgedeploy_runner import CONTENDED_WAITING_FRACTION  # noqa: E402
+
 GOALS = {"runner_vs_bare_pct": 5.0, "cv_pct": 3.0, "int8_speedup": 2.0}
 
 
@@ -233,6 +235,10 @@ def timing_stats(record: dict[str, list[float]]) -> dict[str, Any]:
         "runner_uncontended_cv_pct": cv_pct(
             [v for v in record["runner_uncontended_p50_ms"] if v is not None]
         ),
+        # Repeats whose runner waited for a CPU over 5 % of its runnable time: the machine was not idle.
+        "runner_contended_repeats": sum(
+            1 for f in record["runner_waiting_fraction"] if f is not None and f > CONTENDED_WAITING_FRACTION
+        ),
     }
 
 
@@ -270,6 +276,7 @@ def summarise(timings: dict[str, dict[str, Any]], top1: dict[str, Any], primary:
         "worst_paired_runner_vs_bare_pct": max(abs(t["paired_runner_vs_bare_pct"]) for t in main.values()),
         "worst_runner_cv_pct": worst_cv[primary],
         "worst_runner_cv_pct_by_settings": worst_cv,
+        "contended_repeats": sum(t["runner_contended_repeats"] for t in main.values()),
         "worst_runner_cpu_time_cv_pct_by_settings": {
             arm: max(timings[variant][arm]["runner_cpu_time_cv_pct"] for variant in timings)
             for arm in worst_cv
@@ -369,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - started
         timings = measure(paths, arms, args, Path(tmp) / "profiles", input_shape)
         top1 = agreements(paths, eval_images, args.threads)
+        sizes = {variant: path.stat().st_size for variant, path in paths.items()}
     primary = "robust"
     doc = {
         "benchmark": "runner_fidelity",
@@ -386,7 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         "host": {**host, "loadavg_at_end": os.getloadavg()},
         # The primary settings' figures per variant, the others (with --compare-legacy) beside them.
         "variants": {
-            variant: {**by_arm[primary], **{arm: t for arm, t in by_arm.items() if arm != primary}}
+            variant: {
+                "size_bytes": sizes[variant],
+                **by_arm[primary],
+                **{arm: t for arm, t in by_arm.items() if arm != primary},
+            }
             for variant, by_arm in timings.items()
         },
         "summary": summarise(timings, top1, primary),

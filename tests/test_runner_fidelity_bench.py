@@ -32,6 +32,7 @@ def test_quick_fidelity_bench_measures_every_variant(tmp_path: Path) -> None:
         # At least --runs, and more when the minimum time needs it; the legacy runs exactly --runs.
         assert min(variant["runner_n"]) >= robust["runs"]
         assert variant["legacy"]["runner_n"] == [robust["runs"]] * doc["settings"]["repeats"]
+        assert 0 <= variant["runner_contended_repeats"] <= doc["settings"]["repeats"]
     summary = doc["summary"]
     assert set(summary["goals_met"]) == {
         "runner_within_5pct_of_bare", "cv_at_most_3pct", "onnx_int8_2x", "tflite_int8_2x"
