@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 targets, 20 runs, 1 repeat: a smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.targets, args.runs, args.hidden, args.repeats, args.device_cpus = 2, 20, 64, 1, 0.5
+        args.targets, args.runs, args.hidden, args.repeats, args.device_cpus = 2, 20, 64, 1, 0.8
     transport = args.transport
     if transport == "auto":
         have_ssh = importlib.util.find_spec("edgedeploy.deploy.ssh") is not None
