@@ -16,9 +16,10 @@ Two fleets are measured in one run, each 1 target vs N (the same model, runs and
 Per fleet: an untimed warm-up run on every target (runner and model pushed, so the measured runs
 skip the upload alike), then `--repeats` alternating 1-target and N-target runs; the median run of
 each is reported, with all wall times. Each run reports the CPU time the devices used (runner,
-push helpers, sshd sessions), the cores they got, the fleet scheduler's own CPU time, the
-CPU-bound floor (device CPU / the capacity available to the devices) and, for capped devices, how
-long the quota throttled them. Latencies of capped devices include throttling gaps: they are not
+push helpers, sshd sessions), the cores they got and which share of their capacity that was (the
+quotas' sum, or the host's cores; below ~0.9 other load on the host withheld it), the fleet
+scheduler's own CPU time, the CPU-bound floor (device CPU / that capacity) and, for capped devices,
+how long the quota throttled them. Latencies of capped devices include throttling gaps: they are not
 device timings. Everything created (namespaces, veths, cgroups, servers) is removed at the end, also
 after an error, Ctrl-C or SIGTERM. Prints one JSON document.
 
@@ -143,6 +144,9 @@ def measured_run(
         # cores the devices actually got: when this stays flat from 1 to N targets, the CPU they
         # share (the host's, with whatever else runs) is the limit, not the scheduler
         "device_cores_achieved": round(cpu / wall, 3),
+        # of the capacity the devices had (their quotas, or the host's cores): below ~0.9 the host
+        # (other load) did not deliver it, and the wall time measures that rather than the scheduler
+        "capacity_delivered": round(cpu / wall / capacity_cores, 3),
         "orchestrator_cpu_s": round(orchestrator_cpu, 3),
         "p50_ms_median": sorted(r["p50_ms"] for r in rows)[len(rows) // 2],
     }
@@ -266,7 +270,8 @@ def main() -> None:
     signal.signal(signal.SIGHUP, _exit_on_signal)
 
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+    # ignore_cleanup_errors: after a signal, the fleet's daemon threads may still write into it
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # journals stay inside the temp dir
         model = make_onnx(root / "bench_mlp.onnx", args.hidden)
