@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -119,6 +120,7 @@ def measured_run(
 ) -> dict[str, Any]:  # fmt: skip
     cpu_before, own_before = device_cpu_seconds(), os.times()
     throttled_before = throttled() if throttled else 0.0
+    started_at = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
     result = run_fleet(
         [model], group, inventory=inventory, runs=runs, warmup=10, workers=16, progress=False,
@@ -134,10 +136,17 @@ def measured_run(
         raise SystemExit(f"fleet run failed: {failed[0]['target']}: {failed[0]['error']}")
     rows = result["rows"]
     job_seconds = sum(r["seconds"] for r in rows)
+    start_lags = [
+        (dt.datetime.strptime(r["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) - started_at)
+        for r in rows
+    ]
     measured: dict[str, Any] = {
         "targets": len(rows),
         "wall_s": round(wall, 3),
         "job_s_mean": round(job_seconds / len(rows), 3),
+        "job_s_min_max": [min(r["seconds"] for r in rows), max(r["seconds"] for r in rows)],
+        # when the scheduler got to the last target's job, from the start of the run
+        "last_job_start_s": round(max(lag.total_seconds() for lag in start_lags), 3),
         "parallel_efficiency": round(job_seconds / (len(rows) * wall), 3),
         "device_cpu_s": round(cpu, 3),
         "cpu_bound_floor_s": round(cpu / capacity_cores, 3),

@@ -26,6 +26,9 @@ from tests.sshd import SSHServer, make_server
 
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 CFS_PERIOD_US = 100_000
+# A board's CPU is its own: the quota caps a device, and 8x the default weight lets it take that
+# quota ahead of other work on the host (a ceiling alone is no capacity on a busy host).
+DEVICE_CPU_SHARES = 8192
 NAME_PREFIX = "edgedeploy-dev"
 
 
@@ -121,7 +124,8 @@ def _cgroup_pids(path: Path) -> list[int]:
 
 @contextlib.contextmanager
 def cpu_cgroup(name: str, cpus: float) -> Iterator[Path]:
-    """A cgroup-v1 CPU cgroup capped at `cpus` CPUs (CFS quota per 100 ms period)."""
+    """A cgroup-v1 CPU cgroup capped at `cpus` CPUs (CFS quota per 100 ms period), weighted to get them
+    ahead of other work (DEVICE_CPU_SHARES)."""
     if not (CGROUP_CPU / "cpu.cfs_quota_us").exists():
         raise IsolationUnavailable(f"no cgroup-v1 cpu controller with CFS quotas at {CGROUP_CPU}")
     path = CGROUP_CPU / name
@@ -135,6 +139,7 @@ def cpu_cgroup(name: str, cpus: float) -> Iterator[Path]:
         try:
             (path / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             (path / "cpu.cfs_quota_us").write_text(str(round(cpus * CFS_PERIOD_US)))
+            (path / "cpu.shares").write_text(str(DEVICE_CPU_SHARES))
         except OSError as exc:
             raise IsolationUnavailable(f"cannot set a CPU quota on {path}: {exc}") from exc
         yield path
