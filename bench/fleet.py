@@ -4,10 +4,11 @@ Two fleets are measured in one run, each 1 target vs N (the same model, runs and
 
 - independent_devices (the goal figure): every device is a real sshd in its OWN network namespace
   (veth pair, own address 10.77.N.2) and its OWN cgroup-v1 CPU cgroup with a fixed CFS quota
-  (default 0.2 CPU: cpu.cfs_quota_us=20000 per cpu.cfs_period_us=100000); the sshd joins it before
-  it serves, so every session and runner it forks inherits the cap. N x the quota stays below the
-  host's cores (leaving room for the orchestrator), so one device's job gets the same CPU whether 1
-  or N run at once, as on a fleet of real boards, each with its own CPU. Needs root, `ip netns` and
+  (default 0.2 CPU: cpu.cfs_quota_us=20000 per cpu.cfs_period_us=100000; cpu.shares=8192 so that a
+  busy host still hands each device its quota); the sshd joins it before it serves, so every
+  session and runner it forks inherits the cap. N x the quota stays below the host's cores (leaving
+  room for the orchestrator), so one device's job gets the same CPU whether 1 or N run at once, as
+  on a fleet of real boards, each with its own CPU. Needs root, `ip netns` and
   /sys/fs/cgroup/cpu; otherwise it reports "emulation": "unavailable: <why>" and goal_met is null.
 - host_shared: one sshd per device on loopback (or `local` targets), NO CPU cap: every device's
   runner contends for this host's cores. With fewer cores than targets this measures the host, not
@@ -57,6 +58,7 @@ import yaml  # noqa: E402
 
 from edgedeploy.fleet_job import run_fleet  # noqa: E402
 from tests.fleet_support import make_onnx  # noqa: E402
+from tests.isolation import DEVICE_CPU_SHARES  # noqa: E402
 from tests.sshd import SSHServer  # noqa: E402
 
 Hosts = dict[str, dict[str, Any]]
@@ -201,8 +203,9 @@ def independent_devices(root: Path, model: Path, args: argparse.Namespace, trans
     method = (
         f"netns + cgroup cpu quota per device: each device is a real sshd in its own network namespace "
         f"(veth pair, own address 10.77.N.2) and its own cgroup-v1 CPU cgroup "
-        f"(cpu.cfs_quota_us={quota_us} per cpu.cfs_period_us=100000, i.e. {args.device_cpus} CPU), "
-        f"inherited by every session and runner it forks"
+        f"(cpu.cfs_quota_us={quota_us} per cpu.cfs_period_us=100000, i.e. {args.device_cpus} CPU; "
+        f"cpu.shares={DEVICE_CPU_SHARES} to get it ahead of other work), inherited by every session and "
+        f"runner it forks"
     )
     cores = os.cpu_count() or 1
     if transport != "ssh":
