@@ -3,10 +3,10 @@ sshd on a loopback port, or on port 22 of a given network namespace (SSH in ~2 s
 boot).
 
 It has no kernel of its own: it shares the host's kernel, clock and (unless given one) network
-namespace, and every
-arm64 program in it runs through qemu-user-static (binfmt_misc stays registered while a stand-in
-runs). Use it where many arm64 hosts are needed (fleet tests, one per network namespace), with the
-VM as the reference. Needs root (debugfs extraction, chroot, mounts, binfmt_misc).
+namespace, and every arm64 program in it runs through qemu-user-static (binfmt_misc stays
+registered while a stand-in runs). Use it where many arm64 hosts are needed (fleet tests, one per
+network namespace), with the VM as the reference. Needs root (debugfs extraction, chroot, mounts,
+binfmt_misc).
 """
 
 from __future__ import annotations
