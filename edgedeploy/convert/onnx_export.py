@@ -126,10 +126,22 @@ def _sort_topologically(graph: Any) -> None:
 
 
 def quantize_int8_dynamic(src: Path, out: Path) -> None:
+    """Int8 weights, activations quantized at run time: Conv per output channel (our own rewrite, see
+    onnx_dynamic), MatMul/Gemm per channel through ORT's quantize_dynamic."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from edgedeploy.convert.onnx_dynamic import quantize_convs_per_channel
+
     with _preprocessed(src) as pre:
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        convs = pre.with_name("convs-int8.onnx")
+        quantize_convs_per_channel(pre, convs)
+        quantize_dynamic(
+            str(convs),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
 
 
 def quantize_int8_static(src: Path, out: Path, calibration: np.ndarray, int8_format: str) -> None:
