@@ -121,6 +121,15 @@ def convert(
     ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
     verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for timing the int8 auto candidates (default: all).")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Time the int8 auto candidates on this target (default: here)."),
+    ] = None,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert to ONNX or TFLite and verify the result against the source model."""
@@ -137,6 +146,10 @@ def convert(
         input_shape=input_shape,
         tolerance=tolerance,
         verify_samples=verify_samples,
+        threads=threads,
+        target=target,
+        inventory=inventory,
+        trust_new=trust_new,
     )
     if as_json:
         print_json(result)

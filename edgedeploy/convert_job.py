@@ -24,14 +24,28 @@ def run(
     input_shape: str | None = None,
     tolerance: float | None = None,
     verify_samples: int = 16,
+    threads: int | None = None,
+    target: str | None = None,
+    inventory: Path | None = None,
+    trust_new: bool = False,
 ) -> dict[str, Any]:
-    """Convert `model` and verify it; returns the result document (see convert.api.convert_source)."""
+    """Convert `model` and verify it; returns the result document (see convert.api.convert_source).
+
+    With `target`, the int8 auto candidates are timed on that target; it is connected to before the
+    conversion starts, so an unknown or unreachable target fails in seconds."""
     from edgedeploy.convert.api import convert_source
     from edgedeploy.convert.files import load_calibration, match_input_shape
     from edgedeploy.convert.sources import load_source
 
     if verify_samples < 1:
         raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: need at least 1")
+    if target is not None and not (to == "onnx" and precision == "int8" and int8_format == "auto"):
+        raise UsageError(
+            "--target times the int8 candidates on a device: it needs --to onnx --precision int8 "
+            "--int8-format auto (to time any model there, use edgedeploy profile MODEL --target T)"
+        )
     source = load_source(model, arch=arch, input_shape=parse_shape(input_shape) if input_shape else None)
     output = output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None
@@ -44,19 +58,29 @@ def run(
     verify_inputs, labels, origin, calibration_data = _verification_data(
         source.input_shape, calibration_data, calibration, verify_samples, precision
     )
-    return convert_source(
-        source,
-        to=to,
-        precision=precision,
-        output=output,
-        calibration=calibration_data,
-        verify_inputs=verify_inputs,
-        labels=labels,
-        tolerance=tolerance,
-        int8_format=int8_format,
-        inputs_origin=origin,
-        verify_samples=verify_samples,
-    )
+    options: dict[str, Any] = {
+        "to": to,
+        "precision": precision,
+        "output": output,
+        "calibration": calibration_data,
+        "verify_inputs": verify_inputs,
+        "labels": labels,
+        "tolerance": tolerance,
+        "int8_format": int8_format,
+        "threads": threads,
+        "inputs_origin": origin,
+        "verify_samples": verify_samples,
+    }
+    if target is None:
+        return convert_source(source, **options)
+    from edgedeploy.convert.timing import TargetTimer
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.inventory import load_inventory
+
+    device = load_inventory(inventory).get(target)
+    with open_transport(device, trust_new=trust_new) as transport:
+        timer = TargetTimer(transport, device, remote_prefix=f"{output.stem}.")
+        return convert_source(source, timer=timer, **options)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -16,8 +16,9 @@ import numpy as np
 
 from edgedeploy.convert import onnx_export, preflight, tflite_export
 from edgedeploy.convert.files import first_line, match_input_shape, native_stdout_to_stderr, work_dir_beside
-from edgedeploy.convert.runtimes import open_runner, profile_latencies
+from edgedeploy.convert.runtimes import open_runner
 from edgedeploy.convert.sources import SourceModel, from_torch_module
+from edgedeploy.convert.timing import HostTimer, LatencyTimer
 from edgedeploy.convert.verify import compare, default_tolerance, describe_failure
 from edgedeploy.errors import NotYetSupported, UsageError
 
@@ -70,8 +71,11 @@ def convert_source(
     threads: int | None = None,
     inputs_origin: str | None = None,
     verify_samples: int = 16,
+    timer: LatencyTimer | None = None,
 ) -> dict[str, Any]:
-    """Pre-flight, convert, verify on the same inputs, (for int8 auto) profile, then move into place."""
+    """Pre-flight, convert, verify on the same inputs, (for int8 auto) profile, then move into place.
+
+    `timer` times the int8 auto candidates: this host by default, a target with TargetTimer."""
     _check_options(source, to, precision, int8_format)
     if source.input_shape is None:
         raise UsageError(f"{source.name}: input shape unknown; pass --input-shape, e.g. 1,3,224,224")
@@ -127,7 +131,9 @@ def convert_source(
             selection = None
             if to == "onnx" and precision == "int8" and int8_format == "auto":
                 started = time.perf_counter()
-                selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
+                selection = _select_int8(
+                    base, candidates, checks, verify_inputs[: shape[0]], threads, timer or HostTimer()
+                )
                 chosen = selection["chosen"]
                 timings["int8_selection_s"] = time.perf_counter() - started
             else:
@@ -272,41 +278,43 @@ def _select_int8(
     checks: dict[str, dict[str, Any]],
     sample: np.ndarray,
     threads: int | None,
+    timer: LatencyTimer,
 ) -> dict[str, Any]:
-    """Profile fp32 and both int8 encodings here, same thread count, interleaved; keep the fastest passing."""
-    threads = threads or os.cpu_count() or 1
-    runners = {"fp32": open_runner(base, threads)} | {
-        name: open_runner(p, threads) for name, p in candidates.items()
-    }
-    latency = profile_latencies(runners, sample)
+    """Time fp32 and each int8 encoding that passed verification (same threads); keep the fastest."""
     passing = [name for name in candidates if checks[name]["passed"]]
+    timed = (
+        timer.latencies({"fp32": base} | {n: candidates[n] for n in passing}, sample, threads)
+        if passing
+        else None
+    )
+    latency = timed["p50_ms"] if timed else {}
     rows = [
         {
             "format": onnx_export.INT8_FORMATS[name],
-            "p50_ms": round(latency[name], 4),
-            "speedup_vs_fp32": round(latency["fp32"] / latency[name], 3),
+            "p50_ms": round(latency[name], 4) if name in latency else None,
+            "speedup_vs_fp32": round(latency["fp32"] / latency[name], 3) if name in latency else None,
             "max_abs_error": checks[name]["max_abs_error"],
             "top1_agreement": checks[name]["top1_agreement"],
             "passed": checks[name]["passed"],
         }
         for name in candidates
     ]
-    if passing:
-        chosen = min(passing, key=lambda name: latency[name])
-        others = [n for n in candidates if n != chosen]
-        reason = (
-            f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
-            + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
-        )
-        reason += f", fp32 {latency['fp32']:.3g} ms (median, {threads} threads, onnxruntime on this host)"
-        failed = [onnx_export.INT8_FORMATS[n] for n in others if not checks[n]["passed"]]
-        if failed:
-            reason += f"; {', '.join(failed)} failed verification"
-    else:
+    if not timed:
         chosen = min(candidates, key=lambda name: checks[name]["max_abs_error"])
-        reason = "no int8 encoding passed verification"
+        return {"candidates": rows, "chosen": chosen, "reason": "no int8 encoding passed verification"}
+    chosen = min(passing, key=lambda name: latency[name])
+    others = [n for n in passing if n != chosen]
+    reason = (
+        f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
+        + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
+        + f", fp32 {latency['fp32']:.3g} ms (median p50, {timed['where']})"
+    )
+    failed = [onnx_export.INT8_FORMATS[n] for n in candidates if n not in passing]
+    if failed:
+        reason += f"; {', '.join(failed)} failed verification (not timed)"
     return {
-        "threads": threads,
+        "timed_on": timed["timed_on"],
+        "threads": timed["timed_on"]["runtime"]["threads"],
         "fp32_p50_ms": round(latency["fp32"], 4),
         "candidates": rows,
         "chosen": chosen,
