@@ -70,6 +70,8 @@ def test_convert_int8_json_then_inspect_json(tmp_path: Path, lenet_state_dict: P
     assert (
         result["int8_format"] in ("QDQ S8S8", "QOperator U8S8") and "ms" in result["int8_selection"]["reason"]
     )
+    assert "timed on this host (no --target)" in result["int8_selection"]["reason"]
+    assert result["int8_selection"]["timed_on"]["target"] is None
 
     proc = edgedeploy("inspect", out, "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,6 @@
 """`convert --int8-format auto --target T`: the int8 candidates and fp32 are timed on the target by the
-runner (the local target and a real OpenSSH server on loopback); without --target the reason says the
-host timed them; a target that cannot time them is one error line and no output."""
+runner (the local target and a real OpenSSH server on loopback); a target that cannot time them is one
+error line and no output. (Timing on the host without --target: tests/test_convert_cli.py.)"""
 
 from __future__ import annotations
 
@@ -37,14 +37,6 @@ def test_int8_candidates_are_timed_on_the_target(
     timed = [row for row in selection["candidates"] if row["passed"]]
     assert timed and all(row["p50_ms"] > 0 and row["speedup_vs_fp32"] > 0 for row in timed)
     assert selection["fp32_p50_ms"] > 0 and out.exists()
-
-
-def test_without_target_the_host_times_and_says_so(tmp_path: Path) -> None:
-    proc = convert_int8(make_onnx(tmp_path / "tiny.onnx"), tmp_path / "tiny-int8.onnx", "--threads", "1")
-    assert proc.returncode == 0, proc.stderr
-    selection = json.loads(proc.stdout)["int8_selection"]
-    assert "timed on this host (no --target)" in selection["reason"]
-    assert selection["timed_on"]["target"] is None and selection["threads"] == 1
 
 
 def test_a_target_that_cannot_time_is_one_error_line_and_no_output(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class HostTimer:
                 "emulated": False,
                 "runtime": {"name": "onnxruntime", "version": onnxruntime.__version__, "threads": threads},
             },
-            "where": f"{threads} threads, onnxruntime {onnxruntime.__version__}, "
+            "where": f"threads {threads}, onnxruntime {onnxruntime.__version__}, "
             "timed on this host (no --target)",
         }
 
@@ -62,7 +62,7 @@ class TargetTimer:
         target, runtime = timed["target"], timed["runtime"]
         emulated = ", EMULATED: not device timings" if target["emulated"] else ""
         where = (
-            f"{runtime.get('threads') or 'default'} threads, {runtime['name']} {runtime.get('version')}, "
+            f"threads {runtime.get('threads') or 'default'}, {runtime['name']} {runtime.get('version')}, "
             f"timed on target {target['name']!r} ({target['arch']}{emulated}) by the runner"
         )
         return {
