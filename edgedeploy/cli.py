@@ -117,7 +117,12 @@ def convert(
     int8_format: Annotated[str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")] = "auto",
     arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
     input_shape: Annotated[
-        str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224.")
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            "--shape",
+            help="Input shape, e.g. 1,3,224,224; NAME=1,3,224,224 per input (repeatable) for several.",
+        ),
     ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
     verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
