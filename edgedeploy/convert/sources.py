@@ -118,6 +118,7 @@ def resolve_shapes(
     if declared is None and not given:
         return None
     shapes: list[Shape] = []
+    missing: list[str] = []  # NAME=dims with ? where the user must choose
     for index, name in enumerate(names):
         dims = by_name.get(name) or (unnamed[index] if index < len(unnamed) else None)
         want = declared[index] if declared else None
@@ -135,18 +136,22 @@ def resolve_shapes(
             raise UsageError(
                 f"{origin}: the shape of input {name!r} is unknown; pass --input-shape {name}=..."
             )
-        dynamic = [axis for axis, d in enumerate(want) if d is None and axis > 0]
-        if dynamic:
-            raise UsageError(
-                f"{origin}: input {name!r} has dynamic dimensions {dynamic} (shape {_dims(want)}); "
-                f"give --input-shape {name}={_dims([d or 1 if i == 0 else d for i, d in enumerate(want)])}"
+        if any(d is None for d in want[1:]):
+            missing.append(
+                f"{name}="
+                + ",".join("1" if i == 0 and d is None else str(d or "?") for i, d in enumerate(want))
             )
         shapes.append(tuple(d or 1 for d in want))
+    if missing:
+        raise UsageError(
+            f"{origin}: inputs with dynamic dimensions (?) need a shape: "
+            + " ".join(f"--input-shape {m}" for m in missing)
+        )
     return shapes
 
 
 def _dims(dims: Any) -> str:
-    return ",".join("N" if d is None else str(d) for d in dims)
+    return ",".join("?" if d is None else str(d) for d in dims)
 
 
 def load_source(
