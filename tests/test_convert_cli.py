@@ -166,3 +166,20 @@ def test_bench_quick(tmp_path: Path):
     assert [row["threads"] for row in report["onnx_int8_latency"]] == [1, 2]
     sizes = {row["kind"]: row["size_bytes"] for row in report["conversions"]}
     assert sizes["tflite-int8"] < sizes["tflite-fp16"] < sizes["tflite-fp32"]
+
+
+def test_int8_dynamic_bench_quick(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "int8_dynamic_configs.py"), "--quick"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = report["configurations"]
+    ours = rows["edgedeploy per-channel convs, depthwise float (int8-dynamic)"]
+    assert ours["passed"] and ours["max_abs_error"] <= report["tolerance"] and ours["p50_ms"] > 0
+    assert len(rows) == 8 and all(row["size_bytes"] > 0 for row in rows.values())

@@ -97,6 +97,8 @@ def convert_source(
             calibration = verify_inputs
             notes.append("int8 calibrated on the verification inputs (no calibration data given)")
         calibration = match_inputs(calibration, shapes, names, "calibration data", source.name)
+    else:
+        calibration = None  # only full int8 calibrates
     example = [
         x[: shape[0]] if count >= shape[0] else np.zeros(shape, np.float32)
         for x, shape in zip(verify_inputs, shapes, strict=True)
@@ -145,10 +147,12 @@ def convert_source(
                 chosen = next(iter(candidates))
             verification = checks[chosen]
             if not verification["passed"]:
-                # ORT's dynamic Conv quantization (ConvInteger) is known to lose CNNs (EfficientNet-Lite0:
-                # 25% top-1 agreement); static int8 calibrates activations instead.
+                # Dynamic int8 sets each activation's range from one tensor at run time; static int8
+                # calibrates every range on data, which holds up where run-time ranges do not.
                 hint = (
-                    " (for CNNs try --precision int8)" if to == "onnx" and precision == "int8-dynamic" else ""
+                    "; try --precision int8 with --calibration (static, calibrated activations)"
+                    if precision == "int8-dynamic"
+                    else ""
                 )
                 raise UsageError(describe_failure(str(output), verification, hint))
             size = candidates[chosen].stat().st_size

@@ -25,12 +25,12 @@ import numpy as np
 WEIGHT_ZERO_POINT = "edgedeploy_conv_weight_zero_point"
 
 
-def quantize_convs_per_channel(src: Path, out: Path) -> int:
+def quantize_convs_per_channel(src: Path, out: Path, include_grouped: bool = False) -> int:
     """Rewrite each ungrouped Conv with constant weights as a per-channel dynamic int8 convolution.
 
-    Grouped (depthwise) convolutions stay float: ORT's ConvInteger has no depthwise kernel, and on
-    EfficientNet-Lite0 quantizing them made the model 2.8x slower for 9% of its weights. Returns
-    how many convolutions were rewritten."""
+    Grouped (depthwise) convolutions stay float unless `include_grouped`: ORT's ConvInteger has no
+    depthwise kernel, and on EfficientNet-Lite0 quantizing them made the model about 3x slower
+    (bench/int8_dynamic_configs.py measures it). Returns how many convolutions were rewritten."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -46,7 +46,7 @@ def quantize_convs_per_channel(src: Path, out: Path) -> int:
         grouped = any(a.name == "group" and a.i > 1 for a in node.attribute)
         if (
             node.op_type != "Conv"
-            or grouped  # depthwise: ORT has no fast ConvInteger for it (4x slower than fp32 here)
+            or (grouped and not include_grouped)  # depthwise: ORT has no fast ConvInteger for it
             or any(name not in weights for name in node.input[1 : 3 if has_bias else 2])  # run-time weights
         ):
             nodes.append(node)
