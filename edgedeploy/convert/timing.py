@@ -56,6 +56,8 @@ class TargetTimer:
     def latencies(self, models: dict[str, Path], sample: np.ndarray, threads: int | None) -> dict[str, Any]:
         from edgedeploy.profile_job import time_models
 
+        # `sample` stays here: the runner feeds random inputs drawn from each model's input spec, as
+        # `edgedeploy profile` does (latency of these graphs does not depend on the values).
         timed = time_models(
             self.transport, self.target, models, threads=threads, remote_prefix=self.remote_prefix
         )
