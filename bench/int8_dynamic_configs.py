@@ -50,6 +50,29 @@ def edgedeploy_config(include_grouped: bool) -> Any:
     return build
 
 
+def signed_conv_weights(build: Any) -> Any:
+    """The same int8 levels stored as int8 (zero point 0) instead of uint8 - 128: ORT's u8s8 kernel."""
+
+    def signed(pre: Path, out: Path) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        from edgedeploy.convert.onnx_dynamic import WEIGHT_ZERO_POINT
+
+        build(pre, out)
+        model = onnx.load(str(out))
+        for tensor in model.graph.initializer:
+            if tensor.name.endswith("_w_u8"):
+                levels = (numpy_helper.to_array(tensor).astype(np.int16) - 128).astype(np.int8)
+                tensor.CopyFrom(numpy_helper.from_array(levels, tensor.name))
+        for node in model.graph.node:
+            if node.op_type == "ConvInteger" and list(node.input[3:]) == [WEIGHT_ZERO_POINT]:
+                del node.input[3]
+        onnx.save(model, str(out))
+
+    return signed
+
+
 def configurations(pre: Path) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType
@@ -70,9 +93,8 @@ def configurations(pre: Path) -> dict[str, Any]:
         ),
         "ort per-tensor u8, depthwise float": ort_config(weight_type=u8, nodes_to_exclude=grouped),
         "edgedeploy per-channel convs incl. depthwise": edgedeploy_config(include_grouped=True),
-        "edgedeploy per-channel convs, depthwise float (int8-dynamic)": edgedeploy_config(
-            include_grouped=False
-        ),
+        "edgedeploy per-channel convs, depthwise float (int8-dynamic)": edgedeploy_config(False),
+        "same, weights stored as int8 (ORT's u8s8 kernel)": signed_conv_weights(edgedeploy_config(False)),
     }
 
 

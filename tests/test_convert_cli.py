@@ -182,4 +182,4 @@ def test_int8_dynamic_bench_quick(tmp_path: Path):
     rows = report["configurations"]
     ours = rows["edgedeploy per-channel convs, depthwise float (int8-dynamic)"]
     assert ours["passed"] and ours["max_abs_error"] <= report["tolerance"] and ours["p50_ms"] > 0
-    assert len(rows) == 8 and all(row["size_bytes"] > 0 for row in rows.values())
+    assert len(rows) == 9 and all(row["size_bytes"] > 0 for row in rows.values())
