@@ -101,8 +101,9 @@ def convert_source(
         calibration = None  # only full int8 calibrates
     if to == "onnx" and precision == "int8-dynamic":
         notes.append(
-            "dynamic int8 makes the file small, not fast: quantizing activations at run time made "
-            "EfficientNet-Lite0 0.8x as fast as fp32 in onnxruntime here; for speed use --precision int8"
+            "dynamic int8 makes the file small, not fast: quantizing activations at run time left "
+            "EfficientNet-Lite0 at 0.7-0.8x the speed of fp32 in onnxruntime on an x86-64 CPU "
+            "(docs/convert.md); for speed use --precision int8"
         )
     example = [
         x[: shape[0]] if count >= shape[0] else np.zeros(shape, np.float32)

@@ -3,16 +3,17 @@
 ONNX Runtime's `quantize_dynamic` turns Conv into ConvInteger with ONE weight scale per tensor (its
 `per_channel` flag does not reach ConvInteger). After BatchNorm folding, the output channels of a
 CNN's convolutions (depthwise ones above all) differ in range by orders of magnitude, so one scale
-rounds most channels to nothing: EfficientNet-Lite0 kept 25% top-1 agreement with per_channel=True,
-per-tensor, uint8 or reduce_range weights alike (docs/convert.md has the measurements).
+rounds most channels to nothing: EfficientNet-Lite0 kept at most 19% top-1 agreement with
+per_channel=True, per-tensor, uint8 or reduce_range weights alike (bench/int8_dynamic_configs.py;
+docs/convert.md has the table).
 
 Here each Conv becomes: DynamicQuantizeLinear(x) -> ConvInteger(x_u8, w_u8) -> Cast -> Mul by
 x_scale * w_scale[c] -> Add bias. The weights are quantized symmetrically to -127..127 per output
 channel and stored shifted by a single zero point of 128, so every channel shares one zero point and
 its own scale can be applied after the integer convolution with plain ONNX ops; activations are still
-quantized at run time, per tensor. (The same int8 levels stored as int8 give identical outputs, but
-ORT's u8s8 ConvInteger kernel ran 3.5x slower than its u8u8 one here.) MatMul/Gemm go through
-`quantize_dynamic` (per-channel works there).
+quantized at run time, per tensor. (The same levels stored as int8 give identical outputs, but ORT's
+u8s8 ConvInteger kernel is several times slower than its u8u8 one: the benchmark measures both.)
+MatMul/Gemm go through `quantize_dynamic` (per-channel works there).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def quantize_convs_per_channel(src: Path, out: Path, include_grouped: bool = Fal
     """Rewrite each ungrouped Conv with constant weights as a per-channel dynamic int8 convolution.
 
     Grouped (depthwise) convolutions stay float unless `include_grouped`: ORT's ConvInteger has no
-    depthwise kernel, and on EfficientNet-Lite0 quantizing them made the model about 3x slower
+    depthwise kernel, and on EfficientNet-Lite0 quantizing them made the model 2-3x slower
     (bench/int8_dynamic_configs.py measures it). Returns how many convolutions were rewritten."""
     import onnx
     from onnx import helper, numpy_helper
