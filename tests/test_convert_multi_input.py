@@ -108,7 +108,7 @@ def test_pt2_file_and_onnx_with_dynamic_dims(tmp_path: Path) -> None:
         convert_source(load_source(str(fp32)), "tflite", "fp32", tmp_path / "two.tflite")
 
 
-def test_dynamic_dimensions_are_named_in_one_line(tmp_path: Path) -> None:
+def test_dynamic_dimensions_per_input_in_convert_and_run(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
 
@@ -124,6 +124,13 @@ def test_dynamic_dimensions_are_named_in_one_line(tmp_path: Path) -> None:
         load_source(str(path))
     source = load_source(str(path), input_shape=[("", (2, 4, 7)), ("", (2, 4, 7))])  # in input order
     result = convert_source(source, "onnx", "fp16", tmp_path / "add-fp16.onnx")
-    assert [i["shape"] for i in result["inputs"]] == [[2, 4, 7], [2, 4, 7]] and result["verification"][
-        "passed"
-    ]
+    assert [i["shape"] for i in result["inputs"]] == [[2, 4, 7], [2, 4, 7]]
+    assert result["verification"]["passed"]
+
+    # The runner takes the same per-input shapes for dynamic dimensions, and names them when missing.
+    proc = run_cli("run", str(path), "--shape", "a=2,4,7", "--shape", "b=2,4,7",
+                   "--out", str(tmp_path / "outs"), cwd=tmp_path, env=ENV)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "outs" / "y.npy").shape == (2, 4, 7)
+    proc = run_cli("run", str(path), "--shape", "a=2,4,7", cwd=tmp_path, env=ENV)
+    assert proc.returncode == 2 and "input 'b' has dynamic dimensions" in proc.stderr
