@@ -2,7 +2,8 @@
 
 Used by bench/deep_compression.py only when the [tf] extra (tensorflow, tf-keras,
 tensorflow-model-optimization) is installed. Each tool at the same settings: TF-MOT gets our
-recipe's per-layer sparsities, cluster counts and centroid initialisation, the same epochs, learning
+recipe's per-layer sparsities, the same number of distinct non-zero values per layer (k + 1 clusters,
+as TF-MOT counts zero as one), the same centroid initialisation, the same epochs, learning
 rates and weight decay (the coupled L2 of torch's Adam, added to the gradients as torch does), the
 same (jittered) training data. TF-MOT has no distillation: it spends the distill stage's epochs on
 plain fine-tuning of the pruned model (masks held), so both tools train for as long. The final model
@@ -114,7 +115,9 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
         k = cluster.get("layer_clusters", {}).get(layer.name, cluster["clusters"])
         return tfmot.clustering.keras.cluster_weights(
             layer,
-            number_of_clusters=k,
+            # TF-MOT's sparsity-preserving clustering spends one of its clusters on zero; ours keeps
+            # zero outside the k. One more here gives both files k distinct non-zero values.
+            number_of_clusters=k + 1,
             cluster_centroids_init=centroid_init,
             preserve_sparsity=True,
         )
