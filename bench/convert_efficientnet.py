@@ -1,6 +1,6 @@
 """Convert EfficientNet-Lite0 (offline ImageNet weights) to every output kind, verify each, and measure
 sizes, agreement with the torch model, conversion times and int8 ONNX latency (QDQ S8S8 vs QOperator
-U8S8 vs fp32, onnxruntime at 1 and 2 threads). Prints one JSON document.
+U8S8 vs dynamic int8 vs fp32, onnxruntime at 1 and 2 threads). Prints one JSON document.
 
     python bench/convert_efficientnet.py            # EfficientNet-Lite0, 224x224 (several minutes)
     python bench/convert_efficientnet.py --quick    # LeNet-5 on MNIST digits (under a minute)
@@ -156,6 +156,8 @@ def main() -> None:
         "qdq": files["onnx-int8-qdq"],
         "qoperator": files["onnx-int8-qoperator"],
     }
+    if "onnx-int8-dynamic" in files:  # it failed verification before per-channel convolutions
+        latency_files["int8-dynamic"] = files["onnx-int8-dynamic"]
     report = {
         "model": description,
         "host": {

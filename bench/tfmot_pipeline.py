@@ -1,9 +1,13 @@
 """TF-MOT's collaborative optimization on the same model and data: prune -> cluster -> PCQAT.
 
 Used by bench/deep_compression.py only when the [tf] extra (tensorflow, tf-keras,
-tensorflow-model-optimization) is installed. Mirrors our recipe: the same per-layer sparsities and
-cluster counts, the same epochs and learning rates, the same (jittered) training data; the final
-model is converted to an int8 TFLite file whose error is counted on the test set with the LiteRT
+tensorflow-model-optimization) is installed. Each tool at the same settings: TF-MOT gets our
+recipe's per-layer sparsities, the same number of distinct non-zero values per layer (k + 1 clusters,
+as TF-MOT counts zero as one), the same centroid initialisation, the same epochs, learning
+rates and weight decay (the coupled L2 of torch's Adam, added to the gradients as torch does), the
+same (jittered) training data. TF-MOT has no distillation: it spends the distill stage's epochs on
+plain fine-tuning of the pruned model (masks held), so both tools train for as long. The final model
+is converted to an int8 TFLite file whose error is counted on the test set with the LiteRT
 interpreter, and whose weights (dequantized) go through our Deep-Compression size accounting.
 """
 
@@ -38,11 +42,17 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
     train_x, test_x = data.train_x.transpose(0, 2, 3, 1), data.eval_x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
     train_y, test_y = data.train_y, data.eval_y
 
-    def fit(model: Any, epochs: float, lr: float, callbacks: list[Any] | None = None) -> None:
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    def fit(
+        model: Any, epochs: float, lr: float, callbacks: list[Any] | None = None, weight_decay: float = 0.0
+    ) -> None:
+        def coupled_decay(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+            return [(grad + weight_decay * var, var) for grad, var in pairs]
+
+        # The legacy Adam is the one that takes gradient transformers; the update is the same Adam.
+        optimizer = keras.optimizers.legacy.Adam(
+            lr, gradient_transformers=[coupled_decay] if weight_decay else None
         )
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         # Fractional epochs: train on the leading share of a shuffled copy, then whole epochs.
         whole, part = int(epochs), epochs - int(epochs)
         if whole:
@@ -74,10 +84,30 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
         return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
 
     pruned = keras.models.clone_model(model, clone_function=prune_layer)
-    fit(pruned, prune_epochs, prune["lr"], [tfmot.sparsity.keras.UpdatePruningStep()])
+    fit(
+        pruned,
+        prune_epochs,
+        prune["lr"],
+        [tfmot.sparsity.keras.UpdatePruningStep()],
+        prune.get("weight_decay", 0.0),
+    )
+    if "distill" in stages:  # the distill stage's training budget, as plain fine-tuning
+        fit(
+            pruned,
+            stages["distill"]["epochs"] * epoch_scale,
+            stages["distill"]["lr"],
+            [tfmot.sparsity.keras.UpdatePruningStep()],
+        )
     pruned = tfmot.sparsity.keras.strip_pruning(pruned)
 
     cluster = stages["cluster"]
+    inits = tfmot.clustering.keras.CentroidInitialization
+    centroid_init = {  # our init names -> TF-MOT's
+        "linear": inits.LINEAR,
+        "density": inits.DENSITY_BASED,
+        "kmeans++": inits.KMEANS_PLUS_PLUS,
+        "forgy": inits.RANDOM,
+    }[cluster.get("init", "linear")]
 
     def cluster_layer(layer: Any) -> Any:
         if not isinstance(layer, keras.layers.Dense | keras.layers.Conv2D):
@@ -85,8 +115,10 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
         k = cluster.get("layer_clusters", {}).get(layer.name, cluster["clusters"])
         return tfmot.clustering.keras.cluster_weights(
             layer,
-            number_of_clusters=k,
-            cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.LINEAR,
+            # TF-MOT's sparsity-preserving clustering spends one of its clusters on zero; ours keeps
+            # zero outside the k. One more here gives both files k distinct non-zero values.
+            number_of_clusters=k + 1,
+            cluster_centroids_init=centroid_init,
             preserve_sparsity=True,
         )
 
@@ -126,7 +158,7 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
         "unique_per_layer": {name: int(np.unique(w).size) for name, w in weights.items()},
         "epochs": {
             "baseline": baseline_epochs * epoch_scale,
-            **{name: stage["epochs"] * epoch_scale for name, stage in stages.items() if name != "distill"},
+            **{name: stage["epochs"] * epoch_scale for name, stage in stages.items()},
         },
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -117,10 +117,24 @@ def convert(
     int8_format: Annotated[str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")] = "auto",
     arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
     input_shape: Annotated[
-        str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,3,224,224.")
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            "--shape",
+            help="Input shape, e.g. 1,3,224,224; NAME=1,3,224,224 per input (repeatable) for several.",
+        ),
     ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
     verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for timing the int8 auto candidates (default: all).")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Time the int8 auto candidates on this target (default: here)."),
+    ] = None,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert to ONNX or TFLite and verify the result against the source model."""
@@ -137,6 +151,10 @@ def convert(
         input_shape=input_shape,
         tolerance=tolerance,
         verify_samples=verify_samples,
+        threads=threads,
+        target=target,
+        inventory=inventory,
+        trust_new=trust_new,
     )
     if as_json:
         print_json(result)

@@ -21,61 +21,96 @@ def run(
     calibration: Path | None = None,
     int8_format: str = "auto",
     arch: str | None = None,
-    input_shape: str | None = None,
+    input_shape: list[str] | str | None = None,
     tolerance: float | None = None,
     verify_samples: int = 16,
+    threads: int | None = None,
+    target: str | None = None,
+    inventory: Path | None = None,
+    trust_new: bool = False,
 ) -> dict[str, Any]:
-    """Convert `model` and verify it; returns the result document (see convert.api.convert_source)."""
+    """Convert `model` and verify it; returns the result document (see convert.api.convert_source).
+
+    With `target`, the int8 auto candidates are timed on that target; it is connected to before the
+    conversion starts, so an unknown or unreachable target fails in seconds."""
     from edgedeploy.convert.api import convert_source
-    from edgedeploy.convert.files import load_calibration, match_input_shape
+    from edgedeploy.convert.files import load_calibration, match_inputs
     from edgedeploy.convert.sources import load_source
 
     if verify_samples < 1:
         raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
-    source = load_source(model, arch=arch, input_shape=parse_shape(input_shape) if input_shape else None)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: need at least 1")
+    if target is not None and not (to == "onnx" and precision == "int8" and int8_format == "auto"):
+        raise UsageError(
+            "--target times the int8 candidates on a device: it needs --to onnx --precision int8 "
+            "--int8-format auto (to time any model there, use edgedeploy profile MODEL --target T)"
+        )
+    shapes = parse_shapes([input_shape] if isinstance(input_shape, str) else input_shape or [])
+    source = load_source(model, arch=arch, input_shape=shapes or None)
     output = output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None
     if calibration is not None:
-        calibration_data = load_calibration(calibration)
-        if source.input_shape is not None:
-            calibration_data = match_input_shape(
-                calibration_data, source.input_shape, "calibration data", str(calibration)
+        calibration_data = load_calibration(calibration, source.input_names)
+        if source.input_shapes is not None:
+            calibration_data = match_inputs(
+                calibration_data,
+                source.input_shapes,
+                source.input_names,
+                "calibration data",
+                str(calibration),
             )
     verify_inputs, labels, origin, calibration_data = _verification_data(
-        source.input_shape, calibration_data, calibration, verify_samples, precision
+        source.input_shapes, calibration_data, calibration, verify_samples, precision
     )
-    return convert_source(
-        source,
-        to=to,
-        precision=precision,
-        output=output,
-        calibration=calibration_data,
-        verify_inputs=verify_inputs,
-        labels=labels,
-        tolerance=tolerance,
-        int8_format=int8_format,
-        inputs_origin=origin,
-        verify_samples=verify_samples,
-    )
+    options: dict[str, Any] = {
+        "to": to,
+        "precision": precision,
+        "output": output,
+        "calibration": calibration_data,
+        "verify_inputs": verify_inputs,
+        "labels": labels,
+        "tolerance": tolerance,
+        "int8_format": int8_format,
+        "threads": threads,
+        "inputs_origin": origin,
+        "verify_samples": verify_samples,
+    }
+    if target is None:
+        return convert_source(source, **options)
+    from edgedeploy.convert.timing import TargetTimer
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.inventory import load_inventory
+
+    device = load_inventory(inventory).get(target)
+    with open_transport(device, trust_new=trust_new) as transport:
+        timer = TargetTimer(transport, device, remote_prefix=f"{output.stem}.")
+        return convert_source(source, timer=timer, **options)
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
+def parse_shapes(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """`--input-shape 1,3,224,224` or `--input-shape NAME=1,3,224,224` (repeatable: one per input)."""
+    return [(name, parse_shape(dims, name)) for name, _, dims in (t.rpartition("=") for t in texts)]
+
+
+def parse_shape(text: str, name: str = "") -> tuple[int, ...]:
+    spec = f"{name}={text}" if name else text
     try:
         shape = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
     except ValueError as err:
-        raise UsageError(f"--input-shape {text!r}: expected integers like 1,3,224,224") from err
+        raise UsageError(f"--input-shape {spec!r}: expected integers like 1,3,224,224") from err
     if not shape or min(shape) < 1:
-        raise UsageError(f"--input-shape {text!r}: expected positive integers like 1,3,224,224")
+        raise UsageError(f"--input-shape {spec!r}: expected positive integers like 1,3,224,224")
     return shape
 
 
 def _verification_data(
-    shape: tuple[int, ...] | None,
-    calibration: np.ndarray | None,
+    shapes: list[tuple[int, ...]] | None,
+    calibration: list[np.ndarray] | None,
     calibration_path: Path | None,
     samples: int,
     precision: str,
-) -> tuple[np.ndarray | None, np.ndarray | None, str | None, np.ndarray | None]:
+) -> tuple[list[np.ndarray] | None, np.ndarray | None, str | None, list[np.ndarray] | None]:
     """(verify inputs, labels, where they came from, calibration set).
 
     With user data, the last `samples` rows are held out for verification when there are enough rows,
@@ -83,29 +118,28 @@ def _verification_data(
     data get real MNIST digits (and labels, hence accuracy); anything else gets generated inputs.
     """
     if calibration is not None:
-        if len(calibration) >= 2 * samples:
-            held_out = calibration[-samples:]
+        if len(calibration[0]) >= 2 * samples:
             return (
-                held_out,
+                [c[-samples:] for c in calibration],
                 None,
                 f"last {samples} rows of {calibration_path} (held out)",
-                calibration[:-samples],
+                [c[:-samples] for c in calibration],
             )
         return (
-            calibration[:samples],
+            [c[:samples] for c in calibration],
             None,
             f"first rows of {calibration_path} (also used to calibrate)",
             calibration,
         )
-    if shape is not None and tuple(shape[1:]) == MNIST_SHAPE:
+    if shapes is not None and len(shapes) == 1 and tuple(shapes[0][1:]) == MNIST_SHAPE:
         from edgedeploy.data.mnist import load_mnist
 
         train, test = load_mnist()
         test_part = test.subset(samples, seed=0)
         calibration_set = (
-            train.subset(MNIST_CALIBRATION_SAMPLES, seed=0).as_float() if precision == "int8" else None
+            [train.subset(MNIST_CALIBRATION_SAMPLES, seed=0).as_float()] if precision == "int8" else None
         )
-        return test_part.as_float(), test_part.labels, f"{samples} MNIST test images", calibration_set
+        return [test_part.as_float()], test_part.labels, f"{samples} MNIST test images", calibration_set
     return None, None, None, None
 
 
@@ -125,7 +159,9 @@ def print_report(result: dict[str, Any]) -> None:
         f"{result['size_bytes'] / 1024:.1f} KiB"
         + (f" (fp32 {result['fp32_size_bytes'] / 1024:.1f} KiB)" if result.get("fp32_size_bytes") else ""),
     )
-    table.add_row("input", f"{result['input_shape']} {result['layout']}")
+    for item in result["inputs"]:
+        table.add_row(f"input {item['name']}", str(item["shape"]))
+    table.add_row("layout", result["layout"])
     table.add_row("verified on", f"{verification['samples']} inputs: {verification['inputs']}")
     table.add_row(
         "max / mean abs error",

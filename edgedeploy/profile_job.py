@@ -46,11 +46,16 @@ def _shape_args(shapes: dict[str, list[int]]) -> list[str]:
 
 
 def _invoke_runner(
-    transport: Transport, target: Target, model: Path, runner_args: list[str], timeout: float
+    transport: Transport,
+    target: Target,
+    model: Path,
+    runner_args: list[str],
+    timeout: float,
+    remote_name: str | None = None,
 ) -> dict[str, Any]:
     """Push runner and model, run the runner, return its JSON document (errors become exceptions)."""
     runner = push_file(transport, RUNNER_PATH, "", python=target.python)
-    pushed = push_file(transport, model, "models", python=target.python)
+    pushed = push_file(transport, model, "models", python=target.python, remote_name=remote_name)
     argv = [target.python, runner.remote_path, pushed.remote_path, *runner_args]
     result = transport.run(argv, timeout=timeout)
     lines = [line for line in result.stdout.strip().splitlines() if line.startswith("{")]
@@ -180,6 +185,42 @@ def profile_model(
     )
     profile["path"] = str(write_profile(profile, store_root))
     return profile
+
+
+def time_models(
+    transport: Transport,
+    target: Target,
+    models: dict[str, Path],
+    *,
+    threads: int | None,
+    seconds: float = 0.5,
+    warmup: int = 5,
+    rounds: int = 2,
+    remote_prefix: str = "",
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Median latency of each model on `target` by the runner, at the same thread count, for choosing
+    between candidate files (convert's int8 auto); stores no profile.
+
+    The models take turns for `rounds` rounds (one runner process each) and each keeps the median of
+    its per-round p50s, so a background burst on the device lands on all of them, not on one.
+    """
+    threads = threads or target.threads
+    args = _runner_profile_args(target, 1, warmup, seconds, threads, target.runtime, None, False)
+    args += ["--power-sensor", "none"]  # no sampling thread beside the timed runs; power is not asked
+    p50s: dict[str, list[float]] = {name: [] for name in models}
+    doc: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, path in models.items():
+            doc = _invoke_runner(
+                transport, target, path, args, timeout, remote_name=remote_prefix + path.name
+            )
+            p50s[name].append(doc["latency_ms"]["p50"])
+    return {
+        "p50_ms": {name: statistics.median(values) for name, values in p50s.items()},
+        "target": _target_summary(target, doc),
+        "runtime": doc["runtime"],
+    }
 
 
 def _runner_profile_args(

@@ -1,4 +1,5 @@
-"""A real OpenSSH server for tests: own config, host key and authorized client key, on loopback.
+"""A real OpenSSH server for tests: own config, host key and authorized client key, on loopback (or,
+through tests/isolation.py, in its own network namespace and CPU cgroup).
 
 Used by the fixtures in conftest.py. Debian's openssh-server provides /usr/sbin/sshd; tests skip
 with a clear reason when it is missing (`make test` installs it).
@@ -47,6 +48,10 @@ class SSHServer:
     host_key: Path
     known_hosts: Path
     extra_config: str = ""
+    # Set by tests/isolation.py: the network namespace sshd listens in, and the cgroup-v1 CPU cgroup
+    # it joins before it serves (every session it forks inherits both).
+    netns: str | None = None
+    cpu_cgroup: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -55,7 +60,8 @@ class SSHServer:
 
     def host_key_line(self) -> str:
         pub = (self.host_key.with_suffix(".pub")).read_text().split()
-        return f"[{self.host}]:{self.port} {pub[0]} {pub[1]}\n"
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"  # OpenSSH's convention
+        return f"{name} {pub[0]} {pub[1]}\n"
 
     def write_known_hosts(self) -> Path:
         self.known_hosts.write_text(self.host_key_line())
@@ -91,8 +97,15 @@ class SSHServer:
             )
             + "\n"
         )
+        command = [SSHD, "-D", "-e", "-f", str(self.config_path)]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
+        if self.cpu_cgroup:
+            # join the cgroup, then exec: the PID stays sshd's, so stop() and crash() still reach it
+            join = 'echo $$ > "$0" && exec "$@"'
+            command = ["sh", "-c", join, str(self.cpu_cgroup / "cgroup.procs"), *command]
         log = (self.root / "sshd.log").open("wb")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config_path)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -145,15 +158,18 @@ class SSHServer:
         return yaml.safe_dump({"all": {"hosts": {name: host_vars}}})
 
 
-def make_server(root: Path, host: str = "127.0.0.1", client_key: Path | None = None) -> SSHServer:
-    """Create (not start) a server in `root` with fresh host key; reuse `client_key` when given."""
+def make_server(
+    root: Path, host: str = "127.0.0.1", client_key: Path | None = None, port: int | None = None
+) -> SSHServer:
+    """Create (not start) a server in `root` with fresh host key; reuse `client_key` when given.
+    Without `port`, a free port on `host` (which must then be an address of this network namespace)."""
     root.mkdir(parents=True, exist_ok=True)
     host_key = keygen(root / "ssh_host_ed25519_key")
     client_key = client_key or keygen(root / "client_key")
     return SSHServer(
         root=root,
         host=host,
-        port=free_port(host),
+        port=port or free_port(host),
         user=getpass.getuser(),
         client_key=client_key,
         host_key=host_key,

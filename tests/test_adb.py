@@ -19,6 +19,7 @@ import yaml
 
 from edgedeploy.deploy.adb import ADBTransport
 from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.errors import TargetError
 from tests.adb_device import ADBDevice
 from tests.conftest import run_cli
 from tests.sshd import free_port
@@ -113,6 +114,24 @@ def test_run_exit_codes_stdin_and_get_over_adb(adb_device: ADBSetup, tmp_path: P
         assert (adb_device.workdir / "a b;c").read_bytes() == b"payload"
         adb.get("a b;c", tmp_path / "fetched")
         assert (tmp_path / "fetched").read_bytes() == b"payload"
+
+
+def test_put_reports_progress_and_errors_over_adb(adb_device: ADBSetup, tmp_path: Path) -> None:
+    model = tmp_path / "big.onnx"
+    model.write_bytes(os.urandom(8_000_000))
+    seen: list[tuple[int, int]] = []
+    target = load_inventory(adb_device.inventory).get("phone")
+    with ADBTransport(target) as adb:
+        adb.put(model, "big.onnx", progress=lambda done, total: seen.append((done, total)))
+        assert (adb_device.workdir / "big.onnx").read_bytes() == model.read_bytes()
+        # adb's own per-percent progress, not one report at the end
+        assert any(0 < done < model.stat().st_size for done, _ in seen)
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+        assert seen[-1] == (model.stat().st_size, model.stat().st_size)
+        (adb_device.workdir / "blocked").write_text("a file where a directory should be")
+        with pytest.raises(TargetError, match=r"writing .*blocked/big.onnx failed: .*\S") as failure:
+            adb.put(model, "blocked/big.onnx", progress=lambda done, total: None)
+        assert "\x1b" not in str(failure.value) and "%]" not in str(failure.value)
 
 
 def test_targets_check_over_adb(adb_device: ADBSetup) -> None:

@@ -252,6 +252,30 @@ def test_survival_check_notices_lost_sparsity(
     assert [r["layer"] for r in verdict["layers"] if not r["survived"]] == ["net.1"]
 
 
+def test_sparsity_and_clusters_survive_into_tflite(
+    data: CompressionData, trained_mlp: nn.Module, tmp_path: Path
+) -> None:
+    pytest.importorskip("litert_torch", reason="TFLite export needs the [litert] extra (litert-torch)")
+    from edgedeploy.compress.survival import check_exported_file, count_tensor, tflite_weight_tensors
+    from edgedeploy.convert.tflite_export import export_torch
+
+    recipe = [
+        {"stage": "prune", "sparsity": 0.8, "scope": "layer", "epochs": 0},
+        {"stage": "cluster", "clusters": 8, "layer_clusters": {"net.5": 4}, "epochs": 0.2},
+    ]
+    model = compress_model(trained_mlp, recipe, data=data).model
+    path = tmp_path / "compressed.tflite"
+    export_torch(model, data.eval_x[:1], path)
+    verdict = check_exported_file(model, path)
+    assert verdict["format"] == "tflite" and verdict["survived"], verdict["verdict"]
+    # Counted again here, straight from the file: every layer's zeros and distinct values are there.
+    in_file = {(t.numel, t.nonzeros, t.unique) for t in tflite_weight_tensors(path)}
+    for name, w in weights(model).items():
+        ours = count_tensor(name, w.numpy())
+        assert ours.unique <= (5 if name == "net.5" else 9)
+        assert (ours.numel, ours.nonzeros, ours.unique) in in_file, name
+
+
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [

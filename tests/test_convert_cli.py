@@ -70,6 +70,8 @@ def test_convert_int8_json_then_inspect_json(tmp_path: Path, lenet_state_dict: P
     assert (
         result["int8_format"] in ("QDQ S8S8", "QOperator U8S8") and "ms" in result["int8_selection"]["reason"]
     )
+    assert "timed on this host (no --target)" in result["int8_selection"]["reason"]
+    assert result["int8_selection"]["timed_on"]["target"] is None
 
     proc = edgedeploy("inspect", out, "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -164,3 +166,20 @@ def test_bench_quick(tmp_path: Path):
     assert [row["threads"] for row in report["onnx_int8_latency"]] == [1, 2]
     sizes = {row["kind"]: row["size_bytes"] for row in report["conversions"]}
     assert sizes["tflite-int8"] < sizes["tflite-fp16"] < sizes["tflite-fp32"]
+
+
+def test_int8_dynamic_bench_quick(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "int8_dynamic_configs.py"), "--quick"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = report["configurations"]
+    ours = rows["edgedeploy per-channel convs, depthwise float (int8-dynamic)"]
+    assert ours["passed"] and ours["max_abs_error"] <= report["tolerance"] and ours["p50_ms"] > 0
+    assert len(rows) == 9 and all(row["size_bytes"] > 0 for row in rows.values())

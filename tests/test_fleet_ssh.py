@@ -1,10 +1,13 @@
-"""A fleet over real OpenSSH servers on loopback, one of which is stopped mid-run.
+"""A fleet over real OpenSSH servers, one of which is stopped mid-run: on loopback ports, and each in
+its own network namespace with its own address (created and removed by the fixture; that variant
+skips with the reason where `ip netns` cannot run, e.g. without root).
 
 Needs the ssh transport (edgedeploy.deploy.ssh); skips until it is importable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -16,26 +19,32 @@ import yaml
 
 from edgedeploy.fleet_job import journal_dir, run_fleet
 from tests.fleet_support import make_onnx
+from tests.isolation import IsolationUnavailable, isolated_server
 from tests.sshd import SSHServer, keygen, make_server, sshd_available
 
 pytest.importorskip("edgedeploy.deploy.ssh", reason="ssh transport not in this branch yet")
 
 
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[SSHServer]]:
+@pytest.fixture(params=["loopback", "netns"])
+def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SSHServer]]:
     if not sshd_available():
         pytest.skip("OpenSSH server not installed (make test installs Debian's openssh-server)")
     client_key = keygen(tmp_path / "client_key")
-    started: list[SSHServer] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        started: list[SSHServer] = []
         for i in range(3):
-            server = make_server(tmp_path / f"sshd{i}", client_key=client_key).start()
-            server.write_known_hosts()
-            started.append(server)
+            root = tmp_path / f"sshd{i}"
+            if request.param == "netns":
+                try:
+                    started.append(stack.enter_context(isolated_server(root, client_key)))
+                except IsolationUnavailable as exc:
+                    pytest.skip(f"no network namespaces here: {exc}")
+            else:
+                server = make_server(root, client_key=client_key)
+                stack.callback(server.stop)
+                started.append(server.start())
+                server.write_known_hosts()
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _fleet_inventory(path: Path, servers: list[SSHServer]) -> Path:
@@ -80,3 +89,5 @@ def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[S
     assert second["status"] == "error" and second["error"], result["rows"]
     assert second["attempts"] == 2
     assert 1 <= result["failed"] <= 2
+    if servers[0].netns:  # every device answered on its own address, none on loopback
+        assert len({s.host for s in servers}) == 3 and not any(s.host.startswith("127.") for s in servers)

@@ -9,6 +9,7 @@ declare -A want=(
   [ssh]=openssh-client
   [scp]=openssh-client
   [adb]=adb
+  [ip]=iproute2  # network namespaces for the fleet tests' devices and bench/fleet.py
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.convert import onnx_export, preflight, tflite_export
-from edgedeploy.convert.files import first_line, match_input_shape, native_stdout_to_stderr, work_dir_beside
-from edgedeploy.convert.runtimes import open_runner, profile_latencies
+from edgedeploy.convert.files import first_line, match_inputs, native_stdout_to_stderr, work_dir_beside
+from edgedeploy.convert.runtimes import Batch, as_list, open_runner
 from edgedeploy.convert.sources import SourceModel, from_torch_module
+from edgedeploy.convert.timing import HostTimer, LatencyTimer
 from edgedeploy.convert.verify import compare, default_tolerance, describe_failure
 from edgedeploy.errors import NotYetSupported, UsageError
 
@@ -28,22 +29,22 @@ INT8_FORMAT_CHOICES = ("auto", "qdq", "qoperator")
 
 def convert_torch(
     model: Any,
-    example: np.ndarray,
+    example: Batch,
     to: str,
     precision: str,
     output: Path,
-    calibration: np.ndarray | None = None,
-    verify_inputs: np.ndarray | None = None,
+    calibration: Batch | None = None,
+    verify_inputs: Batch | None = None,
     labels: np.ndarray | None = None,
     tolerance: float | None = None,
     int8_format: str = "auto",
 ) -> dict[str, Any]:
-    """Convert a torch.nn.Module; `example` is an NCHW float32 batch fixing the input shape.
+    """Convert a torch.nn.Module; `example` is a float32 batch fixing the input shape (one per input).
 
     Raises UsageError (naming the file and the figures) when verification fails; nothing is written then.
     """
-    example = np.ascontiguousarray(example, dtype=np.float32)
-    source = from_torch_module(model, type(model).__name__, tuple(example.shape))
+    shapes = [tuple(np.shape(x)) for x in as_list(example)]  # one example batch per forward() argument
+    source = from_torch_module(model, type(model).__name__, shapes)
     return convert_source(
         source,
         to=to,
@@ -62,34 +63,52 @@ def convert_source(
     to: str,
     precision: str,
     output: Path,
-    calibration: np.ndarray | None = None,
-    verify_inputs: np.ndarray | None = None,
+    calibration: Batch | None = None,
+    verify_inputs: Batch | None = None,
     labels: np.ndarray | None = None,
     tolerance: float | None = None,
     int8_format: str = "auto",
     threads: int | None = None,
     inputs_origin: str | None = None,
     verify_samples: int = 16,
+    timer: LatencyTimer | None = None,
 ) -> dict[str, Any]:
-    """Pre-flight, convert, verify on the same inputs, (for int8 auto) profile, then move into place."""
+    """Pre-flight, convert, verify on the same inputs, (for int8 auto) profile, then move into place.
+
+    Inputs and calibration data are one array per model input (a bare array for one input).
+    `timer` times the int8 auto candidates: this host by default, a target with TargetTimer."""
     _check_options(source, to, precision, int8_format)
-    if source.input_shape is None:
-        raise UsageError(f"{source.name}: input shape unknown; pass --input-shape, e.g. 1,3,224,224")
-    shape = tuple(source.input_shape)
+    names = source.input_names
+    if source.input_shapes is None:
+        wanted = f"NAME=dims for each input ({', '.join(names)})" if len(names) > 1 else "e.g. 1,3,224,224"
+        raise UsageError(f"{source.name}: input shape unknown; pass --input-shape {wanted}")
+    shapes = [tuple(shape) for shape in source.input_shapes]
     notes = list(source.notes)
     if verify_inputs is None:
         rng = np.random.default_rng(0)
-        verify_inputs = rng.random((verify_samples, *shape[1:]), dtype=np.float32)
+        verify_inputs = [rng.random((verify_samples, *shape[1:]), dtype=np.float32) for shape in shapes]
         inputs_origin = inputs_origin or "generated uniform [0, 1) from the input shape"
-    verify_inputs = match_input_shape(np.asarray(verify_inputs), shape, "verification data", source.name)
-    if labels is not None and len(labels) != len(verify_inputs):
-        raise UsageError(f"{source.name}: {len(labels)} labels for {len(verify_inputs)} verification inputs")
+    verify_inputs = match_inputs(verify_inputs, shapes, names, "verification data", source.name)
+    count = len(verify_inputs[0])
+    if labels is not None and len(labels) != count:
+        raise UsageError(f"{source.name}: {len(labels)} labels for {count} verification inputs")
     if precision == "int8":
         if calibration is None:
             calibration = verify_inputs
             notes.append("int8 calibrated on the verification inputs (no calibration data given)")
-        calibration = match_input_shape(np.asarray(calibration), shape, "calibration data", source.name)
-    example = verify_inputs[: shape[0]] if len(verify_inputs) >= shape[0] else np.zeros(shape, np.float32)
+        calibration = match_inputs(calibration, shapes, names, "calibration data", source.name)
+    else:
+        calibration = None  # only full int8 calibrates
+    if to == "onnx" and precision == "int8-dynamic":
+        notes.append(
+            "dynamic int8 makes the file small, not fast: quantizing activations at run time left "
+            "EfficientNet-Lite0 at 0.7-0.8x the speed of fp32 in onnxruntime on an x86-64 CPU "
+            "(docs/convert.md); for speed use --precision int8"
+        )
+    example = [
+        x[: shape[0]] if count >= shape[0] else np.zeros(shape, np.float32)
+        for x, shape in zip(verify_inputs, shapes, strict=True)
+    ]
     output = Path(output)
     timings: dict[str, float] = {}
 
@@ -127,17 +146,19 @@ def convert_source(
             selection = None
             if to == "onnx" and precision == "int8" and int8_format == "auto":
                 started = time.perf_counter()
-                selection = _select_int8(base, candidates, checks, verify_inputs[: shape[0]], threads)
+                selection = _select_int8(base, candidates, checks, example, threads, timer or HostTimer())
                 chosen = selection["chosen"]
                 timings["int8_selection_s"] = time.perf_counter() - started
             else:
                 chosen = next(iter(candidates))
             verification = checks[chosen]
             if not verification["passed"]:
-                # ORT's dynamic Conv quantization (ConvInteger) is known to lose CNNs (EfficientNet-Lite0:
-                # 25% top-1 agreement); static int8 calibrates activations instead.
+                # Dynamic int8 sets each activation's range from one tensor at run time; static int8
+                # calibrates every range on data, which holds up where run-time ranges do not.
                 hint = (
-                    " (for CNNs try --precision int8)" if to == "onnx" and precision == "int8-dynamic" else ""
+                    "; try --precision int8 with --calibration (static, calibrated activations)"
+                    if precision == "int8-dynamic"
+                    else ""
                 )
                 raise UsageError(describe_failure(str(output), verification, hint))
             size = candidates[chosen].stat().st_size
@@ -155,7 +176,8 @@ def convert_source(
         "size_bytes": size,
         "fp32_size_bytes": fp32_size,
         "layout": source.layout,
-        "input_shape": list(shape),
+        "input_shape": list(shapes[0]),
+        "inputs": [{"name": n, "shape": list(s)} for n, s in zip(names, shapes, strict=True)],
         "verification": verification,
         "preflight": report,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
@@ -175,6 +197,11 @@ def _check_options(source: SourceModel, to: str, precision: str, int8_format: st
         raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if int8_format not in INT8_FORMAT_CHOICES:
         raise UsageError(f"--int8-format {int8_format!r}: expected one of {', '.join(INT8_FORMAT_CHOICES)}")
+    if to == "tflite" and len(source.input_names) > 1:
+        raise NotYetSupported(
+            f"{source.name}: {len(source.input_names)} inputs ({', '.join(source.input_names)}): "
+            "models with several inputs convert to ONNX only (--to onnx)"
+        )
     reachable = {"torch": TARGET_FORMATS, "onnx": ("onnx",), "tflite": ("tflite",), "keras": ("tflite",)}
     if to not in reachable[source.kind]:
         raise NotYetSupported(
@@ -183,7 +210,7 @@ def _check_options(source: SourceModel, to: str, precision: str, int8_format: st
         )
 
 
-def _preflight(source: SourceModel, example: np.ndarray, to: str) -> dict[str, Any]:
+def _preflight(source: SourceModel, example: list[np.ndarray], to: str) -> dict[str, Any]:
     if source.kind == "torch":
         return preflight.check_torch(source.module, example, to)
     if source.kind == "onnx":
@@ -200,33 +227,34 @@ def _preflight(source: SourceModel, example: np.ndarray, to: str) -> dict[str, A
 
 def _fp32_base(
     source: SourceModel,
-    example: np.ndarray,
+    example: list[np.ndarray],
     to: str,
     precision: str,
-    calibration: np.ndarray | None,
+    calibration: list[np.ndarray] | None,
     work: Path,
 ) -> Path:
     """The fp32 model in the target format, from which the other precisions derive."""
     base = work / (f"keras-{precision}.tflite" if source.kind == "keras" else f"fp32.{to}")
-    if source.kind == "torch":
-        exporter = onnx_export.export_torch if to == "onnx" else tflite_export.export_torch
-        exporter(source.module, example, base)
+    if source.kind == "torch" and to == "onnx":
+        onnx_export.export_torch(source.module, example, base, source.input_names)
+    elif source.kind == "torch":
+        tflite_export.export_torch(source.module, example[0], base)
     elif source.kind == "keras":
-        tflite_export.export_keras(source.module, base, precision, calibration)
+        tflite_export.export_keras(source.module, base, precision, calibration[0] if calibration else None)
     else:
         shutil.copyfile(source.file, base)
     return base
 
 
 def _candidates(
-    base: Path, to: str, precision: str, calibration: np.ndarray | None, int8_format: str, work: Path
+    base: Path, to: str, precision: str, calibration: list[np.ndarray] | None, int8_format: str, work: Path
 ) -> dict[str, Path]:
     """Converted files by name; more than one only for ONNX int8 with --int8-format auto."""
     if precision == "fp32":
         return {precision: base}
     if to == "tflite":
         out = work / f"{precision}.tflite"
-        tflite_export.quantize(base, out, precision, calibration)
+        tflite_export.quantize(base, out, precision, calibration[0] if calibration else None)
         return {precision: out}
     formats = ("qdq", "qoperator") if int8_format == "auto" else (int8_format,)
     names = formats if precision == "int8" else (precision,)
@@ -257,7 +285,7 @@ def _verify(
     layout: str,
     to: str,
     reference: np.ndarray,
-    inputs: np.ndarray,
+    inputs: list[np.ndarray],
     labels: np.ndarray | None,
     tolerance: float,
 ) -> dict[str, Any]:
@@ -270,43 +298,45 @@ def _select_int8(
     base: Path,
     candidates: dict[str, Path],
     checks: dict[str, dict[str, Any]],
-    sample: np.ndarray,
+    sample: list[np.ndarray],
     threads: int | None,
+    timer: LatencyTimer,
 ) -> dict[str, Any]:
-    """Profile fp32 and both int8 encodings here, same thread count, interleaved; keep the fastest passing."""
-    threads = threads or os.cpu_count() or 1
-    runners = {"fp32": open_runner(base, threads)} | {
-        name: open_runner(p, threads) for name, p in candidates.items()
-    }
-    latency = profile_latencies(runners, sample)
+    """Time fp32 and each int8 encoding that passed verification (same threads); keep the fastest."""
     passing = [name for name in candidates if checks[name]["passed"]]
+    timed = (
+        timer.latencies({"fp32": base} | {n: candidates[n] for n in passing}, sample, threads)
+        if passing
+        else None
+    )
+    latency = timed["p50_ms"] if timed else {}
     rows = [
         {
             "format": onnx_export.INT8_FORMATS[name],
-            "p50_ms": round(latency[name], 4),
-            "speedup_vs_fp32": round(latency["fp32"] / latency[name], 3),
+            "p50_ms": round(latency[name], 4) if name in latency else None,
+            "speedup_vs_fp32": round(latency["fp32"] / latency[name], 3) if name in latency else None,
             "max_abs_error": checks[name]["max_abs_error"],
             "top1_agreement": checks[name]["top1_agreement"],
             "passed": checks[name]["passed"],
         }
         for name in candidates
     ]
-    if passing:
-        chosen = min(passing, key=lambda name: latency[name])
-        others = [n for n in candidates if n != chosen]
-        reason = (
-            f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
-            + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
-        )
-        reason += f", fp32 {latency['fp32']:.3g} ms (median, {threads} threads, onnxruntime on this host)"
-        failed = [onnx_export.INT8_FORMATS[n] for n in others if not checks[n]["passed"]]
-        if failed:
-            reason += f"; {', '.join(failed)} failed verification"
-    else:
+    if not timed:
         chosen = min(candidates, key=lambda name: checks[name]["max_abs_error"])
-        reason = "no int8 encoding passed verification"
+        return {"candidates": rows, "chosen": chosen, "reason": "no int8 encoding passed verification"}
+    chosen = min(passing, key=lambda name: latency[name])
+    others = [n for n in passing if n != chosen]
+    reason = (
+        f"{onnx_export.INT8_FORMATS[chosen]} is fastest among those passing verification: "
+        + ", ".join(f"{onnx_export.INT8_FORMATS[n]} {latency[n]:.3g} ms" for n in (chosen, *others))
+        + f", fp32 {latency['fp32']:.3g} ms (median p50, {timed['where']})"
+    )
+    failed = [onnx_export.INT8_FORMATS[n] for n in candidates if n not in passing]
+    if failed:
+        reason += f"; {', '.join(failed)} failed verification (not timed)"
     return {
-        "threads": threads,
+        "timed_on": timed["timed_on"],
+        "threads": timed["timed_on"]["runtime"]["threads"],
         "fp32_p50_ms": round(latency["fp32"], 4),
         "candidates": rows,
         "chosen": chosen,

@@ -88,33 +88,41 @@ def native_output_to(log: Path) -> Iterator[None]:
             os.close(copy)
 
 
-def load_array_file(path: Path) -> np.ndarray:
-    """A .npy file (or the first array of a .npz) as an array; bad files become one-line errors."""
+def load_arrays(path: Path, names: list[str] | None = None) -> list[np.ndarray]:
+    """A .npy file's array, or a .npz file's arrays: by `names` (a model's inputs) when it holds
+    them all, else in the order saved (np.savez(f, a, b) stores arr_0, arr_1). Bad files: one line."""
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as archive:
-                return np.asarray(archive[archive.files[0]])
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, IndexError, EOFError) as err:
-        raise UsageError(f"{path}: not a readable .npy array ({err})") from err
+        if path.suffix != ".npz":
+            return [np.load(path, allow_pickle=False)]
+        with np.load(path, allow_pickle=False) as archive:
+            keys = names if names and set(names) <= set(archive.files) else archive.files
+            return [np.asarray(archive[key]) for key in keys]
+    except (OSError, ValueError, IndexError, EOFError, KeyError) as err:
+        raise UsageError(f"{path}: not a readable .npy/.npz array ({err})") from err
 
 
-def load_calibration(path: Path) -> np.ndarray:
-    """Calibration samples from a .npy/.npz file or a directory of them (stacked along batch)."""
+def load_calibration(path: Path, names: list[str] | None = None) -> list[np.ndarray]:
+    """Calibration samples, one array per model input (`names`): a .npy file (one input), a .npz
+    (one array per input), or a directory of such files, stacked along the batch axis."""
     if path.is_dir():
         files = sorted([*path.glob("*.npy"), *path.glob("*.npz")])
         if not files:
             raise UsageError(f"{path}: calibration directory holds no .npy files")
-        arrays = [load_array_file(f) for f in files]
-        shapes = {a.shape[1:] if a.ndim == arrays[0].ndim else a.shape for a in arrays}
-        if len({a.ndim for a in arrays}) != 1 or len(shapes) != 1:
-            raise UsageError(
-                f"{path}: calibration files have different shapes: {sorted(str(a.shape) for a in arrays)}"
-            )
-        return np.concatenate(arrays, axis=0).astype(np.float32)
+        per_file = [load_arrays(f, names) for f in files]
+        if len({len(arrays) for arrays in per_file}) != 1:
+            raise UsageError(f"{path}: calibration files hold different numbers of arrays")
+        stacked = []
+        for arrays in zip(*per_file, strict=True):
+            shapes = {a.shape[1:] if a.ndim == arrays[0].ndim else a.shape for a in arrays}
+            if len({a.ndim for a in arrays}) != 1 or len(shapes) != 1:
+                raise UsageError(
+                    f"{path}: calibration files have different shapes: {sorted(str(a.shape) for a in arrays)}"
+                )
+            stacked.append(np.concatenate(arrays, axis=0).astype(np.float32))
+        return stacked
     if not path.exists():
         raise UsageError(f"{path}: calibration data not found")
-    return load_array_file(path).astype(np.float32)
+    return [a.astype(np.float32) for a in load_arrays(path, names)]
 
 
 def match_input_shape(
@@ -132,3 +140,30 @@ def match_input_shape(
     if len(samples) == 0:
         raise UsageError(f"{origin}: {what} holds no samples")
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def match_inputs(
+    inputs: np.ndarray | list[np.ndarray],
+    shapes: list[tuple[int, ...]],
+    names: list[str],
+    what: str,
+    origin: str,
+) -> list[np.ndarray]:
+    """One checked array per model input (a bare array for a one-input model), the same N for all."""
+    arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if len(arrays) != len(shapes):
+        raise UsageError(
+            f"{origin}: {what} has {len(arrays)} array(s) but the model has {len(shapes)} inputs "
+            f"({', '.join(names)})"
+        )
+    checked = [
+        match_input_shape(
+            np.asarray(a), shape, f"{what} for input {name!r}" if len(names) > 1 else what, origin
+        )
+        for a, shape, name in zip(arrays, shapes, names, strict=True)
+    ]
+    if len({len(a) for a in checked}) > 1:
+        raise UsageError(
+            f"{origin}: {what} has different sample counts per input: {[len(a) for a in checked]}"
+        )
+    return checked

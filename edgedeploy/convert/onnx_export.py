@@ -19,13 +19,18 @@ from edgedeploy.errors import UsageError
 INT8_FORMATS = {"qdq": "QDQ S8S8", "qoperator": "QOperator U8S8"}
 
 
-def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
-    """Single-file ONNX via the dynamo exporter, with a dynamic batch axis when the model allows it."""
+def export_torch(
+    module: Any, example: np.ndarray | list[np.ndarray], out: Path, input_names: list[str] | None = None
+) -> None:
+    """Single-file ONNX via the dynamo exporter, with a dynamic batch axis when the model allows it.
+
+    `example`: one batch per forward() argument (a bare array for one); `input_names` name them."""
     import torch
 
-    args = (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
+    examples = example if isinstance(example, (list, tuple)) else [example]
+    args = tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in examples)
     common: dict[str, Any] = {
-        "input_names": ["input"],
+        "input_names": input_names or ["input"],
         "output_names": ["output"],
         "dynamo": True,
         "external_data": False,
@@ -34,11 +39,11 @@ def export_torch(module: Any, example: np.ndarray, out: Path) -> None:
     }
     errors: list[str] = []
     # A fixed batch is the fallback: models that reshape with a literal batch size export only so.
-    for dynamic in ({"x": {0: torch.export.Dim("batch", max=4096)}}, None):
+    batch = torch.export.Dim("batch", max=4096)  # one batch size shared by all inputs
+    for shapes in (tuple({0: batch} for _ in args), None):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                shapes = None if dynamic is None else (dynamic["x"],)
                 torch.onnx.export(module, args, str(out), dynamic_shapes=shapes, **common)
             _fold_weight_arithmetic_and_strip_debug_info(out)
             return
@@ -126,10 +131,22 @@ def _sort_topologically(graph: Any) -> None:
 
 
 def quantize_int8_dynamic(src: Path, out: Path) -> None:
+    """Int8 weights, activations quantized at run time: Conv per output channel (our own rewrite, see
+    onnx_dynamic), MatMul/Gemm per channel through ORT's quantize_dynamic."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from edgedeploy.convert.onnx_dynamic import quantize_convs_per_channel
+
     with _preprocessed(src) as pre:
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        convs = pre.with_name("convs-int8.onnx")
+        quantize_convs_per_channel(pre, convs)
+        quantize_dynamic(
+            str(convs),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
 
 
 # ONNX Runtime's activation-range calibrators. MinMax stays the default: on EfficientNet-Lite0 and real
@@ -142,10 +159,14 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def quantize_int8_static(
-    src: Path, out: Path, calibration: np.ndarray, int8_format: str, calibration_method: str = "minmax"
+    src: Path,
+    out: Path,
+    calibration: np.ndarray | list[np.ndarray],
+    int8_format: str,
+    calibration_method: str = "minmax",
 ) -> None:
-    """Static int8, per-channel weights, activation ranges calibrated on `calibration` (after ORT's
-    pre-processing) by `calibration_method`, one of CALIBRATION_METHODS."""
+    """Static int8, per-channel weights, activation ranges calibrated on `calibration` (one array per
+    input; after ORT's pre-processing) by `calibration_method`, one of CALIBRATION_METHODS."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -157,17 +178,21 @@ def quantize_int8_static(
     from edgedeploy.convert.runtimes import OnnxRunner
 
     runner = OnnxRunner(src)
-    batch = runner.fixed_batch or min(8, len(calibration))
+    arrays = calibration if isinstance(calibration, (list, tuple)) else [calibration]
+    count = len(arrays[0])
+    batch = runner.fixed_batch or min(8, count)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches: Iterator[np.ndarray] = (
-                calibration[i : i + batch] for i in range(0, len(calibration) - batch + 1, batch)
-            )
+            self.starts = iter(range(0, count - batch + 1, batch))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            chunk = next(self.batches, None)
-            return None if chunk is None else {runner.input_name: chunk}
+            start = next(self.starts, None)
+            if start is None:
+                return None
+            return {
+                name: a[start : start + batch] for name, a in zip(runner.input_names, arrays, strict=True)
+            }
 
     if int8_format == "qdq":
         quant_format, activation_type = QuantFormat.QDQ, QuantType.QInt8

@@ -16,7 +16,7 @@ from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
 
-def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
+def check_torch(module: Any, example: np.ndarray | list[np.ndarray], to: str) -> dict[str, Any]:
     """Trace with torch.export, decompose as the converter will, look every op up in its registry.
 
     ONNX: torch.onnx's dynamo exporter and its torchlib registry. TFLite: litert-torch's lowering
@@ -27,8 +27,9 @@ def check_torch(module: Any, example: np.ndarray, to: str) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            examples = example if isinstance(example, (list, tuple)) else [example]
             program = torch.export.export(
-                module, (torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)),)
+                module, tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in examples)
             )
     except Exception as err:  # noqa: BLE001 - torch.export raises many internal types
         raise UsageError(f"torch.export cannot trace the model: {first_line(err)}") from err

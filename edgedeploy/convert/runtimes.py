@@ -12,6 +12,14 @@ import numpy as np
 from edgedeploy.convert.files import first_line
 from edgedeploy.errors import UsageError
 
+Batch = np.ndarray | list[np.ndarray]
+"""Model inputs: one array for a one-input model, else one array per input in the model's order,
+each with the batch axis first (the same N for all)."""
+
+
+def as_list(inputs: Batch) -> list[np.ndarray]:
+    return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
 
 class OnnxRunner:
     """An onnxruntime CPU session on one model file; runs any batch (split when the batch is fixed)."""
@@ -28,20 +36,24 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
             raise UsageError(f"{path}: onnxruntime cannot load it ({first_line(err)})") from err
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_shape = [d if isinstance(d, int) else None for d in first.shape]
-        self.input_dtype = np.float16 if first.type == "tensor(float16)" else np.float32
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self.input_shapes = [[d if isinstance(d, int) else None for d in i.shape] for i in inputs]
+        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32 for i in inputs]
+        self.input_name, self.input_shape = self.input_names[0], self.input_shapes[0]
 
     @property
     def fixed_batch(self) -> int | None:
         return self.input_shape[0] if self.input_shape else None
 
-    def run_batch(self, x: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: x.astype(self.input_dtype, copy=False)})[0]
-        return np.asarray(out, dtype=np.float32)
+    def run_batch(self, x: Batch) -> np.ndarray:
+        feeds = {
+            name: array.astype(dtype, copy=False)
+            for name, array, dtype in zip(self.input_names, as_list(x), self.input_dtypes, strict=True)
+        }
+        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: Batch) -> np.ndarray:
         return predict_in_batches(self.run_batch, x, self.fixed_batch)
 
 
@@ -56,35 +68,40 @@ class TfliteRunner:
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise UsageError(f"{path}: LiteRT cannot load it ({first_line(err)})") from err
-        self.input = self.interpreter.get_input_details()[0]
+        self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = [int(d) for d in self.input["shape"]]
+        self.input_shape = [int(d) for d in self.inputs[0]["shape"]]
 
     @property
     def fixed_batch(self) -> int:
         return self.input_shape[0]
 
-    def run_batch(self, x: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
+    def run_batch(self, x: Batch) -> np.ndarray:
+        for detail, array in zip(self.inputs, as_list(x), strict=True):
+            self.interpreter.set_tensor(detail["index"], _quantize(array, detail))
         self.interpreter.invoke()
         return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: Batch) -> np.ndarray:
         return predict_in_batches(self.run_batch, x, self.fixed_batch)
 
 
-def predict_in_batches(
-    run_batch: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int | None
-) -> np.ndarray:
+def predict_in_batches(run_batch: Callable[[Any], np.ndarray], x: Batch, batch: int | None) -> np.ndarray:
     """Run `x` through a model whose batch size is fixed (None: any), zero-padding the last chunk."""
     if not batch:
         return run_batch(x)
+    arrays = as_list(x)
+    total = len(arrays[0])
     outputs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(run_batch(padded)[: len(chunk)])
+    for start in range(0, total, batch):
+        chunks = [_padded(a[start : start + batch], batch) for a in arrays]
+        result = run_batch(chunks if isinstance(x, (list, tuple)) else chunks[0])
+        outputs.append(result[: min(batch, total - start)])
     return np.concatenate(outputs)
+
+
+def _padded(chunk: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -109,7 +126,7 @@ def open_runner(path: Path, threads: int | None = None) -> OnnxRunner | TfliteRu
 
 def profile_latencies(
     runners: dict[str, OnnxRunner | TfliteRunner],
-    sample: np.ndarray,
+    sample: Batch,
     min_seconds: float = 0.6,
     max_runs: int = 200,
 ) -> dict[str, float]:

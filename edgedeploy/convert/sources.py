@@ -18,18 +18,30 @@ TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".pt2", ".bin", ".ckpt"}
 KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
 
+Shape = tuple[int, ...]
+ShapeSpec = list[tuple[str, Shape]]
+"""Shapes the user gave (`--input-shape [NAME=]1,3,224,224`, repeatable): (input name or "", dims)."""
+
+
 @dataclass
 class SourceModel:
-    """A loaded model that can predict on NCHW/NHWC float32 batches, plus what converters need."""
+    """A loaded model that predicts its first output from float32 batches (one array per input, in
+    the model's input order), plus what converters need."""
 
     name: str  # what the user named (path or module:factory)
     kind: str  # torch | onnx | keras | tflite
-    input_shape: tuple[int, ...] | None  # with the batch axis; None when unknown
-    predict: Callable[[np.ndarray], np.ndarray]
+    input_shapes: list[Shape] | None  # one per input, with the batch axis; None when unknown
+    predict: Callable[[list[np.ndarray]], np.ndarray]
+    input_names: list[str] = field(default_factory=lambda: ["input"])
     layout: str = "NCHW"
     module: Any = None  # torch.nn.Module or keras model
     file: Path | None = None  # the file itself, for onnx/tflite sources
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> Shape | None:
+        """The first input's shape (the only one for most models)."""
+        return self.input_shapes[0] if self.input_shapes else None
 
     @property
     def stem(self) -> str:
@@ -40,35 +52,114 @@ class SourceModel:
         return self.name.rpartition(":")[2] or "model"  # module:factory -> factory
 
 
-def from_torch_module(module: Any, name: str, input_shape: tuple[int, ...] | None) -> SourceModel:
+def from_torch_module(
+    module: Any, name: str, input_shapes: list[Shape] | Shape | None, input_names: list[str] | None = None
+) -> SourceModel:
+    """`input_shapes`: one shape per forward() argument (a bare tuple for a one-input model)."""
     import torch
 
+    if isinstance(input_shapes, tuple):
+        input_shapes = [input_shapes]
     # Modules unflattened from torch.export programs refuse eval() (they are in inference mode
     # already) and guard their traced batch size: feed them one example-sized batch at a time.
     exported = isinstance(module, torch.fx.GraphModule)
     if not exported:
         module = module.eval()
-    step = input_shape[0] if exported and input_shape else None
+    step = input_shapes[0][0] if exported and input_shapes else None
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(xs: list[np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            out = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            out = module(*(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in xs))
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.detach().float().numpy()
 
-    def predict(x: np.ndarray) -> np.ndarray:
+    def predict(xs: list[np.ndarray]) -> np.ndarray:
         from edgedeploy.convert.runtimes import predict_in_batches
 
-        return predict_in_batches(run, x, step)
+        return predict_in_batches(run, list(xs), step)
 
-    return SourceModel(name=name, kind="torch", input_shape=input_shape, predict=predict, module=module)
+    names = input_names or _forward_argument_names(module)
+    return SourceModel(
+        name=name, kind="torch", input_shapes=input_shapes, predict=predict, input_names=names, module=module
+    )
+
+
+def _forward_argument_names(module: Any) -> list[str]:
+    """forward()'s required positional arguments; a single input keeps the exporter-wide name "input"."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return ["input"]
+    names = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return names if len(names) > 1 else ["input"]
+
+
+def resolve_shapes(
+    origin: str, names: list[str], declared: list[list[int | None]] | None, given: ShapeSpec | None
+) -> list[Shape] | None:
+    """Each input's shape: the one the user gave (by name, or in order), else the declared one with a
+    dynamic batch set to 1. Other dynamic dimensions must be given: the error names them."""
+    given = given or []
+    by_name = {name: dims for name, dims in given if name}
+    unnamed = [dims for name, dims in given if not name]
+    unknown = sorted(set(by_name) - set(names))
+    if unknown or len(unnamed) > len(names) or (unnamed and by_name):
+        raise UsageError(
+            f"{origin}: --input-shape {', '.join(unknown) or 'values'} do not match the model's inputs "
+            f"({', '.join(names)}); give NAME=dims per input, or one shape per input in order"
+        )
+    if declared is None and not given:
+        return None
+    shapes: list[Shape] = []
+    missing: list[str] = []  # NAME=dims with ? where the user must choose
+    for index, name in enumerate(names):
+        dims = by_name.get(name) or (unnamed[index] if index < len(unnamed) else None)
+        want = declared[index] if declared else None
+        if dims is not None:
+            if want is not None and (
+                len(want) != len(dims)
+                or any(w is not None and w != d for w, d in zip(want, dims, strict=False))
+            ):
+                raise UsageError(
+                    f"{origin}: --input-shape {name}={_dims(dims)} does not fit its shape {_dims(want)}"
+                )
+            shapes.append(tuple(dims))
+            continue
+        if want is None:
+            raise UsageError(
+                f"{origin}: the shape of input {name!r} is unknown; pass --input-shape {name}=..."
+            )
+        if any(d is None for d in want[1:]):
+            missing.append(
+                f"{name}="
+                + ",".join("1" if i == 0 and d is None else str(d or "?") for i, d in enumerate(want))
+            )
+        shapes.append(tuple(d or 1 for d in want))
+    if missing:
+        raise UsageError(
+            f"{origin}: inputs with dynamic dimensions (?) need a shape: "
+            + " ".join(f"--input-shape {m}" for m in missing)
+        )
+    return shapes
+
+
+def _dims(dims: Any) -> str:
+    return ",".join("?" if d is None else str(d) for d in dims)
 
 
 def load_source(
-    spec: str, arch: str | None = None, input_shape: tuple[int, ...] | None = None
+    spec: str, arch: str | None = None, input_shape: Shape | ShapeSpec | None = None
 ) -> SourceModel:
-    """Load any supported source model. `input_shape` (with batch) overrides what the model says."""
+    """Load any supported source model. `input_shape` (with batch; a ShapeSpec for several inputs)
+    overrides what the model says."""
+    input_shape = [("", input_shape)] if isinstance(input_shape, tuple) else input_shape
     path = Path(spec)
     if not path.exists() and ":" in spec and not spec.endswith((".onnx", ".tflite")):
         return _load_factory(spec, input_shape)
@@ -99,14 +190,20 @@ def _zoo_shape(name: str) -> tuple[int, ...] | None:
     return INPUT_SHAPES.get(name)
 
 
-def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _load_factory(spec: str, given: ShapeSpec | None) -> SourceModel:
     from edgedeploy.models.loading import build_from_factory
 
-    model = build_from_factory(spec)
-    return from_torch_module(model, spec, input_shape or _zoo_shape(spec.partition(":")[2]))
+    return _torch_source(build_from_factory(spec), spec, _zoo_shape(spec.partition(":")[2]), given)
 
 
-def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _torch_source(model: Any, name: str, default: Shape | None, given: ShapeSpec | None) -> SourceModel:
+    """A built torch module; `default` (a zoo model's shape) applies when the user gave none."""
+    names = _forward_argument_names(model)
+    declared = [list(default)] if default and not given and len(names) == 1 else None
+    return from_torch_module(model, name, resolve_shapes(name, names, declared, given), names)
+
+
+def _load_torch_file(path: Path, arch: str | None, input_shape: ShapeSpec | None) -> SourceModel:
     import torch
 
     if not zipfile.is_zipfile(path):
@@ -116,8 +213,11 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
         if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
             program = torch.export.load(str(path))
             example = program.example_inputs[0] if program.example_inputs else ()
-            shape = input_shape or (tuple(example[0].shape) if example else None)
-            return from_torch_module(program.module(), str(path), shape)
+            names = list(program.graph_signature.user_inputs)
+            names = names if len(names) > 1 else ["input"]
+            declared = [list(t.shape) for t in example] if example and not input_shape else None
+            shapes = resolve_shapes(str(path), names, declared, input_shape)
+            return from_torch_module(program.module(), str(path), shapes, names)
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             return _torchscript_model(path, torch.jit.load(str(path), map_location="cpu"), input_shape)
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -135,21 +235,21 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: tuple[int, ...] 
     return _state_dict_model(path, state, arch, input_shape)
 
 
-def _saved_model(path: Path, tf: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _saved_model(path: Path, tf: Any, input_shape: Shape | None) -> SourceModel:
     """A SavedModel directory runs through its serving signature (Keras 3 cannot load it as a model);
     the converter reads the directory itself, so `module` is the path."""
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     (input_name, spec), *_ = serve.structured_input_signature[1].items()
     shape = input_shape or tuple(d or 1 for d in spec.shape)
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        outputs = serve(**{input_name: tf.constant(x, dtype=tf.float32)})
+    def predict(xs: list[np.ndarray]) -> np.ndarray:
+        outputs = serve(**{input_name: tf.constant(xs[0], dtype=tf.float32)})
         return np.asarray(next(iter(outputs.values())), dtype=np.float32)
 
     return SourceModel(
         name=str(path),
         kind="keras",
-        input_shape=shape,
+        input_shapes=[shape],
         predict=predict,
         module=path,
         file=path,
@@ -157,35 +257,39 @@ def _saved_model(path: Path, tf: Any, input_shape: tuple[int, ...] | None) -> So
     )
 
 
-def _torchscript_model(path: Path, scripted: Any, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _torchscript_model(path: Path, scripted: Any, input_shape: ShapeSpec | None) -> SourceModel:
     """Both exporters need torch.export programs: convert the TorchScript graph to one, but verify
     against the TorchScript module itself, so that this extra step is checked too."""
     import torch
     from torch._export.converter import TS2EPConverter
 
-    if input_shape is None:
+    if not input_shape:
         raise UsageError(f"{path}: TorchScript keeps no input shape; pass --input-shape, e.g. 1,1,28,28")
+    names = [argument.name for argument in scripted.forward.schema.arguments[1:]]
+    names = names if len(names) > 1 else ["input"]
+    shapes = resolve_shapes(str(path), names, None, input_shape)
+    assert shapes is not None
     try:
-        program = TS2EPConverter(scripted, (torch.zeros(input_shape),)).convert()
+        program = TS2EPConverter(scripted, tuple(torch.zeros(shape) for shape in shapes)).convert()
     except Exception as err:  # noqa: BLE001 - the converter raises many internal types
         raise UsageError(
             f"{path}: cannot convert TorchScript to a torch.export program ({first_line(err)})"
         ) from err
-    source = from_torch_module(program.module(), str(path), input_shape)
-    source.predict = from_torch_module(scripted, str(path), input_shape).predict
+    source = from_torch_module(program.module(), str(path), shapes, names)
+    source.predict = from_torch_module(scripted, str(path), shapes, names).predict
     return source
 
 
 def _state_dict_model(
-    path: Path, state: dict[str, Any], arch: str | None, input_shape: tuple[int, ...] | None
+    path: Path, state: dict[str, Any], arch: str | None, input_shape: ShapeSpec | None
 ) -> SourceModel:
     from edgedeploy.models.loading import build_from_state_dict
 
     model = build_from_state_dict(str(path), state, arch)
-    return from_torch_module(model, str(path), input_shape or _zoo_shape(arch or ""))
+    return _torch_source(model, str(path), _zoo_shape(arch or ""), input_shape)
 
 
-def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _load_onnx(path: Path, input_shape: ShapeSpec | None) -> SourceModel:
     import onnx
 
     from edgedeploy.convert.runtimes import OnnxRunner
@@ -196,35 +300,41 @@ def _load_onnx(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
         raise UsageError(f"{path}: truncated or corrupt ONNX file ({first_line(err)})") from err
     runner = OnnxRunner(path)
-    shape = input_shape or tuple(d or 1 for d in runner.input_shape)
+    shapes = resolve_shapes(str(path), runner.input_names, runner.input_shapes, input_shape)
+    assert shapes is not None
     return SourceModel(
         name=str(path),
         kind="onnx",
-        input_shape=shape,
+        input_shapes=shapes,
         predict=runner.predict,
+        input_names=runner.input_names,
         file=path,
-        layout=guess_layout(shape),
+        layout=guess_layout(shapes[0]),
     )
 
 
-def _load_tflite(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _load_tflite(path: Path, input_shape: ShapeSpec | None) -> SourceModel:
     from edgedeploy.convert.runtimes import TfliteRunner
 
     if path.stat().st_size < 8 or path.read_bytes()[4:8] != b"TFL3":
         raise UsageError(f"{path}: truncated or corrupt TFLite file (no TFL3 identifier)")
     runner = TfliteRunner(path)
-    shape = input_shape or tuple(runner.input_shape)
+    names = [str(detail["name"]) for detail in runner.inputs]
+    declared = [[int(d) for d in detail["shape"]] for detail in runner.inputs]
+    shapes = resolve_shapes(str(path), names, declared, input_shape)
+    assert shapes is not None
     return SourceModel(
         name=str(path),
         kind="tflite",
-        input_shape=shape,
+        input_shapes=shapes,
         predict=runner.predict,
+        input_names=names,
         file=path,
-        layout=guess_layout(shape),
+        layout=guess_layout(shapes[0]),
     )
 
 
-def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
+def _load_keras(path: Path, given: ShapeSpec | None) -> SourceModel:
     try:
         import tensorflow as tf
     except ImportError as err:
@@ -232,6 +342,7 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
             f"{path}: Keras/SavedModel sources need TensorFlow, which is not installed: "
             'pip install "edgedeploy[tf]"'
         ) from err
+    input_shape = given[0][1] if given else None
     try:
         if path.is_dir():
             return _saved_model(path, tf, input_shape)
@@ -242,13 +353,13 @@ def _load_keras(path: Path, input_shape: tuple[int, ...] | None) -> SourceModel:
         raise UsageError(f"{path}: cannot load the Keras model ({first_line(err)})") from err
     shape = input_shape or tuple(d or 1 for d in model.inputs[0].shape)
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(x, training=False), dtype=np.float32)
+    def predict(xs: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(model(xs[0], training=False), dtype=np.float32)
 
     return SourceModel(
         name=str(path),
         kind="keras",
-        input_shape=shape,
+        input_shapes=[shape],
         predict=predict,
         module=model,
         file=path,

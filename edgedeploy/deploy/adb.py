@@ -15,6 +15,7 @@ Host variables:
 from __future__ import annotations
 
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -35,6 +36,16 @@ from edgedeploy.errors import TargetError
 
 # adb's own failures (as opposed to the remote command's exit status) that mean the device went away.
 _LINK_LOST = re.compile(r"error: (device .*not found|device offline|closed|no devices|protocol fault)")
+_PUSH_PERCENT = re.compile(rb"\[\s*(\d{1,3})%\]")
+_ANSI_OR_REDRAW = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]|\r")
+
+
+def _read_pty(fd: int) -> bytes:
+    """Next output from a pseudo-terminal; b"" once the writer has exited (Linux raises EIO then)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
 
 
 class ADBTransport(TransportBase):
@@ -82,10 +93,12 @@ class ADBTransport(TransportBase):
         )
 
     def _failure(self, proc: subprocess.CompletedProcess[bytes], what: str) -> TargetError:
-        text = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        line = text.splitlines()[-1] if text else f"adb exit code {proc.returncode}"
-        line = line.removeprefix("adb: ")
+        lines = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        # adb ends a failed push with a "0 files pushed" summary; the cause is its error line.
+        errors = [line for line in lines if "error:" in line]
+        line = (errors or lines or [f"adb exit code {proc.returncode}"])[-1]
         error_type = LinkLost if _LINK_LOST.search(line) else TargetError
+        line = line.removeprefix("adb: ").removeprefix("error: ")
         return error_type(f"{self.target_name}: {what} failed: {line}")
 
     # ------------------------------------------------------------------ connection
@@ -179,12 +192,45 @@ class ADBTransport(TransportBase):
 
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         dest = self._resolve(remote)
-        proc = self._adb("push", str(local), dest, timeout=None, what=f"adb push {local.name}")
+        if progress is None:
+            proc = self._adb("push", str(local), dest, timeout=None, what=f"adb push {local.name}")
+        else:
+            proc = self._push_reporting_progress(local, dest, progress)
         if proc.returncode != 0:
             raise self._failure(proc, f"writing {dest}")
-        if progress:
-            size = local.stat().st_size
+
+    def _push_reporting_progress(
+        self, local: Path, dest: str, progress: ProgressFn
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`adb push` on a pseudo-terminal: adb prints its "[ 42%] path" progress only to a tty."""
+        size = local.stat().st_size
+        controller, terminal = pty.openpty()
+        try:
+            proc = subprocess.Popen(
+                self._argv("push", str(local), dest),
+                stdin=subprocess.DEVNULL,
+                stdout=terminal,
+                stderr=terminal,
+            )
+        except FileNotFoundError as exc:
+            os.close(controller)
+            raise self._missing_adb() from exc
+        finally:
+            os.close(terminal)
+        output = bytearray()
+        try:
+            while chunk := _read_pty(controller):
+                output += chunk
+                if percents := _PUSH_PERCENT.findall(chunk):
+                    progress(size * int(percents[-1]) // 100, size)
+        finally:
+            os.close(controller)
+        proc.wait()
+        if proc.returncode == 0:
             progress(size, size)
+        # adb redraws its progress line with \r and ESC[K; keep only the final text for error messages.
+        text = _ANSI_OR_REDRAW.sub(b"\n", bytes(output))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, b"", text)
 
     def get(self, remote: str, local: Path) -> None:
         """Pull into a temp file next to `local`, then rename: never a partial local file."""

@@ -181,11 +181,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def ssh_banner(port: int, timeout: float = 3.0) -> bool:
+def ssh_banner(port: int, timeout: float = 3.0, host: str = "127.0.0.1") -> bool:
     """True once the guest's sshd answers (slirp accepts the TCP connection before the guest does,
     so only the banner proves that sshd is up)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             return sock.recv(8).startswith(b"SSH-")
     except OSError:
@@ -218,7 +218,7 @@ def _wait_for_ssh(proc: subprocess.Popen[bytes], directory: Path, port: int, tim
 def _target_vars(state: dict[str, Any], image: Path) -> dict[str, Any]:
     return {
         "ansible_connection": "ssh",
-        "ansible_host": "127.0.0.1",
+        "ansible_host": state.get("address", "127.0.0.1"),
         "ansible_port": state["port"],
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(image / "id_ed25519"),
@@ -242,9 +242,11 @@ def start_instance(
     suite: str = "bookworm",
     boot_timeout: float | None = None,
     kind: str = "vm",
+    netns: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Boot an instance (or report the running one) and record it in the inventory. `kind` "vm" is
-    qemu-system-aarch64; "chroot" is the cheaper stand-in (see emulator_chroot)."""
+    qemu-system-aarch64; "chroot" is the cheaper stand-in (see emulator_chroot), which `netns`
+    (an `ip netns` name and an address in it) puts on port 22 of its own network namespace."""
     if kind not in ("vm", "chroot"):
         raise UsageError(f"--kind must be vm or chroot (got {kind!r})")
     if not 1 <= cpus <= 64:
@@ -256,7 +258,9 @@ def start_instance(
     if previous and _is_running(previous, directory):
         return {**previous, "state": "running", "already_running": True}
     if kind == "chroot":
-        return _start_chroot(name, directory, suite)
+        return _start_chroot(name, directory, suite, netns)
+    if netns:
+        raise UsageError("only the chroot stand-in runs in a network namespace")
     image, manifest = verify_image(suite)
     ensure_host_tools(RUN_TOOLS)
     directory.mkdir(parents=True, exist_ok=True)
@@ -303,13 +307,14 @@ def start_instance(
     return {**state, "state": "running", "target": name}
 
 
-def _start_chroot(name: str, directory: Path, suite: str) -> dict[str, Any]:
+def _start_chroot(name: str, directory: Path, suite: str, netns: tuple[str, str] | None) -> dict[str, Any]:
     from edgedeploy.deploy.emulator_chroot import start_chroot
 
     image = image_dir(suite)
+    where = {"netns": netns[0], "address": netns[1]} if netns else {}
     state = {
         "name": name,
-        **start_chroot(directory, suite),
+        **start_chroot(directory, suite, **where),
         "memory_mb": None,
         "suite": suite,
         "image": str(image),

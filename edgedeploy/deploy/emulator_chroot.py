@@ -1,10 +1,12 @@
 """The cheaper arm64 stand-in: the emulator image's rootfs as a chroot under qemu-user, running its own
-sshd on a loopback port (SSH in ~2 s instead of a 30-60 s boot).
+sshd on a loopback port, or on port 22 of a given network namespace (SSH in ~2 s instead of a 30-60 s
+boot).
 
-It has no kernel of its own: it shares the host's kernel, network namespace and clock, and every
-arm64 program in it runs through qemu-user-static (binfmt_misc stays registered while a stand-in
-runs). Use it where many arm64 hosts are needed (fleet tests, one per network namespace), with the
-VM as the reference. Needs root (debugfs extraction, chroot, mounts, binfmt_misc).
+It has no kernel of its own: it shares the host's kernel, clock and (unless given one) network
+namespace, and every arm64 program in it runs through qemu-user-static (binfmt_misc stays
+registered while a stand-in runs). Use it where many arm64 hosts are needed (fleet tests, one per
+network namespace), with the VM as the reference. Needs root (debugfs extraction, chroot, mounts,
+binfmt_misc).
 """
 
 from __future__ import annotations
@@ -96,8 +98,11 @@ def _kill_all(rootfs: Path) -> None:
             time.sleep(0.1)
 
 
-def start_chroot(directory: Path, suite: str) -> dict[str, Any]:
-    """Start the stand-in in `directory`; returns its state (the caller records it)."""
+def start_chroot(
+    directory: Path, suite: str, *, netns: str | None = None, address: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """Start the stand-in in `directory`; returns its state (the caller records it). With `netns` (an
+    `ip netns` name), its sshd listens on port 22 of `address`, an address inside that namespace."""
     from edgedeploy.deploy.emulator import free_loopback_port, ssh_banner
 
     if os.geteuid() != 0:
@@ -113,27 +118,30 @@ def start_chroot(directory: Path, suite: str) -> dict[str, Any]:
             if not os.path.ismount(rootfs / point):
                 subprocess.run(["mount", *args, str(rootfs / point)], check=True, capture_output=True)
         (rootfs / "run/sshd").mkdir(mode=0o755, exist_ok=True)
-        port = free_loopback_port()
-        sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-o", "ListenAddress=127.0.0.1"]
+        port = 22 if netns else free_loopback_port()
+        sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-o", f"ListenAddress={address}"]
+        enter = ["ip", "netns", "exec", netns] if netns else []
         with (directory / "sshd.log").open("wb") as log:
             proc = subprocess.Popen(
-                ["chroot", str(rootfs), *sshd, "-o", "PidFile=none"],
+                [*enter, "chroot", str(rootfs), *sshd, "-o", "PidFile=none"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         started = time.monotonic()
-        while not ssh_banner(port):
+        while not ssh_banner(port, host=address):
             if proc.poll() is not None or time.monotonic() - started > SSHD_TIMEOUT_S:
                 tail = (directory / "sshd.log").read_text(errors="replace").strip().splitlines()[-3:]
                 raise TargetError(f"chroot stand-in: sshd did not come up: {' | '.join(tail) or 'no output'}")
             time.sleep(0.2)
         host_key = (rootfs / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
-        (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+        known_as = address if port == 22 else f"[{address}]:{port}"  # OpenSSH's known_hosts names
+        (directory / "known_hosts").write_text(f"{known_as} {' '.join(host_key)}\n")
         return {
             "kind": "chroot",
             "pid": proc.pid,
+            "address": address,
             "port": port,
             "cpus": os.cpu_count() or 1,
             "boot_seconds": round(time.monotonic() - started, 1),
