@@ -206,7 +206,10 @@ def time_models(
     its per-round p50s, so a background burst on the device lands on all of them, not on one.
     """
     threads = threads or target.threads
-    args = _runner_profile_args(target, 1, warmup, seconds, threads, target.runtime, None, False)
+    args = _runner_profile_args(
+        target, runs=1, warmup=warmup, min_seconds=0.0, warmup_seconds=0.0, duration=seconds,
+        threads=threads, runtime=target.runtime, cores=None, raw_samples=False,
+    )  # fmt: skip
     args += ["--power-sensor", "none"]  # no sampling thread beside the timed runs; power is not asked
     p50s: dict[str, list[float]] = {name: [] for name in models}
     doc: dict[str, Any] = {}
