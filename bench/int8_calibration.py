@@ -32,6 +32,8 @@ for folder in (REPO, REPO / "bench"):
 
 from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
 
+from edgedeploy.profiles.store import write_json_atomic  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     import torch
@@ -91,12 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         "int8_vs_fp32": results,
         "total_seconds": time.perf_counter() - started,
     }
-    text = json.dumps(doc, indent=2)
     if args.out:
-        tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-        tmp_out.write_text(text + "\n")
-        os.replace(tmp_out, args.out)
-    print(text)
+        write_json_atomic(args.out, doc)
+    print(json.dumps(doc, indent=2))
     return 0
 
 

@@ -55,6 +55,7 @@ for folder in (REPO, REPO / "bench"):
 
 from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
 
+from edgedeploy.profiles.store import write_json_atomic  # noqa: E402
 from edgedeploy.runner.edgedeploy_runner import CONTENDED_WAITING_FRACTION  # noqa: E402
 
 GOALS = {"runner_vs_bare_pct": 5.0, "cv_pct": 3.0, "int8_speedup": 2.0}
@@ -407,12 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         "build_seconds": build_s,
         "total_seconds": time.perf_counter() - started,
     }
-    text = json.dumps(doc, indent=2)
     if args.out:
-        tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-        tmp_out.write_text(text + "\n")
-        os.replace(tmp_out, args.out)
-    print(text)
+        write_json_atomic(args.out, doc)
+    print(json.dumps(doc, indent=2))
     return 0
 
 
