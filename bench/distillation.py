@@ -2,8 +2,9 @@
 
     python bench/distillation.py [--quick] [--temperature 20] [--alpha 0.9] [--transfer-jitter 0] [--seed N]
 
-The teacher (2x1200 ReLU; dropout 0.2 on the inputs and 0.5 on the hidden units) trains on images
-shifted by up to 2 pixels, a fresh shift per sample and epoch, as in the paper. Two 2x800 students
+The teacher (2x1200 ReLU; dropout 0.1 on the inputs and 0.3 on the hidden units: in 20 epochs this
+beat Srivastava et al.'s 0.2 / 0.5, which needs far longer) trains on images shifted by up to 2 pixels,
+a fresh shift per sample and epoch, as in the paper. Two 2x800 students
 (no dropout) start from the same initialisation and see the same batches for the same steps: one
 learns from the labels only, the other with the Hinton loss (soft targets at temperature T, weight
 alpha; edgedeploy/compress/distill.py). The students' transfer set is the plain training set unless

@@ -27,8 +27,8 @@ class LeNet300(nn.Module):
 class MLP(nn.Module):
     """A plain 784-h-h-10 MLP (Hinton et al.'s 2x1200 teacher and 2x800 student).
 
-    `dropout` follows each hidden layer, `input_dropout` drops input pixels (Srivastava et al.'s
-    recipe for MNIST MLPs: 0.2 on the inputs, 0.5 on the hidden units).
+    `dropout` follows each hidden layer, `input_dropout` drops input pixels (Srivastava et al. use
+    0.2 and 0.5 for long MNIST runs; the teacher below uses 0.1 and 0.3, better in ~20 epochs).
     """
 
     def __init__(
@@ -86,7 +86,7 @@ def lenet5() -> nn.Module:
 
 
 def mlp_teacher() -> nn.Module:
-    return MLP(hidden=1200, dropout=0.5, input_dropout=0.2)
+    return MLP(hidden=1200, dropout=0.3, input_dropout=0.1)
 
 
 def mlp_student() -> nn.Module:
