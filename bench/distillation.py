@@ -99,7 +99,9 @@ def main() -> None:
         600 if args.quick else None, 300 if args.quick else None, args.seed
     )
     scale = 0.1 if args.quick else 1.0
-    log = lambda msg: print(f"  distillation: {msg} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)  # noqa: E731
+
+    def log(msg: str) -> None:
+        print(f"  distillation: {msg} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
     seed_everything(args.seed)
     teacher = mlp_teacher()
