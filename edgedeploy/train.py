@@ -11,6 +11,9 @@ from torch import nn
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(logits, labels, inputs) -> scalar; the inputs let distillation run its teacher."""
 
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""augment(batch, generator) -> batch, e.g. edgedeploy.data.augment.shift_augment(2)."""
+
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
@@ -36,12 +39,15 @@ def train(
     on_step: Callable[[int], None] | None = None,
     after_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    augment: Augment | None = None,
 ) -> int:
     """Train in place with Adam (unless given an optimizer); returns the number of steps taken.
 
     `epochs` may be fractional (e.g. 0.5 of an epoch). `on_step(step)` runs before each optimizer step
     (pruning schedules update masks there) and `after_step(step)` after it (to re-apply masks or
-    cluster constraints that the update broke).
+    cluster constraints that the update broke). `augment` transforms each batch (drawing from the
+    run's seeded generator) before the model and `loss_fn` see it, so a distillation teacher scores the
+    same augmented inputs as the student.
     """
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
@@ -63,7 +69,7 @@ def train(
             if on_step:
                 on_step(step)
             opt.zero_grad(set_to_none=True)
-            xb = xt[idx]
+            xb = augment(xt[idx], gen) if augment else xt[idx]
             loss = loss_fn(model(xb), yt[idx], xb)
             loss.backward()
             opt.step()

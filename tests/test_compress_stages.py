@@ -14,6 +14,7 @@ from edgedeploy.compress.pipeline import CompressionData, compress_model, load_r
 from edgedeploy.compress.stats import model_stats
 from edgedeploy.compress.storage import model_storage
 from edgedeploy.compress.survival import export_onnx, onnx_accuracy, onnx_weight_tensors
+from edgedeploy.data.augment import random_shift
 from edgedeploy.data.mnist import load_mnist
 from edgedeploy.errors import UsageError
 from edgedeploy.models.zoo import MLP, LeNet5
@@ -83,6 +84,30 @@ def test_global_pruning_masks_survive_later_training(data: CompressionData, trai
     assert sparsity(w["net.5"]) < sparsity(w["net.1"])  # global ranking spares the small output layer
     assert result.reports[1].details["teacher"] == "input"
     assert result.reports[1].nonzeros_after == result.reports[0].nonzeros_after
+
+
+def test_random_shift_translates_each_image_by_at_most_max_shift(data: CompressionData) -> None:
+    images = torch.as_tensor(data.train_x[:64])
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    padded = nn.functional.pad(images, (2, 2, 2, 2))  # what a translation shifts in is background
+    offsets = set()
+    for image, after in zip(padded, shifted, strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(image[:, dy : dy + 28, dx : dx + 28], after)
+        ]
+        assert matches, "every output is its input translated by up to 2 px"
+        offsets.add(matches[0])
+    assert len(offsets) > 10  # each image draws its own shift
+
+
+def test_distillation_on_a_jittered_transfer_set(data: CompressionData, trained_mlp: nn.Module) -> None:
+    recipe = [{"stage": "distill", "epochs": 1, "temperature": 4, "alpha": 0.9, "jitter": 2}]
+    (report,) = compress_model(trained_mlp, recipe, data=data).reports
+    assert "shifted by up to 2 px" in report.details["transfer_set"]
+    assert report.accuracy_after > report.accuracy_before - 0.05
 
 
 @pytest.mark.parametrize("init", ["forgy", "density", "linear", "kmeans++"])
@@ -285,6 +310,7 @@ def test_sparsity_and_clusters_survive_into_tflite(
         ([{"stage": "cluster", "clusters": 1}], "clusters must be an integer >= 2"),
         ([{"stage": "cluster", "init": "magic"}], "init must be one of"),
         ([{"stage": "distill", "tempreature": 3}], "unknown parameter(s) tempreature"),
+        ([{"stage": "distill", "jitter": -1}], "jitter must be >= 0"),
         ([{"stage": "qat", "bits": "eight"}], "parameter 'bits' must be int"),
         ([], "non-empty list"),
     ],

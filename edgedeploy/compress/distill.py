@@ -5,6 +5,8 @@ The T^2 factor keeps the soft-target gradients on the scale of the hard ones whe
 Teacher: `auto` (the teacher given to compress_model, else the input model), `input` (the model as
 given to compress_model), `previous` (the model before this stage) or `self` (self-distillation: a
 snapshot of the student taken at the start of each epoch teaches the next one).
+`jitter: N` enlarges the transfer set: each batch is shifted by up to N pixels (image inputs), and the
+teacher's soft targets are computed on the shifted images.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 
 from edgedeploy.compress.stage import Stage, StageContext, require
 from edgedeploy.compress.tuning import fine_tune
+from edgedeploy.data.augment import shift_augment
 from edgedeploy.train import LossFn
 
 TEACHERS = ("auto", "input", "previous", "given", "self")
@@ -33,14 +36,22 @@ class DistillStage(Stage):
     teacher: str = "auto"
     epochs: float = 2.0
     lr: float = 5e-4
+    jitter: int = 0
+    """Shift each training batch by up to this many pixels (0: the transfer set is the data as is)."""
 
     def check(self) -> None:
         require(self.temperature > 0, self.name, "temperature must be > 0")
         require(0 <= self.alpha <= 1, self.name, f"alpha {self.alpha} is outside [0, 1]")
         require(self.teacher in TEACHERS, self.name, f"teacher must be one of {', '.join(TEACHERS)}")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
+        require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
+        augment = None
+        if self.jitter:
+            require(ctx.data.train_x.ndim == 4, self.name, "jitter needs image inputs [N, C, H, W]")
+            augment = shift_augment(self.jitter)
+            ctx.notes["transfer_set"] = f"training data shifted by up to {self.jitter} px per batch"
         if self.teacher == "self":
             # One epoch (or the remaining fraction) per teacher snapshot.
             for epoch in range(math.ceil(self.epochs)):
@@ -53,6 +64,7 @@ class DistillStage(Stage):
                     lr=self.lr,
                     loss_fn=self.loss(teacher),
                     seed_offset=epoch,
+                    augment=augment,
                 )
             ctx.notes["teacher"] = "self"
             return model
@@ -67,7 +79,15 @@ class DistillStage(Stage):
             teacher, which = ctx.input_model, "input"
         assert teacher is not None
         teacher.eval()
-        fine_tune(model, ctx, label="distill", epochs=self.epochs, lr=self.lr, loss_fn=self.loss(teacher))
+        fine_tune(
+            model,
+            ctx,
+            label="distill",
+            epochs=self.epochs,
+            lr=self.lr,
+            loss_fn=self.loss(teacher),
+            augment=augment,
+        )
         ctx.notes["teacher"] = which
         return model
 

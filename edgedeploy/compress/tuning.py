@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from edgedeploy.compress.stage import StageContext
-from edgedeploy.train import LossFn, cross_entropy, train
+from edgedeploy.train import Augment, LossFn, cross_entropy, train
 
 
 def fine_tune(
@@ -21,6 +21,7 @@ def fine_tune(
     weight_decay: float = 0.0,
     seed_offset: int = 0,
     on_step: Callable[[int], None] | None = None,
+    augment: Augment | None = None,
 ) -> int:
     """Train `model` on the training data while keeping masks and clusters; returns steps taken."""
     if epochs <= 0:
@@ -46,6 +47,7 @@ def fine_tune(
             on_step=on_step,
             after_step=after_step,
             on_epoch=on_epoch,
+            augment=augment,
         )
     ctx.constraints.enforce(model)
     return steps

@@ -25,13 +25,24 @@ class LeNet300(nn.Module):
 
 
 class MLP(nn.Module):
-    """A plain 784-h-h-10 MLP (Hinton et al.'s 2x1200 teacher and 2x800 student)."""
+    """A plain 784-h-h-10 MLP (Hinton et al.'s 2x1200 teacher and 2x800 student).
+
+    `dropout` follows each hidden layer, `input_dropout` drops input pixels (Srivastava et al. use
+    0.2 and 0.5 for long MNIST runs; the teacher below uses 0.1 and 0.3, better in ~20 epochs).
+    """
 
     def __init__(
-        self, hidden: int = 800, depth: int = 2, num_classes: int = 10, dropout: float = 0.0
+        self,
+        hidden: int = 800,
+        depth: int = 2,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
+        if input_dropout:
+            layers.append(nn.Dropout(input_dropout))
         width = 28 * 28
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
@@ -75,7 +86,7 @@ def lenet5() -> nn.Module:
 
 
 def mlp_teacher() -> nn.Module:
-    return MLP(hidden=1200, dropout=0.2)
+    return MLP(hidden=1200, dropout=0.3, input_dropout=0.1)
 
 
 def mlp_student() -> nn.Module:
