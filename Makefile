@@ -29,7 +29,8 @@ system-deps:
 	@bash tools/install-system-deps.sh
 
 test: venv system-deps
-	$(BIN)/python -m pytest -q
+	@bash tools/make-py38-env.sh $(VENV)-py38
+	EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $(BIN)/python -m pytest -q
 
 lint: venv
 	$(BIN)/ruff check edgedeploy tests bench
@@ -40,4 +41,4 @@ bench: venv
 	$(BIN)/python bench/distillation.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(VENV)-py38 out .pytest_cache

@@ -155,7 +155,7 @@ def interpreters(version: str, needs: str = "") -> list[str]:
         *glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")),
     ]
     found = []
-    for candidate in dict.fromkeys(c for c in candidates if c):
+    for candidate in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
         probe = subprocess.run([candidate, "-c", f"import sys{', ' + needs if needs else ''}"],
                                capture_output=True, timeout=60, check=False)  # fmt: skip
         if probe.returncode == 0:
