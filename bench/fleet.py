@@ -205,7 +205,8 @@ def independent_devices(root: Path, model: Path, args: argparse.Namespace, trans
         f"(veth pair, own address 10.77.N.2) and its own cgroup-v1 CPU cgroup "
         f"(cpu.cfs_quota_us={quota_us} per cpu.cfs_period_us=100000, i.e. {args.device_cpus} CPU; "
         f"cpu.shares={DEVICE_CPU_SHARES} to get it ahead of other work), inherited by every session and "
-        f"runner it forks"
+        f"runner it forks; device sessions skip this host's ~/.bashrc (sshd SetEnv SHLVL=1): root's runs "
+        f"`pyenv init`, whose rehash lock on the one shared ~/.pyenv serialized all devices' sessions"
     )
     cores = os.cpu_count() or 1
     if transport != "ssh":

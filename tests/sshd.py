@@ -48,6 +48,8 @@ class SSHServer:
     host_key: Path
     known_hosts: Path
     extra_config: str = ""
+    # More VAR=value pairs for sshd's SetEnv (sshd keeps only the first SetEnv line, so they share it).
+    session_env: tuple[str, ...] = ()
     # Set by tests/isolation.py: the network namespace sshd listens in, and the cgroup-v1 CPU cgroup
     # it joins before it serves (every session it forks inherits both).
     netns: str | None = None
@@ -91,7 +93,7 @@ class SSHServer:
                     # The test user's shell rc may run `pyenv init` (root's does on these machines), whose
                     # `pyenv rehash` waits up to 60 s for a lock that a session killed mid-rehash (the
                     # dropped-link tests kill sessions) leaves behind; keep such a wait short.
-                    "SetEnv PYENV_REHASH_TIMEOUT=1",
+                    " ".join(["SetEnv PYENV_REHASH_TIMEOUT=1", *self.session_env]),
                     self.extra_config,
                 ]
             )
