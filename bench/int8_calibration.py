@@ -32,7 +32,7 @@ for folder in (REPO, REPO / "bench"):
 
 from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
 
-from edgedeploy.profiles.store import write_json_atomic  # noqa: E402
+from edgedeploy.fileinfo import write_json_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgedeploy.errors import UsageError
-from edgedeploy.fileinfo import zipped_size
-from edgedeploy.profiles.store import write_json_atomic
+from edgedeploy.fileinfo import write_json_atomic, zipped_size
 
 VALIDATION_SAMPLES = 5000  # held out of the 60k training images; the 10k test set is only for reporting
 

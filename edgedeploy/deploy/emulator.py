@@ -32,6 +32,7 @@ from edgedeploy.deploy.emulator_image import (
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
+from edgedeploy.fileinfo import write_json_atomic
 
 __all__ = ["build_image", "list_instances", "print_instances", "start_instance", "stop_instance"]
 
@@ -63,9 +64,7 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:
-    tmp = directory / "instance.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, directory / "instance.json")
+    write_json_atomic(directory / "instance.json", state)
 
 
 def _is_our_qemu(pid: int | None, directory: Path) -> bool:

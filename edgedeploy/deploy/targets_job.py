@@ -8,14 +8,13 @@ the profiles can use them without reconnecting.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from edgedeploy.deploy.inventory import Inventory, Target, cache_dir, load_inventory
 from edgedeploy.errors import TargetError
+from edgedeploy.fileinfo import write_json_atomic
 
 PROBE_SCRIPT = Path(__file__).with_name("probe_facts.py")
 PROBE_TIMEOUT_S = 120.0
@@ -30,18 +29,6 @@ def cached_facts(target_name: str) -> dict[str, Any] | None:
         return json.loads(facts_path(target_name).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def describe_address(target: Target) -> str:
@@ -128,7 +115,7 @@ def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) 
         "check_seconds": round(time.perf_counter() - start, 3),
         **facts,
     }
-    _write_atomic(facts_path(name), json.dumps(doc, indent=2) + "\n")
+    write_json_atomic(facts_path(name), doc)
     return doc
 
 

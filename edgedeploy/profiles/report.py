@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import write_bytes_atomic
 from edgedeploy.profiles.store import (
     accuracy_of,
     list_profiles,
@@ -26,7 +27,6 @@ from edgedeploy.profiles.store import (
     read_profile_file,
     throttle_flags,
     warn,
-    write_bytes_atomic,
 )
 
 if TYPE_CHECKING:

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 import io
 import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import write_bytes_atomic, write_json_atomic
 
 # Columns of `profiles list` / `export --csv`, in order. Every one is a column of the index too.
 SUMMARY_FIELDS = (
@@ -72,32 +71,6 @@ def profile_path(root: Path | None, profile: dict[str, Any]) -> Path:
         / _safe(profile["model"]["name"])
         / f"{stamp}.json"
     )
-
-
-@functools.cache
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; outputs should get the usual mode (0666 less the umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, then rename over it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, doc: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
 
 def write_profile(profile: dict[str, Any], root: Path | None = None) -> Path:
