@@ -45,19 +45,28 @@ def _shape_args(shapes: dict[str, list[int]]) -> list[str]:
     return args
 
 
+def _deploy_runner(
+    transport: Transport, target: Target, model: Path, remote_name: str | None = None
+) -> list[str]:
+    """Push runner and model (skipped when unchanged); the command that starts the runner on them.
+
+    Done once per model and connection: repeats and rounds reuse the command, so they do not hash
+    the model again on both ends before every run."""
+    runner = push_file(transport, RUNNER_PATH, "", python=target.python)
+    pushed = push_file(transport, model, "models", python=target.python, remote_name=remote_name)
+    return [target.python, runner.remote_path, pushed.remote_path]
+
+
 def _invoke_runner(
     transport: Transport,
     target: Target,
     model: Path,
+    runner_command: list[str],
     runner_args: list[str],
     timeout: float,
-    remote_name: str | None = None,
 ) -> dict[str, Any]:
-    """Push runner and model, run the runner, return its JSON document (errors become exceptions)."""
-    runner = push_file(transport, RUNNER_PATH, "", python=target.python)
-    pushed = push_file(transport, model, "models", python=target.python, remote_name=remote_name)
-    argv = [target.python, runner.remote_path, pushed.remote_path, *runner_args]
-    result = transport.run(argv, timeout=timeout)
+    """Run the deployed runner on `model`, return its JSON document (errors become exceptions)."""
+    result = transport.run([*runner_command, *runner_args], timeout=timeout)
     lines = [line for line in result.stdout.strip().splitlines() if line.startswith("{")]
     if not lines:
         detail = result.last_error_line()
@@ -154,11 +163,12 @@ def profile_model(
     docs: list[dict[str, Any]] = []
     with open_transport(target, trust_new=trust_new) as transport:
         input_args = _push_inputs(transport, target, inputs or [])
+        command = _deploy_runner(transport, target, model)
         for i in range(repeats):
             status(f"{target.name}: {model.name} run {i + 1}/{repeats}")
             if i and cooldown:
                 transport.run(["sleep", str(cooldown)], timeout=cooldown + 30)
-            docs.append(_invoke_runner(transport, target, model, [*args, *input_args], timeout))
+            docs.append(_invoke_runner(transport, target, model, command, [*args, *input_args], timeout))
     # The representative repeat is the one with the median p50; the others are summarised.
     representative = sorted(docs, key=lambda d: d["latency_ms"]["p50"])[(len(docs) - 1) // 2]
     profile = build_profile(
@@ -211,13 +221,15 @@ def time_models(
         threads=threads, runtime=target.runtime, cores=None, raw_samples=False,
     )  # fmt: skip
     args += ["--power-sensor", "none"]  # no sampling thread beside the timed runs; power is not asked
+    commands = {
+        name: _deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
+        for name, path in models.items()
+    }
     p50s: dict[str, list[float]] = {name: [] for name in models}
     doc: dict[str, Any] = {}
     for _ in range(rounds):
         for name, path in models.items():
-            doc = _invoke_runner(
-                transport, target, path, args, timeout, remote_name=remote_prefix + path.name
-            )
+            doc = _invoke_runner(transport, target, path, commands[name], args, timeout)
             p50s[name].append(doc["latency_ms"]["p50"])
     return {
         "p50_ms": {name: statistics.median(values) for name, values in p50s.items()},
@@ -334,7 +346,8 @@ def run_model(
         if threads:
             args += ["--threads", str(threads)]
         args += _push_inputs(transport, target, inputs)
-        doc = _invoke_runner(transport, target, model, args, timeout)
+        command = _deploy_runner(transport, target, model)
+        doc = _invoke_runner(transport, target, model, command, args, timeout)
         written: dict[str, str] = {}
         if out_dir is not None:
             for out in doc["outputs"]:
