@@ -1,12 +1,13 @@
 """TF-MOT's collaborative optimization on the same model and data: prune -> cluster -> PCQAT.
 
 Used by bench/deep_compression.py only when the [tf] extra (tensorflow, tf-keras,
-tensorflow-model-optimization) is installed. Each tool at the same settings: TF-MOT gets our
-recipe's per-layer sparsities, the same number of distinct non-zero values per layer (k + 1 clusters,
-as TF-MOT counts zero as one), the same centroid initialisation, the same epochs, learning
-rates and weight decay (the coupled L2 of torch's Adam, added to the gradients as torch does), the
-same (jittered) training data. TF-MOT has no distillation: it spends the distill stage's epochs on
-plain fine-tuning of the pruned model (masks held), so both tools train for as long. The final model
+tensorflow-model-optimization) is installed. TF-MOT's settings come from bench/recipes/tfmot/<arch>.yaml
+(per-layer sparsities, k distinct non-zero values per layer, centroid init, epochs, learning rates,
+weight decay), optionally overridden per stage (`overrides`, e.g. the same per-layer non-zero counts as
+our result). k non-zero values are k + 1 TF-MOT clusters, as its sparsity-preserving clustering counts
+zero as one. Weight decay is the coupled L2 of torch's Adam, added to the gradients as torch does; the
+data is the same (jittered) training set. TF-MOT has no distillation: the recipe's distill epochs are
+plain fine-tuning of the pruned model (masks held). The final model
 is converted to an int8 TFLite file whose error is counted on the test set with the LiteRT
 interpreter, and whose weights (dequantized) go through our Deep-Compression size accounting.
 """
@@ -26,10 +27,17 @@ import yaml
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-MOT needs Keras 2 (tf-keras)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES = Path(__file__).resolve().parent / "recipes" / "tfmot"
 
 
-def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epochs: float) -> dict[str, Any]:
+def run_tfmot(
+    arch: str,
+    data: Any,
+    epoch_scale: float,
+    seed: int,
+    baseline_epochs: float,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
@@ -39,6 +47,8 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
     started = time.perf_counter()
     tf.keras.utils.set_random_seed(seed)
     stages = {s["stage"]: s for s in yaml.safe_load((RECIPES / f"{arch}.yaml").read_text())["stages"]}
+    for stage, params in (overrides or {}).items():
+        stages[stage] = {**stages[stage], **params}
     train_x, test_x = data.train_x.transpose(0, 2, 3, 1), data.eval_x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
     train_y, test_y = data.train_y, data.eval_y
 
@@ -156,6 +166,10 @@ def run_tfmot(arch: str, data: Any, epoch_scale: float, seed: int, baseline_epoc
             1 - sum(np.count_nonzero(w) for w in weights.values()) / sum(w.size for w in weights.values()), 4
         ),
         "unique_per_layer": {name: int(np.unique(w).size) for name, w in weights.items()},
+        "nonzeros_per_layer": {name: int(np.count_nonzero(w)) for name, w in weights.items()},
+        "settings": {
+            name: {k: v for k, v in stage.items() if k != "stage"} for name, stage in stages.items()
+        },
         "epochs": {
             "baseline": baseline_epochs * epoch_scale,
             **{name: stage["epochs"] * epoch_scale for name, stage in stages.items()},

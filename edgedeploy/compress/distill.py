@@ -7,6 +7,10 @@ given to compress_model), `previous` (the model before this stage) or `self` (se
 snapshot of the student taken at the start of each epoch teaches the next one).
 `jitter: N` enlarges the transfer set: each batch is shifted by up to N pixels (image inputs), and the
 teacher's soft targets are computed on the shifted images.
+`carry: true` keeps the teacher teaching after this stage: every later stage that fine-tunes (prune,
+cluster, QAT, ...) uses the same distillation loss instead of plain cross-entropy, as NNCF applies
+distillation over the whole compression run, until a later distill stage without carry ends it.
+`epochs: 0` with `carry: true` only sets the loss for the stages that follow (e.g. distil while pruning).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class DistillStage(Stage):
     lr: float = 5e-4
     jitter: int = 0
     """Shift each training batch by up to this many pixels (0: the transfer set is the data as is)."""
+    carry: bool = False
+    """Later stages fine-tune with this stage's distillation loss too."""
 
     def check(self) -> None:
         require(self.temperature > 0, self.name, "temperature must be > 0")
@@ -45,6 +51,7 @@ class DistillStage(Stage):
         require(self.teacher in TEACHERS, self.name, f"teacher must be one of {', '.join(TEACHERS)}")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
         require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
+        require(isinstance(self.carry, bool), self.name, f"carry must be true or false, got {self.carry!r}")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
         augment = None
@@ -67,6 +74,7 @@ class DistillStage(Stage):
                     augment=augment,
                 )
             ctx.notes["teacher"] = "self"
+            self.carry_loss(ctx, frozen_copy(model))
             return model
         if self.teacher == "given":
             require(ctx.teacher is not None, self.name, "teacher: given, but no teacher model was given")
@@ -89,7 +97,14 @@ class DistillStage(Stage):
             augment=augment,
         )
         ctx.notes["teacher"] = which
+        self.carry_loss(ctx, teacher)
         return model
+
+    def carry_loss(self, ctx: StageContext, teacher: nn.Module) -> None:
+        # The latest distill stage decides: without carry, later stages go back to the labels.
+        ctx.loss_fn = self.loss(teacher) if self.carry else None
+        if self.carry:
+            ctx.notes["carried"] = "later stages fine-tune with this distillation loss"
 
     def loss(self, teacher: nn.Module) -> LossFn:
         return hinton_loss(teacher, self.temperature, self.alpha)

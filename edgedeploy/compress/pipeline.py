@@ -34,7 +34,7 @@ from edgedeploy.compress.structured import StructuredPruneStage
 from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import zipped_size
-from edgedeploy.train import accuracy, seed_everything
+from edgedeploy.train import LossFn, accuracy, seed_everything
 
 __all__ = [
     "CompressionData",
@@ -139,6 +139,7 @@ def compress_model(
     say(f"input model: accuracy {accuracy_before:.4f}, {fp32_bytes / 1024:.1f} KiB fp32")
     reports = []
     quantization: dict[str, Any] = {}
+    carried_loss: LossFn | None = None  # a distill stage's loss that later stages keep using
     current_accuracy = accuracy_before
     for index, stage in enumerate(stages):
         ctx = StageContext(
@@ -149,11 +150,13 @@ def compress_model(
             teacher=teacher,
             progress=lambda msg, i=index, s=stage: say(f"[{i + 1}/{len(stages)}] {s.name}: {msg}"),
             quantization=quantization,
+            loss_fn=carried_loss,
         )
         params_before = sum(p.numel() for p in work.parameters())
         stage_start = time.perf_counter()
         ctx.progress("start")
         work = stage.apply(work, ctx)
+        carried_loss = ctx.loss_fn
         seconds = time.perf_counter() - stage_start
         accuracy_after = accuracy(work, data.eval_x, data.eval_y)
         stats = model_stats(work, example)

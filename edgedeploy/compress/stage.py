@@ -22,6 +22,7 @@ from torch import nn
 
 from edgedeploy.compress.constraints import Constraints
 from edgedeploy.errors import UsageError
+from edgedeploy.train import LossFn
 
 
 @dataclass
@@ -63,6 +64,8 @@ class StageContext:
     """Filled by the running stage; becomes its report's `details`."""
     quantization: dict[str, Any] = field(default_factory=dict)
     """Per-layer scales recorded by PTQ/QAT, for an int8 export to reuse."""
+    loss_fn: LossFn | None = None
+    """The fine-tuning loss of the stages still to run (None: cross-entropy); distill with carry sets it."""
 
 
 @dataclass

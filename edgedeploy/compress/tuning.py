@@ -17,13 +17,16 @@ def fine_tune(
     label: str,
     epochs: float,
     lr: float,
-    loss_fn: LossFn = cross_entropy,
+    loss_fn: LossFn | None = None,
     weight_decay: float = 0.0,
     seed_offset: int = 0,
     on_step: Callable[[int], None] | None = None,
     augment: Augment | None = None,
 ) -> int:
-    """Train `model` on the training data while keeping masks and clusters; returns steps taken."""
+    """Train `model` on the training data while keeping masks and clusters; returns steps taken.
+
+    The loss is `loss_fn`, else the one an earlier stage carried forward (ctx.loss_fn), else
+    cross-entropy on the labels."""
     if epochs <= 0:
         return 0
     data = ctx.data
@@ -43,7 +46,7 @@ def fine_tune(
             lr=lr,
             weight_decay=weight_decay,
             seed=ctx.seed + seed_offset,
-            loss_fn=loss_fn,
+            loss_fn=loss_fn or ctx.loss_fn or cross_entropy,
             on_step=on_step,
             after_step=after_step,
             on_epoch=on_epoch,
