@@ -110,6 +110,40 @@ def test_distillation_on_a_jittered_transfer_set(data: CompressionData, trained_
     assert report.accuracy_after > report.accuracy_before - 0.05
 
 
+class AlwaysZero(nn.Module):
+    """A teacher that is sure every input is a 0, whatever it sees."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), 10)
+        logits[:, 0] = 10.0
+        return logits
+
+
+@pytest.mark.parametrize(
+    ("distill_stages", "teaches_later"),
+    [
+        ([{"carry": True}], True),  # the pruning below fine-tunes on the teacher's targets
+        ([{"carry": False}], False),  # on the labels
+        ([{"carry": True}, {"carry": False}], False),  # a later distill stage without carry ends it
+    ],
+)
+def test_distillation_carried_into_later_stages(
+    data: CompressionData, trained_mlp: nn.Module, distill_stages: list, teaches_later: bool
+) -> None:
+    recipe = [{"stage": "distill", "epochs": 0, "alpha": 1.0, "temperature": 1, **d} for d in distill_stages]
+    recipe.append({"stage": "prune", "sparsity": 0.5, "epochs": 3, "lr": 0.003})
+    result = compress_model(trained_mlp, recipe, data=data, teacher=AlwaysZero())
+    prune = result.reports[-1]
+    assert prune.accuracy_before > 0.8
+    if teaches_later:
+        assert result.reports[0].details["carried"]
+        # Taught that everything is a 0, the pruned model says 0 for nearly everything.
+        predictions = result.model(torch.from_numpy(data.eval_x)).argmax(1)
+        assert float((predictions == 0).float().mean()) > 0.9
+    else:
+        assert prune.accuracy_after > 0.8
+
+
 @pytest.mark.parametrize("init", ["forgy", "density", "linear", "kmeans++"])
 def test_clustering_keeps_k_values_and_zeros(
     data: CompressionData, trained_mlp: nn.Module, init: str
@@ -311,6 +345,7 @@ def test_sparsity_and_clusters_survive_into_tflite(
         ([{"stage": "cluster", "init": "magic"}], "init must be one of"),
         ([{"stage": "distill", "tempreature": 3}], "unknown parameter(s) tempreature"),
         ([{"stage": "distill", "jitter": -1}], "jitter must be >= 0"),
+        ([{"stage": "distill", "carry": "yes"}], "parameter 'carry' must be bool"),
         ([{"stage": "qat", "bits": "eight"}], "parameter 'bits' must be int"),
         ([], "non-empty list"),
     ],

@@ -51,7 +51,6 @@ class DistillStage(Stage):
         require(self.teacher in TEACHERS, self.name, f"teacher must be one of {', '.join(TEACHERS)}")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
         require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
-        require(isinstance(self.carry, bool), self.name, f"carry must be true or false, got {self.carry!r}")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
         augment = None
