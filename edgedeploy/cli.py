@@ -81,6 +81,13 @@ def compress(
     repeats: Annotated[
         int, typer.Option(help="Repeat the recipe N times; report mean and std accuracy.")
     ] = 1,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Distillation teacher (same forms as MODEL); default: the input model."),
+    ] = None,
+    teacher_arch: Annotated[
+        str | None, typer.Option(help="Architecture name for a teacher state_dict file.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
@@ -96,6 +103,8 @@ def compress(
         seed=seed,
         repeats=repeats,
         show_progress=not as_json,
+        teacher=teacher,
+        teacher_arch=teacher_arch,
     )
     if as_json:
         print_json(result)

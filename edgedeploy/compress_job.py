@@ -36,6 +36,8 @@ def run(
     seed: int,
     repeats: int,
     show_progress: bool,
+    teacher: str | None = None,
+    teacher_arch: str | None = None,
 ) -> dict[str, Any]:
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
 
@@ -50,6 +52,7 @@ def run(
         raise UsageError(f"--output {output} exists and is not a directory")
     load_recipe(recipe)
     torch_model = load_torch_model(model, arch)
+    teacher_model = load_torch_model(teacher, teacher_arch, what="teacher") if teacher else None
     data = mnist_data(train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
@@ -65,7 +68,13 @@ def run(
             onnx_path = staging / "model.onnx" if repeat == 0 else None
             runs.append(
                 compress_model(
-                    torch_model, recipe, data=data, seed=seed + repeat, progress=say, onnx_path=onnx_path
+                    torch_model,
+                    recipe,
+                    data=data,
+                    seed=seed + repeat,
+                    progress=say,
+                    teacher=teacher_model,
+                    onnx_path=onnx_path,
                 )
             )
         first = runs[0]
@@ -73,6 +82,7 @@ def run(
         result: dict[str, Any] = {
             "model": model,
             "recipe": str(recipe or DEFAULT_RECIPE),
+            "teacher": teacher,
             "dataset": dataset,
             "train_samples": len(data.train_y),
             "eval_samples": len(data.eval_y),
@@ -111,7 +121,7 @@ def mnist_data(train_samples: int | None, seed: int) -> Any:
     return CompressionData(train.as_float(), train.labels, test.as_float(), test.labels)
 
 
-def load_torch_model(spec: str, arch: str | None) -> Any:
+def load_torch_model(spec: str, arch: str | None, what: str = "model") -> Any:
     """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + --arch."""
     import torch
     from torch import nn
@@ -122,21 +132,21 @@ def load_torch_model(spec: str, arch: str | None) -> Any:
     if not path.exists():
         if ":" in spec:
             return build_from_factory(spec)
-        raise UsageError(f"model {spec}: no such file (give a file or module:factory)")
+        raise UsageError(f"{what} {spec}: no such file (give a file or module:factory)")
     if path.is_dir():
-        raise UsageError(f"model {spec}: is a directory, not a torch model file")
+        raise UsageError(f"{what} {spec}: is a directory, not a torch model file")
     if path.suffix == ".pt2":
         raise UsageError(
-            f"model {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
+            f"{what} {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
             "give module:factory or a state_dict file with --arch"
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types for foreign files
-        raise UsageError(f"model {spec}: not a torch model file ({type(err).__name__})") from err
+        raise UsageError(f"{what} {spec}: not a torch model file ({type(err).__name__})") from err
     if isinstance(loaded, torch.jit.ScriptModule):
         raise UsageError(
-            f"model {spec}: TorchScript has no Linear/Conv modules to compress; "
+            f"{what} {spec}: TorchScript has no Linear/Conv modules to compress; "
             "give module:factory or a state_dict file with --arch"
         )
     if isinstance(loaded, nn.Module):
@@ -144,8 +154,10 @@ def load_torch_model(spec: str, arch: str | None) -> Any:
     if isinstance(loaded, dict):
         state = loaded.get("state_dict", loaded.get("model", loaded))
         if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return build_from_state_dict(f"model {spec}", state, arch)
-    raise UsageError(f"model {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
+            return build_from_state_dict(
+                f"{what} {spec}", state, arch, f"--{what}-arch" if what != "model" else "--arch"
+            )
+    raise UsageError(f"{what} {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
 
 
 def _printer() -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from edgedeploy.models.zoo import LeNet300
 
@@ -73,6 +74,22 @@ def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None
     assert not list(workdir.glob(".out.tmp-*"))  # the staging directory is gone
 
 
+def test_compress_distils_from_a_given_teacher(workdir: Path) -> None:
+    (workdir / "kd.yaml").write_text("stages: [{stage: distill, epochs: 0.3}]\n")
+    proc = edgedeploy(
+        "compress",
+        "edgedeploy.models.zoo:lenet300",
+        "--teacher",
+        "edgedeploy.models.zoo:lenet5",
+        *["-r", "kd.yaml", "--train-samples", "300", "-o", "kd", "--json"],
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["teacher"] == "edgedeploy.models.zoo:lenet5"
+    assert doc["stages"][0]["details"]["teacher"] == "given"
+
+
 def test_compress_prints_a_table(workdir: Path) -> None:
     proc = edgedeploy(
         "compress",
@@ -103,6 +120,15 @@ def test_compress_prints_a_table(workdir: Path) -> None:
         (["edgedeploy.models.zoo:lenet300", "-r", "bad_sparsity.yaml"], "outside [0, 1)"),
         (["edgedeploy.models.zoo:lenet300", "-r", "bad_k.yaml"], "clusters must be an integer >= 2"),
         (["edgedeploy.models.zoo:lenet300", "--dataset", "cifar"], "unknown dataset"),
+        (
+            ["edgedeploy.models.zoo:lenet300", "--teacher", "tiny.yaml"],
+            "teacher tiny.yaml: not a torch model",
+        ),
+        (
+            ["edgedeploy.models.zoo:lenet300", "--teacher", "lenet300.pt"],
+            "teacher lenet300.pt: is a state_dict; name its architecture with --teacher-arch",
+        ),
+        (["edgedeploy.models.zoo:lenet300", "--teacher", "wide.pt"], "the teacher gives 12 logits"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(
@@ -118,6 +144,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
     (workdir / "bad_stage.yaml").write_text("- stage: squash\n")
     (workdir / "bad_sparsity.yaml").write_text("- {stage: prune, sparsity: 1.5}\n")
     (workdir / "bad_k.yaml").write_text("stages: [{stage: cluster, clusters: 1}]\n")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 12)), workdir / "wide.pt")
     monkeypatch.chdir(workdir)
     monkeypatch.setattr(sys, "argv", ["edgedeploy", "compress", *args, "-o", "bad-out"])
     with pytest.raises(SystemExit) as exit_info:

@@ -129,10 +129,12 @@ def compress_model(
     for param in work.parameters():
         param.requires_grad_(True)
     example = data.example()
-    check_classifier(work, data)
+    logits = check_classifier(work, data)
     if teacher is not None:
         teacher = teacher.eval()
-        check_classifier(teacher, data)
+        teacher_logits = check_classifier(teacher, data, "the teacher")
+        if teacher_logits != logits:
+            raise UsageError(f"the teacher gives {teacher_logits} logits per input, the model {logits}")
     constraints = Constraints()
     fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
     accuracy_before = accuracy(work, data.eval_x, data.eval_y)
@@ -192,18 +194,19 @@ def compress_model(
     return CompressionResult(model=work, reports=reports, summary=summary)
 
 
-def check_classifier(model: nn.Module, data: CompressionData) -> None:
-    """The model must take the data's inputs and give one logit per class."""
+def check_classifier(model: nn.Module, data: CompressionData, what: str = "the model") -> int:
+    """The model must take the data's inputs and give one logit per class; returns its logit count."""
     try:
         with torch.no_grad():
             out = model.eval()(data.example())
     except Exception as err:  # noqa: BLE001 - any failure here means the model does not fit the data
         shape = list(data.eval_x.shape[1:])
-        raise UsageError(f"the model cannot run on inputs of shape {shape}: {err}") from err
+        raise UsageError(f"{what} cannot run on inputs of shape {shape}: {err}") from err
     classes = int(max(data.train_y.max(), data.eval_y.max())) + 1
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < classes:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise UsageError(f"the model must output [batch, {classes}] class logits, got {got}")
+        raise UsageError(f"{what} must output [batch, {classes}] class logits, got {got}")
+    return int(out.shape[1])
 
 
 def summarize(

@@ -27,14 +27,16 @@ def build_from_factory(spec: str) -> Any:
     return built
 
 
-def build_from_state_dict(label: str, state: dict[str, Any], arch: str | None) -> Any:
+def build_from_state_dict(
+    label: str, state: dict[str, Any], arch: str | None, arch_option: str = "--arch"
+) -> Any:
     """The architecture `arch` (a zoo name or module:factory) with `state` loaded into it."""
     from edgedeploy.models import zoo
 
     known = ", ".join(sorted(zoo.INPUT_SHAPES))
     if not arch:
         raise UsageError(
-            f"{label}: is a state_dict; name its architecture with --arch ({known} or module:factory)"
+            f"{label}: is a state_dict; name its architecture with {arch_option} ({known} or module:factory)"
         )
     if ":" in arch:
         model = build_from_factory(arch)
@@ -44,9 +46,11 @@ def build_from_state_dict(label: str, state: dict[str, Any], arch: str | None) -
             zoo.efficientnet_lite0(pretrained=False) if arch == "efficientnet_lite0" else getattr(zoo, arch)()
         )
     else:
-        raise UsageError(f"{label}: unknown --arch {arch!r} (known: {known} or module:factory)")
+        raise UsageError(f"{label}: unknown {arch_option} {arch!r} (known: {known} or module:factory)")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UsageError(f"{label}: weights do not fit --arch {arch} ({str(err).splitlines()[0]})") from err
+        raise UsageError(
+            f"{label}: weights do not fit {arch_option} {arch} ({str(err).splitlines()[0]})"
+        ) from err
     return model
