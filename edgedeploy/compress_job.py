@@ -52,7 +52,11 @@ def run(
         raise UsageError(f"--output {output} exists and is not a directory")
     load_recipe(recipe)
     torch_model = load_torch_model(model, arch)
-    teacher_model = load_torch_model(teacher, teacher_arch, what="teacher") if teacher else None
+    teacher_model = (
+        load_torch_model(teacher, teacher_arch, what="teacher", arch_option="--teacher-arch")
+        if teacher
+        else None
+    )
     data = mnist_data(train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
@@ -121,8 +125,9 @@ def mnist_data(train_samples: int | None, seed: int) -> Any:
     return CompressionData(train.as_float(), train.labels, test.as_float(), test.labels)
 
 
-def load_torch_model(spec: str, arch: str | None, what: str = "model") -> Any:
-    """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + --arch."""
+def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
+    """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + its
+    architecture (`arch`, given by the user as `arch_option`); errors name the file as `what`."""
     import torch
     from torch import nn
 
@@ -138,7 +143,7 @@ def load_torch_model(spec: str, arch: str | None, what: str = "model") -> Any:
     if path.suffix == ".pt2":
         raise UsageError(
             f"{what} {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
-            "give module:factory or a state_dict file with --arch"
+            f"give module:factory or a state_dict file with {arch_option}"
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=False)
@@ -147,16 +152,14 @@ def load_torch_model(spec: str, arch: str | None, what: str = "model") -> Any:
     if isinstance(loaded, torch.jit.ScriptModule):
         raise UsageError(
             f"{what} {spec}: TorchScript has no Linear/Conv modules to compress; "
-            "give module:factory or a state_dict file with --arch"
+            f"give module:factory or a state_dict file with {arch_option}"
         )
     if isinstance(loaded, nn.Module):
         return loaded
     if isinstance(loaded, dict):
         state = loaded.get("state_dict", loaded.get("model", loaded))
         if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return build_from_state_dict(
-                f"{what} {spec}", state, arch, f"--{what}-arch" if what != "model" else "--arch"
-            )
+            return build_from_state_dict(f"{what} {spec}", state, arch, arch_option)
     raise UsageError(f"{what} {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
 
 
