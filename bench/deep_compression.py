@@ -79,6 +79,7 @@ class Baselines:
         self.data, self.epoch_scale, self.seed = data, epoch_scale, seed
         self.models: dict[str, nn.Module] = {}
         self.seconds: dict[str, float] = {}
+        self.errors: dict[str, float] = {}
 
     def get(self, arch: str) -> nn.Module:
         if arch not in self.models:
@@ -91,6 +92,14 @@ class Baselines:
             self.seconds[arch] = time.perf_counter() - started
         return self.models[arch]
 
+    def error_pct(self, arch: str) -> float:
+        """Test error of the baseline, from its exported ONNX file."""
+        if arch not in self.errors:
+            with tempfile.TemporaryDirectory(prefix="bench-dc-") as tmp:
+                path = export_onnx(self.get(arch), self.data.example(), Path(tmp) / f"{arch}-fp32.onnx")
+                self.errors[arch] = 100 * (1 - onnx_accuracy(path, self.data.eval_x, self.data.eval_y))
+        return self.errors[arch]
+
 
 def run_arch(
     arch: str, data: CompressionData, baselines: Baselines, epoch_scale: float, seed: int
@@ -99,9 +108,8 @@ def run_arch(
     model = baselines.get(arch)
     teacher_arch = TEACHERS.get(arch)
     teacher = baselines.get(teacher_arch) if teacher_arch else None
+    fp32_error = baselines.error_pct(arch)
     with tempfile.TemporaryDirectory(prefix="bench-dc-") as tmp:
-        fp32_path = export_onnx(model, data.example(), Path(tmp) / f"{arch}-fp32.onnx")
-        fp32_error = 100 * (1 - onnx_accuracy(fp32_path, data.eval_x, data.eval_y))
         onnx_path = Path(tmp) / f"{arch}-compressed.onnx"
         progress = lambda msg: print(f"  {arch} {msg}", file=sys.stderr)  # noqa: E731
         result = compress_model(
@@ -114,10 +122,6 @@ def run_arch(
             onnx_path=onnx_path,
         )
         error = 100 * (1 - onnx_accuracy(onnx_path, data.eval_x, data.eval_y))
-        teacher_error = None
-        if teacher is not None:
-            teacher_path = export_onnx(teacher, data.example(), Path(tmp) / "teacher.onnx")
-            teacher_error = 100 * (1 - onnx_accuracy(teacher_path, data.eval_x, data.eval_y))
     s = result.summary
     original_sizes = {name: layer.weight.numel() for name, layer in weight_layers(model).items()}
     goal = GOALS[arch]
@@ -138,7 +142,7 @@ def run_arch(
         "shape_per_layer": {
             name: list(layer.weight.shape) for name, layer in weight_layers(result.model).items()
         },
-        "teacher": {"arch": teacher_arch, "error_pct": round(teacher_error, 2)}
+        "teacher": {"arch": teacher_arch, "error_pct": round(baselines.error_pct(teacher_arch), 2)}
         if teacher_arch
         else "input model",
         "survived_in_onnx": s["survival"]["onnx"]["survived"],
@@ -178,15 +182,14 @@ def main() -> None:
         print(f"  {arch} result: {json.dumps(result)}", file=sys.stderr)
         if importlib.util.find_spec("tensorflow_model_optimization") is None:
             continue
+        reference = run_tfmot_for(arch, data, epoch_scale, args.seed, None)
         overrides = same_nonzeros(arch, result)
-        for key in ("tfmot_pcqat", "tfmot_same_nonzeros"):
-            if key == "tfmot_pcqat":
-                tfmot = run_tfmot_for(arch, data, epoch_scale, args.seed, None)
-            elif same_settings(arch, overrides):
-                # Our result already has the reference settings' non-zeros and shared values per layer.
-                tfmot = {**result["tfmot_pcqat"], "same_run_as": "tfmot_pcqat"}
-            else:
-                tfmot = run_tfmot_for(arch, data, epoch_scale, args.seed, overrides)
+        if same_settings(arch, overrides):
+            # Our result already has the reference settings' non-zeros and shared values per layer.
+            same = {**reference, "same_run_as": "tfmot_pcqat"}
+        else:
+            same = run_tfmot_for(arch, data, epoch_scale, args.seed, overrides)
+        for key, tfmot in (("tfmot_pcqat", reference), ("tfmot_same_nonzeros", same)):
             result[key] = {
                 **tfmot,
                 "comparison": TFMOT_COMPARISONS[key],
@@ -194,7 +197,6 @@ def main() -> None:
                 "error_pct_vs_tfmot": round(result["error_pct"] - tfmot["error_pct"], 2),
             }
             print(f"  {arch} {key}: {json.dumps(result[key])}", file=sys.stderr)
-        reference = result["tfmot_pcqat"]
         result["tfmot_goal"] = {
             "rate_ratio": TFMOT_RATE_RATIO,
             "against": "tfmot_pcqat",
