@@ -42,12 +42,13 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, then rename over it: readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to a temp file beside `path`, then rename over it: readers never see half a file.
+    `mode`: the new file's permission bits (e.g. the replaced file's 0600), else the usual ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _file_mode())
+        os.fchmod(fd, _file_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

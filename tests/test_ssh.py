@@ -185,3 +185,82 @@ def test_key_from_the_ssh_agent(sshd: SSHServer, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def _hashed(hostname: str) -> str:
+    """OpenSSH's HashKnownHosts form of a name (as `ssh-keygen -H` writes it)."""
+    import base64
+    import hashlib
+    import hmac
+
+    salt = b"0123456789abcdefghij"
+    digest = hmac.new(salt, hostname.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def _crowded_known_hosts(tmp_path: Path, sshd: SSHServer, record: str) -> str:
+    """A real user's known_hosts: comments, a CA line, a revoked key of another host, a security-key
+    line paramiko cannot decode, a hashed entry, trailing comments, no newline at the end."""
+    ca_key, old_key = tmp_path / "ca_key", tmp_path / "old_key"
+    ca = (ca_key if ca_key.exists() else keygen(ca_key)).with_suffix(".pub").read_text().split()
+    old = (old_key if old_key.exists() else keygen(old_key)).with_suffix(".pub").read_text().split()
+    sk_blob = (
+        "AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIHZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2AAAABHNzaDo="
+    )
+    return (
+        "# my hosts, keep this comment\n"
+        f"@cert-authority *.corp.example {ca[0]} {ca[1]} corp CA\n"
+        f"@revoked elsewhere.example {old[0]} {old[1]}\n"
+        f"yubi.example sk-ssh-ed25519@openssh.com {sk_blob} my security key\n"
+        f"{_hashed('hashed.example')} {old[0]} {old[1]}\n"
+        f"{record}\n"
+        "\n"
+        f"other.example,10.0.0.9 {old[0]} {old[1]} trailing comment stays"
+    )
+
+
+def test_marker_lines_in_known_hosts_are_understood(sshd: SSHServer, tmp_path: Path) -> None:
+    """@cert-authority/@revoked lines (valid OpenSSH syntax) used to break every connection with
+    'Incorrect padding'; now a matching key connects, and a revoked key is refused in one line."""
+    sshd.known_hosts.write_text(_crowded_known_hosts(tmp_path, sshd, sshd.host_key_line().strip()))
+    inventory = _inventory(tmp_path, sshd)
+    ok = run_cli("targets", "check", "box", "-i", str(inventory))
+    assert ok.returncode == 0, ok.stderr
+
+    name, key_type, blob = sshd.host_key_line().split()
+    sshd.known_hosts.write_text(
+        _crowded_known_hosts(tmp_path, sshd, f"{name} {key_type} {blob}")
+        + f"\n@revoked * {key_type} {blob}\n"
+    )
+    for extra in ((), ("--trust-new",)):  # --trust-new never overrides a revocation
+        refused = run_cli("targets", "check", "box", "-i", str(inventory), *extra)
+        assert refused.returncode == 1
+        assert "is marked @revoked" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert f"@revoked * {key_type} {blob}" in sshd.known_hosts.read_text()
+
+
+def test_trust_new_after_a_key_change_edits_only_that_host(sshd: SSHServer, tmp_path: Path) -> None:
+    """--trust-new on a changed key: only the host's own record changes; comments, CA/revoked lines,
+    security-key lines, hashed entries, trailing comments, the mode (0600) and a symlink stay."""
+    other = keygen(tmp_path / "other_host_key").with_suffix(".pub").read_text().split()
+    name = f"[{sshd.host}]:{sshd.port}"
+    stale = f"{name},alias.example {other[0]} {other[1]} reinstalled box"
+    before = _crowded_known_hosts(tmp_path, sshd, stale)
+    real = tmp_path / "dotssh" / "known_hosts"
+    real.parent.mkdir()
+    real.write_text(before)
+    real.chmod(0o600)
+    sshd.known_hosts.unlink(missing_ok=True)
+    sshd.known_hosts.symlink_to(real)
+    inventory = _inventory(tmp_path, sshd)
+    refused = run_cli("targets", "check", "box", "-i", str(inventory))
+    assert refused.returncode == 1 and "CHANGED" in refused.stderr
+    trusted = run_cli("targets", "check", "box", "-i", str(inventory), "--trust-new")
+    assert trusted.returncode == 0, trusted.stderr
+    after = real.read_text()
+    # The stale name left its line (kept for the alias that shares it); the new key is appended.
+    expected = before.replace(stale, f"alias.example {other[0]} {other[1]} reinstalled box")
+    assert after == expected + "\n" + sshd.host_key_line()
+    assert real.stat().st_mode & 0o777 == 0o600 and sshd.known_hosts.is_symlink()
+    again = run_cli("targets", "check", "box", "-i", str(inventory))
+    assert again.returncode == 0, again.stderr

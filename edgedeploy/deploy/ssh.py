@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgedeploy.deploy import known_hosts as known_hosts_file
 from edgedeploy.deploy.inventory import Target
 from edgedeploy.deploy.transport import (
     CommandResult,
@@ -217,12 +218,9 @@ class SSHTransport(TransportBase):
 
         client = paramiko.SSHClient()
         known = self._known_hosts_path(endpoint.known_hosts or known_hosts)
-        if known.is_file():
-            try:
-                client.load_host_keys(str(known))
-            except (OSError, paramiko.SSHException) as exc:
-                raise UsageError(f"known_hosts {known}: cannot read ({exc})") from exc
-        client.set_missing_host_key_policy(_HostKeyPolicy(self.target_name, known, self.trust_new))
+        # Our own reader, not client.load_host_keys: paramiko's fails on marker lines (module docstring).
+        records = known_hosts_file.load(known, into=client.get_host_keys())
+        client.set_missing_host_key_policy(_HostKeyPolicy(self.target_name, known, self.trust_new, records))
         keys = [k for k in endpoint.key_files if Path(k).is_file()]
         try:
             client.connect(
@@ -241,12 +239,14 @@ class SSHTransport(TransportBase):
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
+            name = _known_hosts_name(endpoint)
+            if records.is_revoked(name, exc.key):
+                raise _revoked_error(self.target_name, name, exc.key, known) from None
             if not self.trust_new or replaced:
                 raise
             # --trust-new on a CHANGED key (a re-installed device): forget the old record, say so loudly,
             # and connect again once; the missing-key policy then records the new key.
-            name = _known_hosts_name(endpoint)
-            _forget_host_key(known, name)
+            known_hosts_file.forget_host(known, name)
             sys.stderr.write(
                 f"warning: {self.target_name}: host key for {name} CHANGED; --trust-new replaced the "
                 f"record in {known} with {exc.key.get_name()} {exc.key.fingerprint}\n"
@@ -427,6 +427,17 @@ class SSHTransport(TransportBase):
             raise self._io_error(f"looking at {path}", exc) from exc
         return RemoteStat(int(attrs.st_size or 0), int(attrs.st_mtime or 0))
 
+    def list_dir(self, remote: str) -> list[str] | None:
+        import paramiko
+
+        path = self._resolve(remote)
+        try:
+            return self._sftp_client().listdir(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._io_error(f"listing {path}", exc) from exc
+
     def read_bytes(self, remote: str) -> bytes | None:
         import paramiko
 
@@ -472,8 +483,7 @@ class SSHTransport(TransportBase):
             raise error from exc
         if arrived != total:
             raise TargetError(
-                f"{self.target_name}: writing {dest} failed: {arrived} of {total} bytes arrived "
-                "(is the device's disk full?)"
+                f"{self.target_name}: writing {dest} failed: {arrived} of {total} bytes arrived"
             )
 
     def get(self, remote: str, local: Path) -> None:
@@ -591,33 +601,32 @@ def _known_hosts_name(endpoint: Endpoint) -> str:
     return endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}"
 
 
-def _forget_host_key(known_hosts: Path, hostname: str) -> None:
-    """Remove every record of `hostname` from a known_hosts file (written atomically)."""
-    import paramiko
-
-    keys = paramiko.HostKeys(str(known_hosts))
-    if hostname in keys:
-        del keys[hostname]
-    tmp = known_hosts.with_name(known_hosts.name + ".tmp")
-    keys.save(str(tmp))
-    os.replace(tmp, known_hosts)
+def _revoked_error(target_name: str, hostname: str, key: paramiko.PKey, known: Path) -> TargetError:
+    return TargetError(
+        f"{target_name}: host key for {hostname} ({key.get_name()} {key.fingerprint}) is marked @revoked "
+        f"in {known}; refusing to connect"
+    )
 
 
 class _HostKeyPolicy:
-    """paramiko's MissingHostKeyPolicy for a key absent from known_hosts: refuse, or record it."""
+    """paramiko's MissingHostKeyPolicy for a key absent from known_hosts: refuse, or record it. Revoked
+    keys arrive here too (they are never loaded as known) and are refused even with --trust-new."""
 
-    def __init__(self, target_name: str, known_hosts: Path, trust_new: bool) -> None:
+    def __init__(
+        self, target_name: str, known_hosts: Path, trust_new: bool, records: known_hosts_file.HostKeyRecords
+    ) -> None:
         self.target_name = target_name
         self.known_hosts = known_hosts
         self.trust_new = trust_new
+        self.records = records
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.records.is_revoked(hostname, key):
+            raise _revoked_error(self.target_name, hostname, key, self.known_hosts)
         if not self.trust_new:
             raise TargetError(
                 f"{self.target_name}: unknown host key for {hostname} ({key.get_name()} {key.fingerprint}), "
                 f"not in {self.known_hosts}; verify it, then re-run with --trust-new to record it"
             )
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with self.known_hosts.open("a") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        known_hosts_file.append_record(self.known_hosts, hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
