@@ -229,6 +229,15 @@ def targets_check(
         targets_job.print_facts(facts)
 
 
+ChecksumOpt = Annotated[
+    bool,
+    typer.Option(
+        "--checksum",
+        help="Hash the device's copy to decide it is unchanged (as rsync -c), not its size and mtime.",
+    ),
+]
+
+
 @app.command()
 def push(
     file: Annotated[Path, typer.Argument(help="File to send (a model).")],
@@ -237,12 +246,19 @@ def push(
     trust_new: TrustNewOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move, move nothing.")] = False,
     as_json: JsonOpt = False,
+    checksum: ChecksumOpt = False,
 ) -> None:
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
     from edgedeploy.deploy import push as push_mod
 
     result = push_mod.push_to_target(
-        file, target, inventory=inventory, trust_new=trust_new, dry_run=dry_run, progress=not as_json
+        file,
+        target,
+        inventory=inventory,
+        trust_new=trust_new,
+        dry_run=dry_run,
+        progress=not as_json,
+        checksum=checksum,
     )
     if as_json:
         print_json(result)
@@ -426,6 +442,7 @@ def fleet_profile(
     trust_new: TrustNewOpt = False,
     root: ProfilesDirOpt = None,
     as_json: JsonOpt = False,
+    checksum: ChecksumOpt = False,
 ) -> None:
     """Profile every model on every target of a group, concurrently, isolating failures."""
     from edgedeploy import fleet_job
@@ -443,6 +460,7 @@ def fleet_profile(
         trust_new=trust_new,
         progress=not as_json,
         store_root=root,
+        checksum=checksum,
     )
     if as_json:
         print_json(result)

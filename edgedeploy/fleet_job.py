@@ -190,8 +190,10 @@ def run_fleet(
     trust_new: bool = False,
     progress: bool = True,
     store_root: Path | None = None,
+    checksum: bool = False,
 ) -> dict[str, Any]:
-    """Profile every model on every target of `target` (a group or host); one row per pair."""
+    """Profile every model on every target of `target` (a group or host); one row per pair.
+    `checksum`: the device's copies of runner and model are checked by sha256, not size and mtime."""
     from edgedeploy.profile_job import profile_model
 
     if workers < 1 or runs < 1 or warmup < 0 or retries < 0 or timeout <= 0:
@@ -244,6 +246,7 @@ def run_fleet(
             timeout=timeout,
             store_root=store_root,
             on_status=lambda msg: view.status(job.target, msg),
+            checksum=checksum,
         )
 
     def run_job(state: _TargetState, job: Job, view: _ProgressView) -> dict[str, Any]:

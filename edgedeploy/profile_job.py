@@ -46,14 +46,22 @@ def _shape_args(shapes: dict[str, list[int]]) -> list[str]:
 
 
 def _deploy_runner(
-    transport: Transport, target: Target, model: Path, remote_name: str | None = None
+    transport: Transport,
+    target: Target,
+    model: Path,
+    remote_name: str | None = None,
+    *,
+    checksum: bool = False,
 ) -> list[str]:
     """Push runner and model (skipped when unchanged); the command that starts the runner on them.
+    `checksum`: judge "unchanged" by the sha256 of the device's copies (push --checksum).
 
     Done once per model and connection: repeats and rounds reuse the command, so they do not hash
     the model again on both ends before every run."""
-    runner = push_file(transport, RUNNER_PATH, "", python=target.python)
-    pushed = push_file(transport, model, "models", python=target.python, remote_name=remote_name)
+    runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
+    pushed = push_file(
+        transport, model, "models", python=target.python, remote_name=remote_name, checksum=checksum
+    )
     return [target.python, runner.remote_path, pushed.remote_path]
 
 
@@ -129,6 +137,7 @@ def profile_model(
     timeout: float = 900.0,
     store_root: Path | None = None,
     on_status: Callable[[str], None] | None = None,
+    checksum: bool = False,
 ) -> dict[str, Any]:
     """Measure `model` on one target and store the profile; returns the profile with its `path`.
 
@@ -163,7 +172,7 @@ def profile_model(
     docs: list[dict[str, Any]] = []
     with open_transport(target, trust_new=trust_new) as transport:
         input_args = _push_inputs(transport, target, inputs or [])
-        command = _deploy_runner(transport, target, model)
+        command = _deploy_runner(transport, target, model, checksum=checksum)
         for i in range(repeats):
             status(f"{target.name}: {model.name} run {i + 1}/{repeats}")
             if i and cooldown:

@@ -7,6 +7,7 @@ process), so what `local` measures is what a device would measure, minus the lin
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -70,6 +71,22 @@ class LocalTransport(TransportBase):
             time.perf_counter() - start,
         )
 
+    def spawn(self, argv: Sequence[str]) -> LocalProcess:
+        """A command that keeps running while we talk to it (push's device script holds the file's lock
+        for the whole upload this way, as it does over ssh)."""
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=self.workdir,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError as exc:
+            raise TargetError(f"{self.target_name}: {argv[0]}: command not found") from exc
+        return LocalProcess(self.target_name, proc, str(argv[0]))
+
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         dest = self._resolve(remote)
         total = local.stat().st_size
@@ -95,3 +112,62 @@ class LocalTransport(TransportBase):
 
     def close(self) -> None:
         pass
+
+
+class LocalProcess:
+    """One local command started by `LocalTransport.spawn` (see transport.Process)."""
+
+    def __init__(self, target_name: str, proc: subprocess.Popen[bytes], label: str) -> None:
+        self.target_name, self.proc, self.label = target_name, proc, label
+        self.started = time.perf_counter()
+        self._out = bytearray()  # stdout received but not yet returned by read_line
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise TargetError(f"{self.target_name}: {self.label} exited early") from exc
+
+    def read_line(self, timeout: float | None = None) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._out:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self.proc.kill()
+                raise TargetError(f"{self.target_name}: command timed out after {timeout:g} s: {self.label}")
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, CHUNK)
+                if not chunk:
+                    return ""
+                self._out += chunk
+        line, _, rest = bytes(self._out).partition(b"\n")
+        self._out = bytearray(rest)
+        return line.decode(errors="replace")
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.communicate()
+            raise TargetError(
+                f"{self.target_name}: command timed out after {timeout:g} s: {self.label}"
+            ) from exc
+        return CommandResult(
+            self.proc.returncode,
+            (bytes(self._out) + out).decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.perf_counter() - self.started,
+        )
+
+    def kill(self) -> None:
+        """Close its stdin (communicate does): a well-behaved command gives up; reap it, no zombie stays."""
+        try:
+            self.proc.communicate(timeout=10)
+        except (subprocess.TimeoutExpired, ValueError):
+            self.proc.kill()
+            self.proc.wait()

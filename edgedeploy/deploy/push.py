@@ -19,13 +19,15 @@ device has nothing of the file yet, the upload starts without waiting for that p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import posixpath
+import secrets
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,12 @@ SPACE_MARGIN = 64 << 10
 STATE_TIMEOUT_S = 120.0
 COMMIT_TIMEOUT_S = 600.0
 
-# The device side. argv: mode final manifest key size source [sha256]
+# The device side. argv: mode final manifest key size source part flags [sha256]
+#   part: the temporary file this run writes: NAME.edgedeploy-part (shared: resumable by the next run,
+#         written only while holding NAME's lock) or NAME.edgedeploy-part-TOKEN (this run's own)
+#   flags: `c` = --checksum (hash the final file even when the manifest's size+mtime match), `a` =
+#         adopt the shared part as this run's own part (after a reconnect: the dying session parked
+#         it there), `-` = neither
 #   state / state-mkdir   print the state JSON (state-mkdir first creates the directory)
 #   commit SHA            verify the finished part, rename it over the final name, record it
 #   record SHA            record a final file already in place
@@ -59,16 +66,52 @@ COMMIT_TIMEOUT_S = 600.0
 #   session               print the state JSON, then read ONE command from stdin: `done`,
 #                         `record SHA`, or `follow SHA fresh|keep`: (fresh: remove a stale part) print
 #                         `ready`, hash the part as it grows, and on the line `go` (upload complete)
-#                         verify + rename + record; EOF or any other line: give up, touch nothing.
+#                         verify + rename + record; `abort`: remove the part; EOF: give up, and park an
+#                         own part under the shared name (the link went: the next run resumes it).
+# Two writers of one file (two CI jobs sharing a board): every mode but `state` first takes an
+# exclusive flock on NAME.edgedeploy-lock and holds it until it exits (a session: for the whole
+# upload), waiting up to LOCK_WAIT seconds; the manifest's read-modify-write takes the work dir's
+# manifest lock. A writer's own part needs no lock; it adopts the shared part (or an own part left by
+# a run that died with its device process, untouched for ORPHAN_AGE seconds) only under the lock.
 # The final file's sha256 comes from the manifest while its size and mtime are those recorded right
 # after its verified commit, which sets the mtime to a whole second 2 s in the past: any later rewrite
 # stamps "now" and no longer matches, even at the 1 s resolution of SFTP's stat (rsync's quick check,
-# made exact). So an unchanged re-push reads nothing on the device, over SSH not even a command.
+# made exact). So an unchanged re-push reads nothing on the device, over SSH not even a command;
+# --checksum hashes the final file anyway (a rewrite that kept size and mtime).
 _DEVICE_SCRIPT = """\
-import hashlib,json,os,select,sys,time
-mode,final,manifest,key,size,source=sys.argv[1:7]
-part=final+'.edgedeploy-part'
+import errno,fcntl,glob,hashlib,json,os,select,sys,time
+mode,final,manifest,key,size,source,part,flags=sys.argv[1:9]
+shared=final+'.edgedeploy-part'
 folder=os.path.dirname(final) or '.'
+LOCK_WAIT=@LOCK_WAIT@; ORPHAN_AGE=@ORPHAN_AGE@
+def space(p):
+    try: st=os.statvfs(p if os.path.isdir(p) else os.path.dirname(p) or '.')
+    except OSError: return None,None
+    return st.f_bavail*st.f_frsize,(st.f_favail if st.f_files else None)
+def fail(what,exc):
+    if exc.errno in (errno.ENOSPC,errno.EDQUOT) and space(folder)[1]==0:
+        sys.exit('%s failed: no free inodes on the device in %s' % (what,folder))
+    sys.exit('%s failed: %s' % (what,exc.strerror))
+def lock(path):
+    t0=time.time()
+    while True:
+        try: fd=os.open(path,os.O_RDWR|os.O_CREAT,0o644)
+        except OSError as e: fail('creating the lock '+path,e)
+        while True:
+            try: fcntl.flock(fd,fcntl.LOCK_EX|fcntl.LOCK_NB); break
+            except OSError:
+                if time.time()-t0>LOCK_WAIT:
+                    sys.exit('another push of %s has held its lock (%s) for %d s; try again when it '
+                             'has finished' % (final,path,LOCK_WAIT))
+                time.sleep(0.1)
+        try: same=os.stat(path).st_ino==os.fstat(fd).st_ino
+        except OSError: same=False
+        if same: return fd
+        os.close(fd)  # the holder removed it as we waited: lock the new one
+def unlock(fd,path):
+    try: os.remove(path)
+    except OSError: pass
+    os.close(fd)
 def sha(p):
     h=hashlib.sha256()
     try:
@@ -76,34 +119,50 @@ def sha(p):
             for c in iter(lambda:f.read(1<<20),b''): h.update(c)
     except OSError: return None
     return h.hexdigest()
+def adopt():
+    if not os.path.exists(shared):
+        old=[p for p in glob.glob(glob.escape(shared)+'-*')
+             if p!=part and time.time()-os.path.getmtime(p)>ORPHAN_AGE]
+        if old: os.replace(max(old,key=os.path.getsize),shared)
+    if 'a' in flags and part!=shared and not os.path.exists(part) and os.path.exists(shared):
+        os.replace(shared,part)
+def park():
+    if part!=shared and os.path.exists(part): os.replace(part,shared)
 def state():
     if mode!='state': os.makedirs(folder,exist_ok=True)
     try: part_size=os.path.getsize(part)
     except OSError: part_size=None
-    try:
-        st=os.statvfs(folder if os.path.isdir(folder) else os.path.dirname(folder) or '.')
-        free=st.f_bavail*st.f_frsize
-    except OSError: free=None
+    free,inodes=space(folder)
     try:
         with open(manifest) as f: entry=json.load(f).get('files',{}).get(key)
     except (OSError,ValueError): entry=None
     try:
         st=os.stat(final)
-        same=entry and entry.get('size')==st.st_size and entry.get('mtime_ns')==st.st_mtime_ns
+        same=('c' not in flags and entry and entry.get('size')==st.st_size
+              and entry.get('mtime_ns')==st.st_mtime_ns)
         final_sha=entry['sha256'] if same else sha(final)
     except OSError: final_sha=None
     return {'sha256':final_sha,'part_size':part_size,'part_sha256':sha(part) if part_size else None,
-            'free':free,'manifest_sha256':(entry or {}).get('sha256')}
+            'free':free,'free_inodes':inodes,'manifest_sha256':(entry or {}).get('sha256')}
 def record(want):
+    fd=lock(manifest+'.lock')
     try:
-        with open(manifest) as f: doc=json.load(f)
-    except (OSError,ValueError): doc={}
-    stamp=int(time.time())-2
-    os.utime(final,(stamp,stamp))
-    doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,'mtime':stamp,
-        'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
-    with open(manifest+'.tmp','w') as f: json.dump(doc,f,indent=1,sort_keys=True)
-    os.replace(manifest+'.tmp',manifest)
+        try:
+            with open(manifest) as f: doc=json.load(f)
+        except (OSError,ValueError): doc={}
+        stamp=int(time.time())-2
+        os.utime(final,(stamp,stamp))
+        doc.setdefault('files',{})[key]={'sha256':want,'size':int(size),'source':source,'mtime':stamp,
+            'mtime_ns':os.stat(final).st_mtime_ns,'pushed_at':time.strftime('%Y-%m-%dT%H:%M:%SZ',time.gmtime())}
+        tmp='%s.%d.tmp' % (manifest,os.getpid())
+        try:
+            with open(tmp,'w') as f: json.dump(doc,f,indent=1,sort_keys=True)
+            os.replace(tmp,manifest)
+        except OSError as e:
+            try: os.remove(tmp)
+            except OSError: pass
+            fail('writing '+manifest,e)
+    finally: unlock(fd,manifest+'.lock')
 def following():
     h=hashlib.sha256(); f=None; verdict=None
     while True:
@@ -117,29 +176,53 @@ def following():
         if verdict=='go': return h.hexdigest()
         if select.select([sys.stdin],[],[],0.05)[0]:
             verdict=sys.stdin.readline().strip()
-            if verdict!='go': sys.exit('upload abandoned; nothing changed')
+            if verdict!='go':
+                if verdict=='abort': discard()
+                else: park()  # EOF: the link went; the next run resumes
+                sys.exit('upload abandoned; nothing changed')
 def commit(want,got):
     if got!=want:
-        os.remove(part)
+        discard()
         sys.exit('sha256 mismatch after upload (got %s); the upload was discarded' % got)
     os.replace(part,final)
     record(want)
+    if part!=shared:  # a shared part is stale now that the file is in place
+        try: os.remove(shared)
+        except OSError: pass
 def discard():
     try: os.remove(part)
     except OSError: pass
-if mode=='session':
-    print(json.dumps(state()),flush=True)
-    words=sys.stdin.readline().split()
-    if words[:1]==['record']: record(words[1])
-    elif words[:1]==['follow']:
-        if words[2]=='fresh': discard()
-        print('ready',flush=True)
-        commit(words[1],following())
-elif mode in ('state','state-mkdir'): print(json.dumps(state()))
-elif mode=='commit': commit(sys.argv[7],sha(part))
-elif mode=='record': record(sys.argv[7])
-elif mode=='discard': discard()
+held=None
+if mode!='state':
+    try: os.makedirs(folder,exist_ok=True)
+    except OSError as e: fail('creating '+folder,e)
+    held=lock(final+'.edgedeploy-lock')
+    adopt()
+try:
+    if mode=='session':
+        print(json.dumps(state()),flush=True)
+        words=sys.stdin.readline().split()
+        if words[:1]==['record']: record(words[1])
+        elif words[:1]==['follow']:
+            if words[2]=='fresh': discard()
+            print('ready',flush=True)
+            commit(words[1],following())
+        elif words[:1]==['abort']: discard()
+        elif words[:1]!=['done']: park()
+    elif mode in ('state','state-mkdir'): print(json.dumps(state()))
+    elif mode=='commit': commit(sys.argv[9],sha(part))
+    elif mode=='record': record(sys.argv[9])
+    elif mode=='discard': discard()
+finally:
+    if held is not None: unlock(held,final+'.edgedeploy-lock')
 """
+# Seconds a device script waits for another writer's lock on the same file; an own part left behind by
+# a run that died together with its device process is adopted once untouched this long.
+LOCK_WAIT_S = 300
+ORPHAN_AGE_S = 120
+_DEVICE_SCRIPT = _DEVICE_SCRIPT.replace("@LOCK_WAIT@", str(LOCK_WAIT_S)).replace(
+    "@ORPHAN_AGE@", str(ORPHAN_AGE_S)
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +244,7 @@ class RemoteState:
     part_sha256: str | None
     free: int | None
     manifest_sha256: str | None
+    free_inodes: int | None = None
 
 
 def remote_join(*parts: str) -> str:
@@ -171,24 +255,50 @@ def _manifest_path(transport: Transport) -> str:
     return remote_join(transport.workdir, MANIFEST)
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
+def _mib(n: int, digits: int = 1) -> str:
+    return f"{n / (1 << 20):.{digits}f} MiB"
+
+
+def _two_sizes(free: int, need: int) -> tuple[str, str]:
+    """Both sizes with as many digits as it takes to see that they differ (1.0 MiB vs 1.0 MiB says
+    nothing); past 3 decimals, exact bytes."""
+    for digits in (1, 2, 3):
+        a, b = _mib(free, digits), _mib(need, digits)
+        if a != b:
+            return a, b
+    return f"{free} bytes", f"{need} bytes"
 
 
 class _DeviceFile:
-    """The device end of one destination path: the device script, step by step or as a session."""
+    """The device end of one destination path: the device script, step by step or as a session.
+    `part` is the shared resumable part file unless `use_own_part` gave this run its own."""
 
     def __init__(
-        self, transport: Transport, python: str, remote_path: str, size: int = 0, source: str = ""
+        self,
+        transport: Transport,
+        python: str,
+        remote_path: str,
+        size: int = 0,
+        source: str = "",
+        *,
+        checksum: bool = False,
     ) -> None:
         self.transport, self.python, self.remote_path, self.size = transport, python, remote_path, size
         prefix = transport.workdir.rstrip("/") + "/"
         key = remote_path[len(prefix) :] if remote_path.startswith(prefix) else remote_path
-        self.args = [remote_path, _manifest_path(transport), key, str(size), source]
+        self.part = remote_path + PART_SUFFIX
+        self.checksum = checksum
+        self.adopt = False
+        self.manifest_args = [remote_path, _manifest_path(transport), key, str(size), source]
 
     @property
-    def part(self) -> str:
-        return self.remote_path + PART_SUFFIX
+    def args(self) -> list[str]:
+        flags = ("c" if self.checksum else "") + ("a" if self.adopt else "")
+        return [*self.manifest_args, self.part, flags or "-"]
+
+    def use_own_part(self) -> None:
+        """Write under a name no other writer uses (for an upload that starts before the lock is held)."""
+        self.part = f"{self.remote_path}{PART_SUFFIX}-{secrets.token_hex(6)}"
 
     def _fail(self, result: CommandResult) -> TargetError:
         name = self.transport.target_name
@@ -200,7 +310,8 @@ class _DeviceFile:
         """One step; the script goes on stdin (no command-line length limits). -S: no site-packages
         scan at start-up, the script needs only the standard library."""
         argv = [self.python, "-S", "-", mode, *self.args, *extra]
-        result = self.transport.run(argv, timeout=STATE_TIMEOUT_S, stdin=_DEVICE_SCRIPT.encode())
+        timeout = STATE_TIMEOUT_S + LOCK_WAIT_S  # it may first wait for another writer's lock
+        result = self.transport.run(argv, timeout=timeout, stdin=_DEVICE_SCRIPT.encode())
         if not result.ok:
             raise self._fail(result)
         return result.stdout
@@ -222,8 +333,9 @@ class _DeviceFile:
             return None
         return self.transport.spawn([self.python, "-S", "-c", _DEVICE_SCRIPT, "session", *self.args])
 
-    def expect_line(self, session: Process) -> str:
-        line = session.read_line(STATE_TIMEOUT_S)
+    def expect_line(self, session: Process, *, first: bool = False) -> str:
+        """The session's next line (the `first`, its state, may wait for another writer's lock)."""
+        line = session.read_line(STATE_TIMEOUT_S + (LOCK_WAIT_S if first else 0))
         if not line:  # exited early: report why
             raise self._fail(session.wait(STATE_TIMEOUT_S))
         return line
@@ -255,19 +367,24 @@ def _resume_offset(transport: Transport, local: Path, size: int, state: RemoteSt
 
 
 def _check_space(transport: Transport, state: RemoteState, need: int, remote_dir: str) -> None:
+    if state.free_inodes == 0:
+        raise TargetError(f"{transport.target_name}: no free inodes on the device in {remote_dir}")
     if state.free is not None and state.free < need + SPACE_MARGIN:
+        free, needed = _two_sizes(state.free, need + SPACE_MARGIN)
         raise TargetError(
             f"{transport.target_name}: not enough free space in {remote_dir}: "
-            f"{_mib(state.free)} free, the upload needs {_mib(need)}"
+            f"{free} free, the upload needs {needed} (the file and {SPACE_MARGIN >> 10} KiB of headroom)"
         )
 
 
-def plan_push(transport: Transport, local: Path, remote_dir: str, *, python: str) -> dict[str, Any]:
+def plan_push(
+    transport: Transport, local: Path, remote_dir: str, *, python: str, checksum: bool = False
+) -> dict[str, Any]:
     """What `push_file` would do, without changing anything on the device (for --dry-run)."""
     sha = sha256_file(local)
     size = local.stat().st_size
     remote_path = remote_join(transport.workdir, remote_dir, local.name)
-    state = _DeviceFile(transport, python, remote_path).state()
+    state = _DeviceFile(transport, python, remote_path, checksum=checksum).state()
     skipped = state.sha256 == sha
     offset = 0 if skipped else _resume_offset(transport, local, size, state)
     return {
@@ -291,8 +408,10 @@ def push_file(
     remote_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     reconnects: int = 2,
+    checksum: bool = False,
 ) -> PushResult:
     """Push `local` into `remote_dir` (relative to the target's work dir); skip when unchanged.
+    `checksum`: decide "unchanged" by the sha256 of the device's copy, never by its size and mtime.
 
     A dropped link is survived up to `reconnects` times (reconnect, then resume); after that the
     partial upload stays on the device under the temporary name and the next push resumes it."""
@@ -301,7 +420,12 @@ def push_file(
     size = local.stat().st_size
     remote_dir = remote_join(transport.workdir, remote_dir)
     device = _DeviceFile(
-        transport, python, remote_join(remote_dir, remote_name or local.name), size, local.name
+        transport,
+        python,
+        remote_join(remote_dir, remote_name or local.name),
+        size,
+        local.name,
+        checksum=checksum,
     )
     session: Process | None = None
     uploaded = False
@@ -309,29 +433,37 @@ def push_file(
         try:
             local_sha = pool.submit(sha256_file, local)
             seen = _look(transport, device)
-            if seen is not None and seen.unchanged(local_sha.result()):
+            if seen is not None and not checksum and seen.unchanged(local_sha.result()):
                 uploaded = True  # nothing to do, and no device command was needed to know it
                 return PushResult(device.remote_path, local_sha.result(), 0, True)
-            session = device.start_session()
             # Nothing of this file on the device: no skip or resume is possible, so the upload starts at
             # once while the device script starts up (on a fast link that start-up costs as much as the
             # upload) and reports the free space; too little stops the upload and removes the part.
+            # That upload runs before the script holds the file's lock, so it goes to a part file of its
+            # own: another writer starting at the same moment cannot write into it.
             fresh = seen is not None and seen.final is None and not seen.part_exists
+            if fresh and isinstance(transport, Spawner):
+                device.use_own_part()
+            session = device.start_session()
             if session and fresh:
                 prepared = pool.submit(
                     _prepare_session, device, session, local_sha, 0, remote_dir, fresh=True
                 )
-                sent, live = _upload(transport, device, local, 0, progress, reconnects, session, prepared)
+                sent, live = _upload(
+                    transport, device, local, 0, progress, reconnects, session, local_sha, prepared
+                )
                 if live:  # the device's verdict (free space...) may come after a small file's upload
                     try:
                         prepared.result()
                     except TargetError as exc:
-                        live.kill()
+                        _abort(live)
                         raise _upload_failed(device, size, exc) from exc
                 session, sha, first_offset = live, local_sha.result(), 0
             else:
                 state = (
-                    device.parse_state(device.expect_line(session)) if session else device.state(mkdir=True)
+                    device.parse_state(device.expect_line(session, first=True))
+                    if session
+                    else device.state(mkdir=True)
                 )
                 sha = local_sha.result()
                 if state.sha256 == sha:
@@ -346,10 +478,12 @@ def push_file(
                 _check_space(transport, state, size - first_offset, remote_dir)
                 if session:
                     _prepare_session(device, session, local_sha, first_offset, remote_dir, fresh=False)
-                sent, session = _upload(transport, device, local, first_offset, progress, reconnects, session)
+                sent, session = _upload(
+                    transport, device, local, first_offset, progress, reconnects, session, local_sha
+                )
             uploaded = True
         finally:
-            if session and not uploaded:  # closing its stdin tells it to give up, touching nothing
+            if session and not uploaded:  # EOF: it gives up, keeping the part for a resume
                 session.kill()
     if session:
         device.finish(session, "go")
@@ -386,11 +520,14 @@ def _look(transport: Transport, device: _DeviceFile) -> _Seen | None:
     entry = None
     if final is not None:
         try:
-            manifest = json.loads(transport.read_bytes(device.args[1]) or b"{}")
-            entry = manifest.get("files", {}).get(device.args[2])
+            manifest = json.loads(transport.read_bytes(device.manifest_args[1]) or b"{}")
+            entry = manifest.get("files", {}).get(device.manifest_args[2])
         except (ValueError, AttributeError):
             entry = None  # unreadable manifest: the device script will hash the file
-    return _Seen(final, transport.stat(device.part) is not None, entry)
+    # Any part file, the shared one or one a run left under its own name, may be resumable.
+    names = transport.list_dir(posixpath.dirname(device.remote_path)) or []
+    part_prefix = posixpath.basename(device.remote_path) + PART_SUFFIX
+    return _Seen(final, any(n.startswith(part_prefix) for n in names), entry)
 
 
 def _prepare_session(
@@ -405,8 +542,10 @@ def _prepare_session(
     """Tell the device script to follow the upload from `offset` (for a fresh push: after checking the
     state it reports, while the upload already runs)."""
     if fresh:
-        state = device.parse_state(device.expect_line(session))
-        _check_space(device.transport, state, device.size, remote_dir)
+        state = device.parse_state(device.expect_line(session, first=True))
+        # The part is our own and already growing: its bytes count as free for this check.
+        free = None if state.free is None else state.free + (state.part_size or 0)
+        _check_space(device.transport, replace(state, free=free), device.size, remote_dir)
     mode = "keep" if fresh or offset else "fresh"  # `fresh` there: remove a stale part first
     session.send(f"follow {local_sha.result()} {mode}\n".encode())
     if device.expect_line(session) != "ready":
@@ -421,11 +560,13 @@ def _upload(
     progress: Callable[[int, int], None] | None,
     reconnects: int,
     session: Process | None,
+    local_sha: Future[str],
     prepared: Future[None] | None = None,
 ) -> tuple[int, Process | None]:
     """Upload into the part file from `offset`, reconnecting and resuming after a dropped link.
     Returns the bytes sent and the session if it survived. `prepared`: a concurrent preparation whose
-    failure (e.g. not enough space) stops the upload."""
+    failure (e.g. not enough space) stops the upload. After a reconnect a new session (where the
+    transport has them) holds the file's lock for the rest of the upload."""
     size = device.size
     sent = 0
     for attempt in range(reconnects + 1):
@@ -454,28 +595,55 @@ def _upload(
             try:
                 transport.close()
                 transport.connect()
-                state = device.state()
+                device.adopt = True  # our part may have been parked under the shared name
+                session = device.start_session()
+                state = (
+                    device.parse_state(device.expect_line(session, first=True)) if session else device.state()
+                )
+                offset = _resume_offset(transport, local, size, state)
+                if session:
+                    _prepare_session(
+                        device, session, local_sha, offset, posixpath.dirname(device.remote_path), fresh=False
+                    )
             except TargetError as again:
+                if session is not None:
+                    session.kill()
                 raise TargetError(f"{again}; {where}") from again
-            offset = _resume_offset(transport, local, size, state)
         except TargetError as exc:
             if session is not None:
-                session.kill()
+                _abort(session)
             raise _upload_failed(device, size, exc) from exc
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+def _abort(session: Process) -> None:
+    """Tell the device script to give up and remove the part (EOF alone would keep it for a resume)."""
+    with contextlib.suppress(TargetError):  # link gone: it gets EOF and keeps the part for a resume
+        session.send(b"abort\n")
+    session.kill()
+
+
 def _upload_failed(device: _DeviceFile, size: int, exc: TargetError) -> TargetError:
-    """Not a lost link (e.g. the disk filled up): remove the part file and say why if we can tell."""
+    """Not a lost link (e.g. the disk filled up): remove the part file and say why if we can tell.
+    The state is read first, without the lock (a disk without free inodes cannot even create it)."""
     try:
-        device.run("discard")
         state = device.state()
     except TargetError:
+        state = None
+    with contextlib.suppress(TargetError):
+        device.run("discard")
+    if state is None:
         return exc
+    if state.free is not None:
+        state = replace(state, free=state.free + (state.part_size or 0))  # the part is discarded
+    where = posixpath.dirname(device.remote_path)
+    name = device.transport.target_name
+    if state.free_inodes == 0:
+        return TargetError(f"{name}: no free inodes on the device in {where}; nothing was changed")
     if state.free is not None and state.free < size:
+        free, need = _two_sizes(state.free, size)
         return TargetError(
-            f"{device.transport.target_name}: no space left on the device in "
-            f"{posixpath.dirname(device.remote_path)} ({_mib(state.free)} free, the file is {_mib(size)}); "
+            f"{name}: no space left on the device in {where} ({free} free, the file is {need}); "
             "nothing was changed"
         )
     return exc
@@ -489,6 +657,7 @@ def push_to_target(
     trust_new: bool = False,
     dry_run: bool = False,
     progress: bool = True,
+    checksum: bool = False,
 ) -> dict[str, Any]:
     """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
     A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
@@ -500,12 +669,19 @@ def push_to_target(
     inv = load_inventory(inventory)
     if target_name in inv.hosts:
         return _push_one(
-            inv.hosts[target_name], file, trust_new=trust_new, dry_run=dry_run, progress=progress
+            inv.hosts[target_name],
+            file,
+            trust_new=trust_new,
+            dry_run=dry_run,
+            progress=progress,
+            checksum=checksum,
         )
     rows: list[dict[str, Any]] = []
     for target in inv.resolve(target_name):
         try:
-            doc = _push_one(target, file, trust_new=trust_new, dry_run=dry_run, progress=progress)
+            doc = _push_one(
+                target, file, trust_new=trust_new, dry_run=dry_run, progress=progress, checksum=checksum
+            )
             rows.append({"target": target.name, **doc})
         except EdgeDeployError as exc:
             rows.append({"target": target.name, "error": str(exc)})
@@ -513,19 +689,21 @@ def push_to_target(
 
 
 def _push_one(
-    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool
+    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool, checksum: bool = False
 ) -> dict[str, Any]:
     from edgedeploy.deploy.connect import open_transport
     from edgedeploy.runner import RUNNER_PATH
 
     with open_transport(target, trust_new=trust_new) as transport:
         if dry_run:
-            doc = plan_push(transport, file, "models", python=target.python)
-            doc["runner"] = plan_push(transport, RUNNER_PATH, "", python=target.python)
+            doc = plan_push(transport, file, "models", python=target.python, checksum=checksum)
+            doc["runner"] = plan_push(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
             return doc
         with _progress_bar(file, enabled=progress) as bar:
-            result = push_file(transport, file, "models", python=target.python, progress=bar)
-        runner = push_file(transport, RUNNER_PATH, "", python=target.python)
+            result = push_file(
+                transport, file, "models", python=target.python, progress=bar, checksum=checksum
+            )
+        runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
         return {**result.to_dict(), "runner": runner.to_dict(), "manifest": _manifest_path(transport)}
 
 

@@ -135,6 +135,10 @@ class QuickStat(Protocol):
         """A small file's content; None when it does not exist."""
         ...
 
+    def list_dir(self, remote: str) -> list[str] | None:
+        """The names in a directory; None when it does not exist."""
+        ...
+
 
 class LinkLost(TargetError):
     """The connection dropped mid-operation: reconnecting (and resuming) may succeed."""
