@@ -83,8 +83,8 @@ class LocalTransport(TransportBase):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-        except FileNotFoundError as exc:
-            raise TargetError(f"{self.target_name}: {argv[0]}: command not found") from exc
+        except FileNotFoundError:
+            proc = None  # answers as `run` does: exit code 127
         return LocalProcess(self.target_name, proc, str(argv[0]))
 
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
@@ -117,12 +117,14 @@ class LocalTransport(TransportBase):
 class LocalProcess:
     """One local command started by `LocalTransport.spawn` (see transport.Process)."""
 
-    def __init__(self, target_name: str, proc: subprocess.Popen[bytes], label: str) -> None:
+    def __init__(self, target_name: str, proc: subprocess.Popen[bytes] | None, label: str) -> None:
         self.target_name, self.proc, self.label = target_name, proc, label
         self.started = time.perf_counter()
         self._out = bytearray()  # stdout received but not yet returned by read_line
 
     def send(self, data: bytes) -> None:
+        if self.proc is None:
+            raise TargetError(f"{self.target_name}: {self.label}: command not found")
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(data)
@@ -131,6 +133,8 @@ class LocalProcess:
             raise TargetError(f"{self.target_name}: {self.label} exited early") from exc
 
     def read_line(self, timeout: float | None = None) -> str:
+        if self.proc is None:
+            return ""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -149,6 +153,8 @@ class LocalProcess:
         return line.decode(errors="replace")
 
     def wait(self, timeout: float | None = None) -> CommandResult:
+        if self.proc is None:
+            return CommandResult(127, "", f"{self.label}: command not found", 0.0)
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -166,6 +172,8 @@ class LocalProcess:
 
     def kill(self) -> None:
         """Close its stdin (communicate does): a well-behaved command gives up; reap it, no zombie stays."""
+        if self.proc is None:
+            return
         try:
             self.proc.communicate(timeout=10)
         except (subprocess.TimeoutExpired, ValueError):
