@@ -83,7 +83,7 @@ import errno,fcntl,glob,hashlib,json,os,select,sys,time
 mode,final,manifest,key,size,source,part,flags=sys.argv[1:9]
 shared=final+'.edgedeploy-part'
 folder=os.path.dirname(final) or '.'
-LOCK_WAIT=@LOCK_WAIT@; ORPHAN_AGE=@ORPHAN_AGE@
+LOCK_WAIT=@LOCK_WAIT@; ORPHAN_AGE=@ORPHAN_AGE@; IDLE=@IDLE@
 def space(p):
     try: st=os.statvfs(p if os.path.isdir(p) else os.path.dirname(p) or '.')
     except OSError: return None,None
@@ -163,8 +163,11 @@ def record(want):
             except OSError: pass
             fail('writing '+manifest,e)
     finally: unlock(fd,manifest+'.lock')
+def idle_exit():
+    park()
+    sys.exit('no word from the host and no upload progress for %d s; gave up' % IDLE)
 def following():
-    h=hashlib.sha256(); f=None; verdict=None
+    h=hashlib.sha256(); f=None; verdict=None; moved=time.time()
     while True:
         if f is None:
             try: f=open(part,'rb',buffering=0)
@@ -172,8 +175,9 @@ def following():
                 if verdict=='go': raise
         c=f.read(1<<20) if f else b''
         if c:
-            h.update(c); continue
+            h.update(c); moved=time.time(); continue
         if verdict=='go': return h.hexdigest()
+        if time.time()-moved>IDLE: idle_exit()
         if select.select([sys.stdin],[],[],0.05)[0]:
             verdict=sys.stdin.readline().strip()
             if verdict!='go':
@@ -201,6 +205,7 @@ if mode!='state':
 try:
     if mode=='session':
         print(json.dumps(state()),flush=True)
+        if not select.select([sys.stdin],[],[],IDLE)[0]: idle_exit()
         words=sys.stdin.readline().split()
         if words[:1]==['record']: record(words[1])
         elif words[:1]==['follow']:
@@ -217,12 +222,15 @@ finally:
     if held is not None: unlock(held,final+'.edgedeploy-lock')
 """
 # Seconds a device script waits for another writer's lock on the same file; an own part left behind by
-# a run that died together with its device process is adopted once untouched this long.
+# a run that died together with its device process is adopted once untouched this long. A session
+# that hears nothing from the host and sees the part not grow for IDLE_S gives up (parking the part):
+# a link that died silently (sshd may not notice for hours) must not hold the file's lock, and the
+# reconnecting push then gets it within IDLE_S < LOCK_WAIT_S.
 LOCK_WAIT_S = 300
 ORPHAN_AGE_S = 120
-_DEVICE_SCRIPT = _DEVICE_SCRIPT.replace("@LOCK_WAIT@", str(LOCK_WAIT_S)).replace(
-    "@ORPHAN_AGE@", str(ORPHAN_AGE_S)
-)
+IDLE_S = 120
+for _name, _value in (("@LOCK_WAIT@", LOCK_WAIT_S), ("@ORPHAN_AGE@", ORPHAN_AGE_S), ("@IDLE@", IDLE_S)):
+    _DEVICE_SCRIPT = _DEVICE_SCRIPT.replace(_name, str(_value))
 
 
 @dataclass(frozen=True)
