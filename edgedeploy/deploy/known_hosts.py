@@ -32,8 +32,6 @@ from edgedeploy.fileinfo import write_bytes_atomic
 if TYPE_CHECKING:
     import paramiko
 
-MARKERS = ("@cert-authority", "@revoked")
-
 
 @dataclass(frozen=True)
 class KnownLine:
