@@ -6,6 +6,7 @@ process), so what `local` measures is what a device would measure, minus the lin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ class LocalTransport(TransportBase):
     def __init__(self, target_name: str, workdir: Path) -> None:
         self.target_name = target_name
         self.workdir = str(workdir)
+        self._running: set[subprocess.Popen[bytes]] = set()
 
     def _resolve(self, path: str) -> Path:
         p = Path(os.path.expanduser(path))
@@ -48,25 +50,31 @@ class LocalTransport(TransportBase):
         start = time.perf_counter()
         full_env = {**os.environ, **(env or {})}
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(argv),
                 cwd=self._resolve(cwd) if cwd else self.workdir,
                 env=full_env,
-                input=stdin,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: command not found", time.perf_counter() - start)
+        self._running.add(proc)  # close() from another thread (fleet's watchdog) ends it
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
             raise TargetError(
                 f"{self.target_name}: command timed out after {timeout:g} s: {argv[0]}"
             ) from exc
-        except FileNotFoundError:
-            return CommandResult(127, "", f"{argv[0]}: command not found", time.perf_counter() - start)
+        finally:
+            self._running.discard(proc)
         return CommandResult(
             proc.returncode,
-            proc.stdout.decode(errors="replace"),
-            proc.stderr.decode(errors="replace"),
+            stdout.decode(errors="replace"),
+            stderr.decode(errors="replace"),
             time.perf_counter() - start,
         )
 
@@ -94,4 +102,6 @@ class LocalTransport(TransportBase):
             raise TargetError(f"{self.target_name}: cannot fetch {src}: {exc.strerror}") from exc
 
     def close(self) -> None:
-        pass
+        for proc in list(self._running):  # only while a hung command is abandoned
+            with contextlib.suppress(OSError):
+                proc.kill()
