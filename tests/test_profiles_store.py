@@ -98,11 +98,12 @@ def test_many_profiles_query_fast_after_the_first_index(tmp_path: Path) -> None:
         created = f"2026-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}Z"
         write_profile(profile_doc(created, f"t{i % 10}", f"m{i % 7}"), root)
     assert len(list_profiles(root)) == 1500
-    start = time.perf_counter()
+    # This process's CPU time, not wall time: the bound holds however busy the machine is.
+    start = time.process_time()
     rows = list_profiles(root, target="t3", model="m2")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(rows) == len([i for i in range(1500) if i % 10 == 3 and i % 7 == 2])
-    assert elapsed < 1.0, f"indexed query took {elapsed:.2f} s"
+    assert elapsed < 1.0, f"indexed query took {elapsed:.2f} CPU-seconds"
 
 
 def test_cli_list_show_export(store: Path, tmp_path: Path) -> None:
