@@ -15,6 +15,7 @@ Shape of a run:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -152,11 +153,15 @@ def _call_with_watchdog(fn: Callable[[], dict[str, Any]], timeout: float) -> dic
     A Python thread cannot be killed, so a hung attempt is abandoned (daemon: it never keeps the
     process alive); the transports' own command timeouts end the remote work behind it.
     """
+    from edgedeploy.deploy.connect import record_opened_transports
+
     outcome: dict[str, Any] = {}
+    opened: list[Any] = []
 
     def body() -> None:
         try:
-            outcome["result"] = fn()
+            with record_opened_transports(opened):
+                outcome["result"] = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = exc
 
@@ -164,6 +169,12 @@ def _call_with_watchdog(fn: Callable[[], dict[str, Any]], timeout: float) -> dic
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
+        # Close the abandoned attempt's links: the device commands it waits on end now, and so do
+        # the helper threads it started (a push's thread pool is joined at exit: left waiting on a
+        # hung device, it would hold the process for the push's own 120 s timeout).
+        for transport in list(opened):
+            with contextlib.suppress(Exception):
+                transport.close()
         raise JobTimeout(f"timed out after {timeout:g} s")
     if "error" in outcome:
         raise outcome["error"]

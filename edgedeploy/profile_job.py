@@ -359,13 +359,44 @@ def run_model(
         doc = _invoke_runner(transport, target, model, command, args, timeout)
         written: dict[str, str] = {}
         if out_dir is not None:
-            for out in doc["outputs"]:
-                local = out_dir / f"{out['file']}.npy"
-                _fetch_atomic(transport, remote_join(remote_out, f"{out['file']}.npy"), local)
-                written[out["name"]] = str(local)
+            # Every destination is checked before the first fetch: a refused name leaves no files.
+            destinations = _output_destinations(target, doc.get("outputs"), out_dir)
+            for out, local in zip(doc["outputs"], destinations, strict=True):
+                _fetch_atomic(transport, remote_join(remote_out, local.name), local)
+                written[str(out.get("name"))] = str(local)
     doc["target"] = {"name": target.name, "emulated": target.emulated}
     doc["written"] = written
     return doc
+
+
+def _output_destinations(target: Target, outputs: object, out_dir: Path) -> list[Path]:
+    """Where each output the device names goes on this host: OUT_DIR/<file>.npy, nothing else.
+
+    The device's answer is untrusted input: a `file` such as `../x` or `/etc/x` would otherwise make
+    the host write outside --out. Only plain names (what the runner's safe_name makes) are taken."""
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise TargetError(f"{target.name}: the runner's answer has no readable list of outputs")
+    folder = out_dir.resolve()
+    destinations: list[Path] = []
+    for out in outputs:
+        name = out.get("file")
+        plain = (
+            isinstance(name, str)
+            and 0 < len(name) <= 200
+            and not name.startswith(".")
+            and not any(c in name for c in "/\\\0")
+            and Path(name).name == name
+        )
+        local = folder / f"{name}.npy"
+        if not plain or local.parent != folder:
+            raise TargetError(
+                f"{target.name}: refused output file name {name!r} from the device: "
+                f"it is not a plain file name inside {out_dir}"
+            )
+        if local in destinations:
+            raise TargetError(f"{target.name}: the device named output file {name!r} twice")
+        destinations.append(local)
+    return destinations
 
 
 def _fetch_atomic(transport: Transport, remote: str, local: Path) -> None:

@@ -24,6 +24,14 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.delenv("EDGEDEPLOY_INVENTORY", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _profiles_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profiles a test stores go to its own tmp_path/profiles, never to the checkout's ./profiles
+    (which a user's next `profiles report` would show). Tests that run the CLI with cwd=tmp_path
+    find them where the default ./profiles would have put them."""
+    monkeypatch.setenv("EDGEDEPLOY_PROFILES", str(tmp_path / "profiles"))
+
+
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[SSHServer]:
     """A started sshd on 127.0.0.1 whose host key is already in its known_hosts file."""

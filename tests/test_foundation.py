@@ -4,9 +4,9 @@ end to end through the same runner/transport path as devices."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,17 @@ def test_help_imports_no_heavy_framework() -> None:
 
 
 def test_help_answers_quickly() -> None:
-    start = time.perf_counter()
-    out = run_cli("--help")
-    elapsed = time.perf_counter() - start
-    assert out.returncode == 0 and "quickstart" in out.stdout
-    # Interpreter start included; generous for a loaded 2-core CI box, yet far below a torch import.
-    assert elapsed < 3.0, elapsed
+    # CPU time of that one process (os.wait4), not wall time: a busy machine stretches the wall clock
+    # but not the work done, so the test does not race other processes for the CPU.
+    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", "--help"], stdout=subprocess.PIPE, text=True)
+    with proc.stdout as pipe:  # type: ignore[union-attr] - stdout=PIPE
+        stdout = pipe.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    assert proc.returncode == 0 and "quickstart" in stdout
+    # Interpreter start included; far below a torch import (several CPU-seconds).
+    assert cpu_seconds < 2.0, cpu_seconds
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v))

@@ -10,11 +10,15 @@ declare -A want=(
   [scp]=openssh-client
   [adb]=adb
   [ip]=iproute2  # network namespaces for the fleet tests' devices and bench/fleet.py
+  # the HTML report is checked in a real headless browser (tests/test_profiles_report.py);
+  # fonts-liberation: with --no-install-recommends chromium would render text with no fonts
+  [chromium]="chromium fonts-liberation"
 )
 missing=()
 for cmd in "${!want[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
-    missing+=("${want[$cmd]}")
+    read -r -a packages <<<"${want[$cmd]}"
+    missing+=("${packages[@]}")
   fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -116,15 +116,46 @@ class Inventory:
         return self.hosts[name]
 
 
+class _VaultValue:
+    """Stands in for an Ansible Vault value (`!vault |`) so the error can name the key holding it."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _vault_key(node: Any, where: str) -> tuple[str, int] | None:
+    """The dotted key of the first vault value in the parsed inventory, and its line."""
+    if isinstance(node, _VaultValue):
+        return where, node.line
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in children:
+        found = _vault_key(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    class Loader(yaml.SafeLoader):  # a subclass: the vault constructor stays out of yaml's global one
+        pass
+
+    Loader.add_constructor("!vault", lambda _loader, node: _VaultValue(node.start_mark.line + 1))
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - SafeLoader plus one tag
     except FileNotFoundError as exc:
         raise UsageError(f"inventory {path}: file not found") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UsageError(f"inventory {path}: not valid YAML ({exc.__class__.__name__})") from exc
+    vault = _vault_key(doc, "")
+    if vault:
+        # edgedeploy cannot decrypt vault values (it is not Ansible); saying so beats a YAML error.
+        raise UsageError(
+            f"inventory {path}: {vault[0]} (line {vault[1]}) holds an Ansible Vault value (!vault), "
+            "which edgedeploy does not support: use an SSH key, or give edgedeploy an inventory "
+            "without vault values"
+        )
     if doc is None:
         return {}
     if not isinstance(doc, dict) or ("all" not in doc and doc):

@@ -6,6 +6,7 @@ process), so what `local` measures is what a device would measure, minus the lin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -24,6 +25,7 @@ class LocalTransport(TransportBase):
     def __init__(self, target_name: str, workdir: Path) -> None:
         self.target_name = target_name
         self.workdir = str(workdir)
+        self._running: set[subprocess.Popen[bytes]] = set()
 
     def _resolve(self, path: str) -> Path:
         p = Path(os.path.expanduser(path))
@@ -49,25 +51,31 @@ class LocalTransport(TransportBase):
         start = time.perf_counter()
         full_env = {**os.environ, **(env or {})}
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(argv),
                 cwd=self._resolve(cwd) if cwd else self.workdir,
                 env=full_env,
-                input=stdin,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: command not found", time.perf_counter() - start)
+        self._running.add(proc)  # close() from another thread (fleet's watchdog) ends it
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
             raise TargetError(
                 f"{self.target_name}: command timed out after {timeout:g} s: {argv[0]}"
             ) from exc
-        except FileNotFoundError:
-            return CommandResult(127, "", f"{argv[0]}: command not found", time.perf_counter() - start)
+        finally:
+            self._running.discard(proc)
         return CommandResult(
             proc.returncode,
-            proc.stdout.decode(errors="replace"),
-            proc.stderr.decode(errors="replace"),
+            stdout.decode(errors="replace"),
+            stderr.decode(errors="replace"),
             time.perf_counter() - start,
         )
 
@@ -84,8 +92,9 @@ class LocalTransport(TransportBase):
                 stderr=subprocess.PIPE,
             )
         except FileNotFoundError:
-            proc = None  # answers as `run` does: exit code 127
-        return LocalProcess(self.target_name, proc, str(argv[0]))
+            return LocalProcess(self.target_name, None, str(argv[0]), self._running)  # exit 127, as `run`
+        self._running.add(proc)  # close() from another thread (fleet's watchdog) ends it, as for run
+        return LocalProcess(self.target_name, proc, str(argv[0]), self._running)
 
     def put(self, local: Path, remote: str, *, progress: ProgressFn | None = None) -> None:
         dest = self._resolve(remote)
@@ -111,14 +120,23 @@ class LocalTransport(TransportBase):
             raise TargetError(f"{self.target_name}: cannot fetch {src}: {exc.strerror}") from exc
 
     def close(self) -> None:
-        pass
+        for proc in list(self._running):  # only while a hung command is abandoned
+            with contextlib.suppress(OSError):
+                proc.kill()
 
 
 class LocalProcess:
     """One local command started by `LocalTransport.spawn` (see transport.Process)."""
 
-    def __init__(self, target_name: str, proc: subprocess.Popen[bytes] | None, label: str) -> None:
+    def __init__(
+        self,
+        target_name: str,
+        proc: subprocess.Popen[bytes] | None,
+        label: str,
+        running: set[subprocess.Popen[bytes]],
+    ) -> None:
         self.target_name, self.proc, self.label = target_name, proc, label
+        self._running = running  # the transport's set of live commands: leave it once reaped
         self.started = time.perf_counter()
         self._out = bytearray()  # stdout received but not yet returned by read_line
 
@@ -163,6 +181,8 @@ class LocalProcess:
             raise TargetError(
                 f"{self.target_name}: command timed out after {timeout:g} s: {self.label}"
             ) from exc
+        finally:
+            self._running.discard(self.proc)
         return CommandResult(
             self.proc.returncode,
             (bytes(self._out) + out).decode(errors="replace"),
@@ -179,3 +199,4 @@ class LocalProcess:
         except (subprocess.TimeoutExpired, ValueError):
             self.proc.kill()
             self.proc.wait()
+        self._running.discard(self.proc)

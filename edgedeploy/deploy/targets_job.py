@@ -64,6 +64,21 @@ def list_targets(inventory: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
+# Variables whose values are secrets (ansible_password, ansible_become_pass, ansible_ssh_pass, a
+# vault password file's contents...): `targets show` says they are set, never what they are.
+SECRET_WORDS = ("pass", "secret", "token", "credential")
+REDACTED = "<redacted>"
+
+
+def redacted(key: str, value: Any) -> Any:
+    """`value`, or REDACTED when the variable `key` holds a secret (nested values included)."""
+    if any(word in key.lower() for word in SECRET_WORDS):
+        return REDACTED if value not in (None, "") else value
+    if isinstance(value, dict):
+        return {k: redacted(str(k), v) for k, v in value.items()}
+    return value
+
+
 def show_target(name: str, inventory: Path | None) -> dict[str, Any]:
     inv = load_inventory(inventory)
     target = inv.get(name)
@@ -72,7 +87,7 @@ def show_target(name: str, inventory: Path | None) -> dict[str, Any]:
         "connection": target.connection,
         "address": describe_address(target),
         "groups": [g for g in target.groups if g != "all"],
-        "vars": dict(sorted(target.vars.items())),
+        "vars": {key: redacted(key, value) for key, value in sorted(target.vars.items())},
         "python": target.python,
         "workdir": target.workdir,
         "facts": cached_facts(name),

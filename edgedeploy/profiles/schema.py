@@ -84,3 +84,120 @@ def build_profile(
         "started": runner_doc.get("started"),
         "finished": runner_doc.get("finished"),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# reading: the types a stored profile's fields must have
+# --------------------------------------------------------------------------------------------------
+
+# What readers (list, show, report, compare, fleet) use from a stored profile. Each field may be
+# absent or null; when present it must have this type, or the file is not a usable profile. A file
+# from elsewhere (hand-edited, another tool, a bad merge) is input like any other.
+_OBJECT, _TEXT, _NUMBER, _INT, _BOOL, _LIST = (
+    "an object",
+    "a string",
+    "a number",
+    "an integer",
+    "true/false",
+    "a list",
+)
+_FIELDS: dict[str, str] = {
+    "target": _OBJECT,
+    "target.name": _TEXT,
+    "target.emulated": _BOOL,
+    "model": _OBJECT,
+    "model.name": _TEXT,
+    "model.path": _TEXT,
+    "model.sha256": _TEXT,
+    "model.format": _TEXT,
+    "model.size_bytes": _INT,
+    "model.accuracy": _NUMBER,
+    "created": _TEXT,
+    "emulated": _BOOL,
+    "throttled": _BOOL,
+    "contended": _BOOL,
+    "runtime": _OBJECT,
+    "runtime.name": _TEXT,
+    "runtime.version": _TEXT,
+    "runtime.threads": _INT,
+    "settings": _OBJECT,
+    "inputs": _LIST,
+    "outputs": _LIST,
+    "notes": _LIST,
+    "repeats": _LIST,
+    "init_ms": _NUMBER,
+    "first_inference_ms": _NUMBER,
+    "throughput_ips": _NUMBER,
+    "timed_seconds": _NUMBER,
+    "latency_ms": _OBJECT,
+    **{f"latency_ms.{k}": _NUMBER for k in ("mean", "std", "min", "max", "p50", "p90", "p99")},
+    "latency_ms.n": _INT,
+    "cpu_time_ms": _OBJECT,
+    "uncontended_latency_ms": _OBJECT,
+    "memory": _OBJECT,
+    "memory.peak_rss_mb": _NUMBER,
+    "cpu": _OBJECT,
+    "thermal": _OBJECT,
+    "thermal.throttled": _BOOL,
+    "thermal.reasons": _LIST,
+    "power": _OBJECT,
+    "power.source": _TEXT,
+    "power.method": _TEXT,
+    "power.energy_per_inference_mj": _NUMBER,
+    "repeat_spread": _OBJECT,
+    **{
+        f"repeat_spread.{k}": _NUMBER
+        for k in ("p50_mean_ms", "p50_std_ms", "p50_cv", "p50_min_ms", "p50_max_ms")
+    },
+    "quality": _OBJECT,
+}
+_REQUIRED = ("target", "target.name", "model", "model.name", "created")
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == _OBJECT:
+        return isinstance(value, dict)
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if kind == _LIST:
+        return isinstance(value, list)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool)  # _NUMBER
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "a number"}
+    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
+
+
+def profile_problem(doc: Any) -> str | None:
+    """Why `doc` is not a usable stored profile (naming the field), or None when it is.
+
+    Checks the type of every field readers use; unknown fields are left alone (newer writers)."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    for field, kind in _FIELDS.items():
+        parent_key, _, key = field.rpartition(".")
+        parent = doc.get(parent_key) if parent_key else doc
+        if not isinstance(parent, dict):
+            continue  # a missing parent is reported for the parent itself
+        value = parent.get(key)
+        if value is None:
+            if field in _REQUIRED:
+                return f"missing {field}"
+            continue
+        if not _has_type(value, kind):
+            return f"field {field} is {_type_name(value)} ({json_excerpt(value)}), expected {kind}"
+        if field in _REQUIRED and kind == _TEXT and not value:
+            return f"missing {field}"
+    return None
+
+
+def json_excerpt(value: Any, limit: int = 40) -> str:
+    import json
+
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -24,6 +24,7 @@ from typing import Any
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import write_bytes_atomic, write_json_atomic
+from edgedeploy.profiles.schema import profile_problem
 
 # Columns of `profiles list` / `export --csv`, in order. Every one is a column of the index too.
 SUMMARY_FIELDS = (
@@ -103,13 +104,11 @@ def read_profile_file(path: Path) -> dict[str, Any]:
         doc = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not valid JSON ({exc.__class__.__name__})") from exc
-    if not isinstance(doc, dict):
-        raise ValueError("not a JSON object")
-    for key in ("target", "model"):
-        if not isinstance(doc.get(key), dict) or not doc[key].get("name"):
-            raise ValueError(f"missing {key}.name")
-    if not isinstance(doc.get("created"), str):
-        raise ValueError("missing created timestamp")
+    # Valid JSON can still hold a wrong type (`"latency_ms": "fast"`): checked here, once, so every
+    # reader can trust the fields and one bad file is skipped instead of failing the whole store.
+    problem = profile_problem(doc)
+    if problem:
+        raise ValueError(problem)
     return doc
 
 

@@ -1067,9 +1067,7 @@ def measure(args):
         if args.out_dir:
             os.makedirs(args.out_dir, exist_ok=True)
             for entry, arr in zip(doc["outputs"], outputs):
-                path = os.path.join(args.out_dir, entry["file"] + ".npy")
-                np.save(path + ".tmp.npy", arr)
-                os.replace(path + ".tmp.npy", path)
+                save_output(np, arr, os.path.join(args.out_dir, entry["file"] + ".npy"))
         doc["memory"] = {"peak_rss_mb": peak_rss_mb(), "rss_delta_mb": _delta(rss_mb(), rss_before)}
         doc["finished"] = _now_iso()
         return doc
@@ -1251,6 +1249,18 @@ def scheduler_delta(before, after):
         "waiting_fraction": fraction,
         "contended": fraction > CONTENDED_WAITING_FRACTION,
     }
+
+
+def save_output(np, arr, path):
+    """Write one output array atomically; on failure (a full disk) remove the partial temp file."""
+    tmp = path + ".tmp.npy"
+    try:
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise RunnerError("cannot write output %s: %s" % (path, exc.strerror or exc), kind="resource", code=1)
 
 
 def safe_name(name):
