@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import os
 import subprocess
@@ -54,9 +55,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 # --- the `torch` marker: tests that need the [compress] extra ----------------------------------------
 # A test file needs it when it imports, at module level, torch or another [compress] package, or a
 # module of this repository that does (followed through edgedeploy/, tests/ and bench/). Such files'
-# tests are marked `torch`. Where torch is not installed (the core-only venvs of `make test-core`) those
-# files are not collected at all, since importing them would fail, and `-m "not torch"` deselects the
-# tests marked by hand in the other files: nothing shows up as skipped.
+# tests are marked `torch`, and so are the tests using a fixture of their file whose body imports one.
+# Where torch is not installed (the core-only venvs of `make test-core`) those files are not collected
+# at all, since importing them would fail, and `-m "not torch"` deselects the marked tests of the
+# other files (and those marked by hand: benches and CLI runs that need torch in a subprocess), so
+# nothing shows up as skipped.
 COMPRESS_EXTRA_PACKAGES = frozenset({"torch", "torchvision", "onnxscript", "litert_torch", "zarr", "pureml"})
 REPO_PACKAGES = frozenset({"edgedeploy", "tests", "bench"})
 TORCH_INSTALLED = importlib.util.find_spec("torch") is not None
@@ -104,6 +107,40 @@ def needs_torch(module: str) -> bool:
     return _needs_torch[module]
 
 
+def _imports_compress_package(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import) and any(
+            a.name.partition(".")[0] in COMPRESS_EXTRA_PACKAGES for a in sub.names
+        ):
+            return True
+        if (
+            isinstance(sub, ast.ImportFrom)
+            and (sub.module or "").partition(".")[0] in COMPRESS_EXTRA_PACKAGES
+        ):
+            return True
+    return False
+
+
+@functools.cache
+def torch_fixtures(path: Path) -> frozenset[str]:
+    """The fixtures defined in test file `path` that import a [compress] package, or use one that does."""
+    fixtures = {
+        node.name: node
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef) and any("fixture" in ast.unparse(d) for d in node.decorator_list)
+    }
+    found = {name for name, node in fixtures.items() if _imports_compress_package(node)}
+    while True:
+        more = {
+            name
+            for name, node in fixtures.items()
+            if name not in found and any(arg.arg in found for arg in node.args.args)
+        }
+        if not more:
+            return frozenset(found)
+        found |= more
+
+
 def _module_name(path: Path) -> str:
     return ".".join(path.resolve().relative_to(REPO).with_suffix("").parts)
 
@@ -116,5 +153,5 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if needs_torch(_module_name(item.path)):
+        if needs_torch(_module_name(item.path)) or set(item.fixturenames) & torch_fixtures(item.path):
             item.add_marker(pytest.mark.torch)
