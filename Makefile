@@ -40,11 +40,11 @@ test: venv system-deps
 test-core: system-deps
 	@bash tools/make-py38-env.sh $(VENV)-py38
 	@for v in $(CORE_PYTHONS); do \
-	    env=$(VENV)-py$$(echo $$v | tr -d .); \
-	    bash tools/make-core-env.sh $$v $$env || exit 1; \
-	    test -x $$env/bin/python || continue; \
-	    echo "core tests on Python $$v (no torch): $$env"; \
-	    EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $$env/bin/python -m pytest -q -m "not torch" || exit 1; \
+	    venv_dir=$(VENV)-py$$(echo $$v | tr -d .); \
+	    bash tools/make-core-env.sh $$v $$venv_dir || exit 1; \
+	    test -x $$venv_dir/bin/python || continue; \
+	    echo "core tests on Python $$v (no torch): $$venv_dir"; \
+	    EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $$venv_dir/bin/python -m pytest -q -m "not torch" || exit 1; \
 	done
 
 lint: venv
