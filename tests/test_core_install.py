@@ -14,6 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -89,3 +90,29 @@ def test_import_and_help_load_no_framework() -> None:
         [sys.executable, "-m", "edgedeploy", "--help"], capture_output=True, text=True, timeout=120
     )
     assert help_out.returncode == 0 and "compress" in help_out.stdout
+
+
+def test_mnist_shaped_onnx_converts_without_the_mnist_data(tmp_path: Path) -> None:
+    """MNIST digits come with the [compress] extra; without it the model is verified on generated inputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).standard_normal((784, 10)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+        ],
+        "mnist-shaped",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        initializer=[numpy_helper.from_array(weights, "W")],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        tmp_path / "m.onnx",
+    )
+    out = run_without_torch("convert", "m.onnx", "-o", "m-fp32.onnx", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    verification = json.loads(out.stdout)["verification"]
+    assert "MNIST" not in verification["inputs"] and "accuracy" not in verification
