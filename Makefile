@@ -1,6 +1,7 @@
 # The README's two set-up commands. Both create or refresh .venv in the repo root first.
 #   make demo  -> the main job (edgedeploy quickstart) on the local target
-#   make test  -> the whole test suite (installs Debian test needs such as openssh-server when missing)
+#   make test  -> the whole test suite (installs Debian test needs such as openssh-server when missing),
+#                 then its torch-free part on Python 3.12 and 3.13 in core-only venvs (make test-core)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,10 +9,12 @@ BIN    := $(VENV)/bin
 ARCH   := $(shell uname -m)
 comma  := ,
 # litert-torch (torch -> TFLite) only ships x86_64 wheels.
-EXTRAS := dev,models$(if $(filter x86_64,$(ARCH)),$(comma)litert)
+EXTRAS := dev,compress,models$(if $(filter x86_64,$(ARCH)),$(comma)litert)
 STAMP  := $(VENV)/.installed
+# Pythons that also run the torch-free part of the suite, each in its own core-only venv (.venv-py312...).
+CORE_PYTHONS := 3.12 3.13
 
-.PHONY: demo test lint venv system-deps bench clean
+.PHONY: demo test test-core lint venv system-deps bench clean
 
 venv: $(STAMP)
 
@@ -31,14 +34,27 @@ system-deps:
 test: venv system-deps
 	@bash tools/make-py38-env.sh $(VENV)-py38
 	EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory test-core
+
+# The core install (no torch, no [compress]) on each of CORE_PYTHONS: the tests that need no torch.
+test-core: system-deps
+	@bash tools/make-py38-env.sh $(VENV)-py38
+	@for v in $(CORE_PYTHONS); do \
+	    venv_dir=$(VENV)-py$$(echo $$v | tr -d .); \
+	    bash tools/make-core-env.sh $$v $$venv_dir || exit 1; \
+	    test -x $$venv_dir/bin/python || continue; \
+	    echo "core tests on Python $$v (no torch): $$venv_dir"; \
+	    EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $$venv_dir/bin/python -m pytest -q -m "not torch" || exit 1; \
+	done
 
 lint: venv
-	$(BIN)/ruff check edgedeploy tests bench
-	$(BIN)/ruff format --check edgedeploy tests bench
+	$(BIN)/python tools/check_imports.py
+	$(BIN)/ruff check edgedeploy tests bench tools
+	$(BIN)/ruff format --check edgedeploy tests bench tools
 
 bench: venv
 	$(BIN)/python bench/deep_compression.py
 	$(BIN)/python bench/distillation.py
 
 clean:
-	rm -rf $(VENV) $(VENV)-py38 out .pytest_cache
+	rm -rf $(VENV) $(VENV)-py38 $(VENV)-py312 $(VENV)-py313 out .pytest_cache

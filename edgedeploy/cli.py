@@ -485,9 +485,9 @@ def profiles_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored profiles."""
-    from edgedeploy.profiles import store
+    from edgedeploy.profiles import index, store
 
-    rows = store.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
+    rows = index.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
     if as_json:
         print_json(rows)
     else:
@@ -497,9 +497,9 @@ def profiles_list(
 @profiles_app.command("show")
 def profiles_show(profile_id: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one stored profile."""
-    from edgedeploy.profiles import store
+    from edgedeploy.profiles import index, store
 
-    doc = store.load_profile(root, profile_id)
+    doc = index.load_profile(root, profile_id)
     if as_json:
         print_json(doc)
     else:
@@ -524,11 +524,11 @@ def profiles_export(
     root: ProfilesDirOpt = None,
 ) -> None:
     """Export profiles as CSV."""
-    from edgedeploy.profiles import store
+    from edgedeploy.profiles import index
 
     if csv_out is None:
         fail("profiles export needs --csv FILE (or --csv - for stdout)")
-    store.export_csv(root, csv_out)
+    index.export_csv(root, csv_out)
 
 
 @profiles_app.command("report")

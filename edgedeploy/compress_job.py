@@ -39,6 +39,9 @@ def run(
     teacher: str | None = None,
     teacher_arch: str | None = None,
 ) -> dict[str, Any]:
+    from edgedeploy.extras import MNIST_PACKAGES, require_compress
+
+    require_compress("compress", ("torch", "onnxscript", *MNIST_PACKAGES))
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
 
     # Everything the user can get wrong is checked before any training starts.

@@ -6,7 +6,6 @@ the same code path as on real devices.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -15,17 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from edgedeploy.deploy.inventory import Target, load_inventory
-from edgedeploy.deploy.push import push_file, remote_join
+from edgedeploy.deploy.push import remote_join
+from edgedeploy.deploy.runner_client import (
+    RunnerSettings,
+    deploy_runner,
+    invoke_runner,
+    push_inputs,
+    target_summary,
+    time_models,
+)
 from edgedeploy.deploy.transport import Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fileinfo import sha256_file
 from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
-from edgedeploy.runner import RUNNER_PATH
 
-RUNNER_EXIT_BAD_INPUT = 2
-__all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model"]
+# time_models is re-exported for callers that imported it from here before the runner client moved out.
+__all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model", "time_models"]
 
 
 def _check_model(model: Path) -> None:
@@ -33,85 +39,6 @@ def _check_model(model: Path) -> None:
         raise UsageError(f"{model}: no such file")
     if model.suffix.lower() not in (".onnx", ".tflite"):
         raise UsageError(f"{model}: the runner runs .onnx or .tflite models (convert it first)")
-
-
-def _shape_args(shapes: dict[str, list[int]]) -> list[str]:
-    args: list[str] = []
-    for name, dims in shapes.items():
-        args += [
-            "--shape",
-            f"{name}={','.join(str(d) for d in dims)}" if name else ",".join(str(d) for d in dims),
-        ]
-    return args
-
-
-def _deploy_runner(
-    transport: Transport,
-    target: Target,
-    model: Path,
-    remote_name: str | None = None,
-    *,
-    checksum: bool = False,
-) -> list[str]:
-    """Push runner and model (skipped when unchanged); the command that starts the runner on them.
-    `checksum`: judge "unchanged" by the sha256 of the device's copies (push --checksum).
-
-    Done once per model and connection: repeats and rounds reuse the command, so they do not hash
-    the model again on both ends before every run."""
-    runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
-    pushed = push_file(
-        transport, model, "models", python=target.python, remote_name=remote_name, checksum=checksum
-    )
-    return [target.python, runner.remote_path, pushed.remote_path]
-
-
-def _invoke_runner(
-    transport: Transport,
-    target: Target,
-    model: Path,
-    runner_command: list[str],
-    runner_args: list[str],
-    timeout: float,
-) -> dict[str, Any]:
-    """Run the deployed runner on `model`, return its JSON document (errors become exceptions)."""
-    result = transport.run([*runner_command, *runner_args], timeout=timeout)
-    lines = [line for line in result.stdout.strip().splitlines() if line.startswith("{")]
-    if not lines:
-        detail = result.last_error_line()
-        if result.exit_code == 127:
-            detail = f"{target.python} not found on the device (set ansible_python_interpreter)"
-        elif "SyntaxError" in result.stderr:
-            # The runner is written for 3.8+; an older interpreter fails to even parse it.
-            detail = f"{target.python} on the device is too old (the runner needs Python 3.8+)"
-        raise TargetError(f"{target.name}: runner failed: {detail}")
-    try:
-        doc = json.loads(lines[-1])
-    except json.JSONDecodeError as exc:
-        raise TargetError(f"{target.name}: runner printed unreadable output ({exc.msg})") from exc
-    if "error" in doc:
-        # Bad input (the model, the .npy files, a shape) is the user's to fix; the rest is the device's.
-        if result.exit_code == RUNNER_EXIT_BAD_INPUT:
-            raise UsageError(f"{model}: {doc['error']}")
-        raise TargetError(f"{target.name}: {doc['error']}")
-    return doc
-
-
-def _target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]:
-    host = runner_doc.get("host") or {}
-    return {
-        "name": target.name,
-        "connection": target.connection,
-        "arch": host.get("machine") or target.vars.get("edgedeploy_arch"),
-        "python": host.get("python"),
-        "cpu_count": host.get("cpu_count"),
-        "cpu_model": host.get("cpu_model"),
-        "isa": host.get("isa"),
-        "mem_total_mb": host.get("mem_total_mb"),
-        "os": host.get("os"),
-        "kernel": host.get("kernel"),
-        "emulated": target.emulated,
-        "groups": [g for g in target.groups if g != "all"],
-    }
 
 
 def profile_model(
@@ -160,30 +87,38 @@ def profile_model(
             ">= 0, --duration > 0"
         )
     target = load_inventory(inventory).get(target_name)
-    threads = threads or target.threads
-    runtime = runtime if runtime != "auto" else target.runtime
-    args = _runner_profile_args(
-        target, runs, warmup, min_seconds, warmup_seconds, duration, threads, runtime, cores, raw_samples
+    settings = RunnerSettings.for_target(
+        target,
+        threads=threads,
+        runtime=runtime,
+        runs=runs,
+        warmup=warmup,
+        min_seconds=min_seconds,
+        warmup_seconds=warmup_seconds,
+        duration=duration,
+        cores=cores,
+        raw_samples=raw_samples,
+        shapes=shapes or {},
     )
-    args += _shape_args(shapes or {})
+    args = settings.profile_args()
     if duration or min_seconds or warmup_seconds:
         timeout = max(timeout, ((duration or min_seconds) + warmup_seconds) * 2 + 120)
     status = on_status or (lambda _msg: None)
     docs: list[dict[str, Any]] = []
     with open_transport(target, trust_new=trust_new) as transport:
-        input_args = _push_inputs(transport, target, inputs or [])
-        command = _deploy_runner(transport, target, model, checksum=checksum)
+        input_args = push_inputs(transport, target, inputs or [])
+        command = deploy_runner(transport, target, model, checksum=checksum)
         for i in range(repeats):
             status(f"{target.name}: {model.name} run {i + 1}/{repeats}")
             if i and cooldown:
                 transport.run(["sleep", str(cooldown)], timeout=cooldown + 30)
-            docs.append(_invoke_runner(transport, target, model, command, [*args, *input_args], timeout))
+            docs.append(invoke_runner(transport, target, model, command, [*args, *input_args], timeout))
     # The representative repeat is the one with the median p50; the others are summarised.
     representative = sorted(docs, key=lambda d: d["latency_ms"]["p50"])[(len(docs) - 1) // 2]
     profile = build_profile(
         model_path=model,
         model_sha256=sha256_file(model),
-        target=_target_summary(target, representative),
+        target=target_summary(target, representative),
         runner_doc=representative,
         power=profile_power(target, representative),
         settings={
@@ -192,8 +127,8 @@ def profile_model(
             "min_seconds": min_seconds,
             "warmup_seconds": warmup_seconds,
             "duration_s": duration,
-            "threads": threads,
-            "requested_runtime": runtime,
+            "threads": settings.threads,
+            "requested_runtime": settings.runtime,
             "cores": cores,
             "repeats": repeats,
             "cooldown_s": cooldown,
@@ -204,80 +139,6 @@ def profile_model(
     )
     profile["path"] = str(write_profile(profile, store_root))
     return profile
-
-
-def time_models(
-    transport: Transport,
-    target: Target,
-    models: dict[str, Path],
-    *,
-    threads: int | None,
-    seconds: float = 0.5,
-    warmup: int = 5,
-    rounds: int = 2,
-    remote_prefix: str = "",
-    timeout: float = 600.0,
-) -> dict[str, Any]:
-    """Median latency of each model on `target` by the runner, at the same thread count, for choosing
-    between candidate files (convert's int8 auto); stores no profile.
-
-    The models take turns for `rounds` rounds (one runner process each) and each keeps the median of
-    its per-round p50s, so a background burst on the device lands on all of them, not on one.
-    """
-    threads = threads or target.threads
-    args = _runner_profile_args(
-        target, runs=1, warmup=warmup, min_seconds=0.0, warmup_seconds=0.0, duration=seconds,
-        threads=threads, runtime=target.runtime, cores=None, raw_samples=False,
-    )  # fmt: skip
-    args += ["--power-sensor", "none"]  # no sampling thread beside the timed runs; power is not asked
-    commands = {
-        name: _deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
-        for name, path in models.items()
-    }
-    p50s: dict[str, list[float]] = {name: [] for name in models}
-    doc: dict[str, Any] = {}
-    for _ in range(rounds):
-        for name, path in models.items():
-            doc = _invoke_runner(transport, target, path, commands[name], args, timeout)
-            p50s[name].append(doc["latency_ms"]["p50"])
-    return {
-        "p50_ms": {name: statistics.median(values) for name, values in p50s.items()},
-        "target": _target_summary(target, doc),
-        "runtime": doc["runtime"],
-    }
-
-
-def _runner_profile_args(
-    target: Target,
-    runs: int,
-    warmup: int,
-    min_seconds: float,
-    warmup_seconds: float,
-    duration: float | None,
-    threads: int | None,
-    runtime: str,
-    cores: str | None,
-    raw_samples: bool,
-) -> list[str]:
-    args = ["--mode", "profile", "--runs", str(runs), "--warmup", str(warmup), "--runtime", runtime]
-    if min_seconds:
-        args += ["--min-seconds", str(min_seconds)]
-    if warmup_seconds:
-        args += ["--warmup-seconds", str(warmup_seconds)]
-    if duration:
-        args += ["--duration", str(duration)]
-    if threads:
-        args += ["--threads", str(threads)]
-    if cores:
-        args += ["--cores", cores]
-    if raw_samples:
-        args.append("--raw")
-    # Inventory knobs for boards whose sysfs is elsewhere (containers) or whose sensor must be forced.
-    if "edgedeploy_sysfs_root" in target.vars:
-        args += ["--sysfs-root", str(target.vars["edgedeploy_sysfs_root"])]
-    if "edgedeploy_power_sensor" in target.vars:
-        args += ["--power-sensor", str(target.vars["edgedeploy_power_sensor"])]
-    return args
 
 
 def _scheduler(doc: dict[str, Any]) -> dict[str, Any]:
@@ -322,13 +183,6 @@ def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _push_inputs(transport: Transport, target: Target, inputs: list[Path]) -> list[str]:
-    if not inputs:
-        return []
-    remote = [push_file(transport, p, "inputs", python=target.python).remote_path for p in inputs]
-    return ["--inputs", *remote]
-
-
 def run_model(
     model: Path,
     target_name: str,
@@ -347,16 +201,13 @@ def run_model(
 
     _check_model(model)
     target = load_inventory(inventory).get(target_name)
-    threads = threads or target.threads
-    runtime = runtime if runtime != "auto" else target.runtime
+    settings = RunnerSettings.for_target(target, threads=threads, runtime=runtime, shapes=shapes or {})
     with open_transport(target, trust_new=trust_new) as transport:
         remote_out = remote_join(transport.workdir, "outputs", model.stem)
-        args = ["--mode", "run", "--runtime", runtime, "--out-dir", remote_out, *_shape_args(shapes or {})]
-        if threads:
-            args += ["--threads", str(threads)]
-        args += _push_inputs(transport, target, inputs)
-        command = _deploy_runner(transport, target, model)
-        doc = _invoke_runner(transport, target, model, command, args, timeout)
+        args = settings.run_args(remote_out)
+        args += push_inputs(transport, target, inputs)
+        command = deploy_runner(transport, target, model)
+        doc = invoke_runner(transport, target, model, command, args, timeout)
         written: dict[str, str] = {}
         if out_dir is not None:
             # Every destination is checked before the first fetch: a refused name leaves no files.

@@ -59,6 +59,9 @@ def run(
     profiles_root: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
+    from edgedeploy.extras import MNIST_PACKAGES, require_compress
+
+    require_compress("quickstart", ("torch", "onnxscript", *MNIST_PACKAGES))
     import torch
 
     from edgedeploy.compress.pipeline import CompressionData, compress_model

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.torch  # the benches train and export torch models ([compress] extra)
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 

@@ -20,7 +20,8 @@ from tests.conftest import run_cli
 from tests.emulator_env import image_or_skip
 from tests.netcheck import pypi_reachable
 
-pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+# torch: the models are exported with torch and litert-torch ([compress] extra).
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.torch]
 
 INSTANCE = "ci-arm64"
 # Step durations of the last run, printed at the end (they go into the CI log).

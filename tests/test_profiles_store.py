@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from edgedeploy.errors import UsageError
-from edgedeploy.profiles.index import INDEX_NAME
-from edgedeploy.profiles.store import list_profiles, load_profile, throttle_flags, write_profile
+from edgedeploy.profiles.index import INDEX_NAME, list_profiles, load_profile
+from edgedeploy.profiles.store import throttle_flags, write_profile
 from tests.conftest import run_cli
 from tests.fleet_support import profile_doc
 

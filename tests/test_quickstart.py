@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
+
+pytestmark = pytest.mark.torch  # quickstart trains a torch model ([compress] extra)
 
 
 def test_quickstart_small(tmp_path: Path) -> None:

@@ -455,6 +455,9 @@ def _tflite_runtimes(path: Path, ops: Counter[str]) -> dict[str, str]:
 
 
 def _inspect_torch(path: Path) -> dict[str, Any]:
+    from edgedeploy.extras import require_compress
+
+    require_compress(f"{path}: inspecting a torch file", ("torch",))
     import torch
 
     names = zipfile.ZipFile(path).namelist()

@@ -191,7 +191,10 @@ def _zoo_shape(name: str) -> tuple[int, ...] | None:
 
 
 def _load_factory(spec: str, given: ShapeSpec | None) -> SourceModel:
+    from edgedeploy.extras import require_compress
     from edgedeploy.models.loading import build_from_factory
+
+    require_compress(f"{spec}: a torch model")
 
     return _torch_source(build_from_factory(spec), spec, _zoo_shape(spec.partition(":")[2]), given)
 
@@ -204,6 +207,9 @@ def _torch_source(model: Any, name: str, default: Shape | None, given: ShapeSpec
 
 
 def _load_torch_file(path: Path, arch: str | None, input_shape: ShapeSpec | None) -> SourceModel:
+    from edgedeploy.extras import require_compress
+
+    require_compress(f"{path}: a torch model")
     import torch
 
     if not zipfile.is_zipfile(path):

@@ -54,7 +54,7 @@ class TargetTimer:
         self.remote_prefix = remote_prefix  # device file names say which conversion they came from
 
     def latencies(self, models: dict[str, Path], sample: np.ndarray, threads: int | None) -> dict[str, Any]:
-        from edgedeploy.profile_job import time_models
+        from edgedeploy.deploy.runner_client import time_models
 
         # `sample` stays here: the runner feeds random inputs drawn from each model's input spec, as
         # `edgedeploy profile` does (latency of these graphs does not depend on the values).

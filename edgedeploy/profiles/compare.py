@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.profiles.store import accuracy_of, load_profile
+from edgedeploy.profiles.index import load_profile
+from edgedeploy.profiles.store import accuracy_of
 
 
 def _latency(key: str) -> Callable[[dict[str, Any]], float | None]:

@@ -4,17 +4,35 @@ The index is a cache, never the truth: `ProfileIndex.open(root)` brings it up to
 (new or changed files by size and mtime are parsed, vanished ones dropped) before every query, and a
 missing, stale-format or damaged index file is simply rebuilt. It lives at `<root>/.index.sqlite`
 (hidden, gitignored); where the store is read-only the index is built in memory instead.
+
+The store's queries are here too: `list_profiles`, `load_profile`/`resolve_id` and `export_csv`.
+A profile's id is its path relative to the store root without `.json`
+(`local/lenet300/20261124T231600.123456Z`); `show` also takes a file path or a unique prefix of the
+id or of the file stem.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import os
 import sqlite3
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edgedeploy.profiles.store import SUMMARY_FIELDS, iter_profile_files, read_profile_file, summarize, warn
+from edgedeploy.errors import UsageError
+from edgedeploy.fileinfo import write_bytes_atomic
+from edgedeploy.profiles.store import (
+    SUMMARY_FIELDS,
+    iter_profile_files,
+    profiles_root,
+    read_profile_file,
+    summarize,
+    warn,
+)
 
 INDEX_NAME = ".index.sqlite"
 # Bump when the columns change: an index of another version is dropped and rebuilt.
@@ -160,3 +178,74 @@ class ProfileIndex:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def parse_since(since: str) -> str:
+    """An ISO date or date-time as the store's `created` format (UTC), for string comparison."""
+    try:
+        when = dt.datetime.fromisoformat(since.strip())
+    except ValueError as exc:
+        raise UsageError(f"--since {since!r}: expected an ISO date or date-time (2026-11-24T10:00)") from exc
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def list_profiles(
+    root: Path | None = None,
+    *,
+    target: str | None = None,
+    model: str | None = None,
+    runtime: str | None = None,
+    since: str | None = None,
+) -> list[dict[str, Any]]:
+    """Summary rows of the stored profiles matching every filter given, oldest first."""
+    base = profiles_root(root)
+    since_key = parse_since(since) if since else None
+    if not base.is_dir():
+        return []
+    with ProfileIndex.open(base) as index:
+        return index.query(target=target, model=model, runtime=runtime, since=since_key)
+
+
+def resolve_id(root: Path | None, ident: str) -> Path:
+    """A profile file from a path, an id, or a unique prefix of an id or of a file stem."""
+    direct = Path(ident)
+    if direct.suffix == ".json" and direct.is_file():
+        return direct
+    base = profiles_root(root)
+    rows = list_profiles(base)
+    exact = [r for r in rows if r["id"] == ident]
+    matches = exact or [
+        r for r in rows if r["id"].startswith(ident) or Path(r["path"]).stem.startswith(ident)
+    ]
+    if not matches:
+        raise UsageError(f"no profile {ident!r} under {base} (see `edgedeploy profiles list`)")
+    if len(matches) > 1:
+        shown = ", ".join(r["id"] for r in matches[:5]) + (" ..." if len(matches) > 5 else "")
+        raise UsageError(f"profile id {ident!r} is ambiguous ({len(matches)} match: {shown})")
+    return Path(matches[0]["path"])
+
+
+def load_profile(root: Path | None, ident: str) -> dict[str, Any]:
+    path = resolve_id(root, ident)
+    try:
+        doc = read_profile_file(path)
+    except ValueError as exc:
+        raise UsageError(f"{path}: corrupt profile: {exc}") from exc
+    doc["path"] = str(path)
+    return doc
+
+
+def export_csv(root: Path | None, path: Path) -> None:
+    """All profiles' summary rows as CSV (`-` writes to stdout); the file is written atomically."""
+    rows = list_profiles(root)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if str(path) == "-":
+        sys.stdout.write(buffer.getvalue())
+    else:
+        write_bytes_atomic(path, buffer.getvalue().encode())
+        sys.stderr.write(f"{len(rows)} profiles -> {path}\n")

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import write_bytes_atomic
+from edgedeploy.profiles.index import list_profiles
 from edgedeploy.profiles.store import (
     accuracy_of,
-    list_profiles,
     profiles_root,
     read_profile_file,
     throttle_flags,

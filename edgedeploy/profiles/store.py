@@ -1,19 +1,14 @@
 """The profile store: JSON files under profiles/<target>/<model-stem>/<timestamp>.json.
 
 The files are the source of truth. Writes are atomic (temp file + rename) so a crash never leaves
-half a profile. Queries go through a SQLite index (profiles/index.py) that is brought up to date from
-the files on every query; a corrupt file is skipped with a warning naming it and is never deleted.
+half a profile; a corrupt file is skipped with a warning naming it and is never deleted.
 
-A profile's id is its path relative to the store root without `.json`
-(`local/lenet300/20261124T231600.123456Z`); `show` also takes a file path or a unique prefix of the
-id or of the file stem.
+This module handles the files (write, read, walk, summarize one); the queries over them (list, find
+by id, export) are in profiles/index.py, which imports this module and never the other way round.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
 import json
 import os
 import re
@@ -22,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.errors import UsageError
-from edgedeploy.fileinfo import write_bytes_atomic, write_json_atomic
+from edgedeploy.fileinfo import write_json_atomic
 from edgedeploy.profiles.schema import profile_problem
 
 # Columns of `profiles list` / `export --csv`, in order. Every one is a column of the index too.
@@ -203,65 +197,6 @@ def summarize(root: Path, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_since(since: str) -> str:
-    """An ISO date or date-time as the store's `created` format (UTC), for string comparison."""
-    try:
-        when = dt.datetime.fromisoformat(since.strip())
-    except ValueError as exc:
-        raise UsageError(f"--since {since!r}: expected an ISO date or date-time (2026-11-24T10:00)") from exc
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def list_profiles(
-    root: Path | None = None,
-    *,
-    target: str | None = None,
-    model: str | None = None,
-    runtime: str | None = None,
-    since: str | None = None,
-) -> list[dict[str, Any]]:
-    """Summary rows of the stored profiles matching every filter given, oldest first."""
-    from edgedeploy.profiles.index import ProfileIndex
-
-    base = profiles_root(root)
-    since_key = parse_since(since) if since else None
-    if not base.is_dir():
-        return []
-    with ProfileIndex.open(base) as index:
-        return index.query(target=target, model=model, runtime=runtime, since=since_key)
-
-
-def resolve_id(root: Path | None, ident: str) -> Path:
-    """A profile file from a path, an id, or a unique prefix of an id or of a file stem."""
-    direct = Path(ident)
-    if direct.suffix == ".json" and direct.is_file():
-        return direct
-    base = profiles_root(root)
-    rows = list_profiles(base)
-    exact = [r for r in rows if r["id"] == ident]
-    matches = exact or [
-        r for r in rows if r["id"].startswith(ident) or Path(r["path"]).stem.startswith(ident)
-    ]
-    if not matches:
-        raise UsageError(f"no profile {ident!r} under {base} (see `edgedeploy profiles list`)")
-    if len(matches) > 1:
-        shown = ", ".join(r["id"] for r in matches[:5]) + (" ..." if len(matches) > 5 else "")
-        raise UsageError(f"profile id {ident!r} is ambiguous ({len(matches)} match: {shown})")
-    return Path(matches[0]["path"])
-
-
-def load_profile(root: Path | None, ident: str) -> dict[str, Any]:
-    path = resolve_id(root, ident)
-    try:
-        doc = read_profile_file(path)
-    except ValueError as exc:
-        raise UsageError(f"{path}: corrupt profile: {exc}") from exc
-    doc["path"] = str(path)
-    return doc
-
-
 def _fmt(value: Any, spec: str = ".3f") -> str:
     if value is None:
         return "-"
@@ -331,17 +266,3 @@ def print_profile(doc: dict[str, Any]) -> None:
     console.print(table)
     if doc.get("emulated"):
         console.print("[yellow]emulated target: these timings are NOT device timings[/]")
-
-
-def export_csv(root: Path | None, path: Path) -> None:
-    """All profiles' summary rows as CSV (`-` writes to stdout); the file is written atomically."""
-    rows = list_profiles(root)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_FIELDS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    if str(path) == "-":
-        sys.stdout.write(buffer.getvalue())
-    else:
-        write_bytes_atomic(path, buffer.getvalue().encode())
-        sys.stderr.write(f"{len(rows)} profiles -> {path}\n")
