@@ -6,10 +6,11 @@ installed package. The packages are pinned in pyproject.toml's `dev` extra.
 
 from __future__ import annotations
 
-import shutil
 import importlib.util
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # name -> (package, path inside the package, what it is)
@@ -36,6 +37,11 @@ MODELS: dict[str, tuple[str, str, str]] = {
         "data/silero_vad.onnx",
         "Silero voice-activity detector: input [?,?], state [2,?,128], sr scalar int64",
     ),
+    "silero_vad_op15": (
+        "silero_vad",
+        "data/silero_vad_16k_op15.onnx",
+        "Silero VAD at opset 15 with a named batch: input [batch,sequence], state [2,batch,128], sr",
+    ),
 }
 
 
@@ -50,3 +56,35 @@ def third_party_onnx(name: str, directory: Path) -> Path:
     target = directory / source.name
     shutil.copyfile(source, target)
     return target
+
+
+def page_crops(count: int, height: int, width: int, normalize: str) -> np.ndarray:
+    """`count` crops of scikit-image's scanned text page (a real photo of print, shipped in the wheel)
+    as PaddleOCR feeds them: (count, 3, height, width) float32, `normalize` "imagenet" (detector) or
+    "half" ((x - 0.5) / 0.5: classifier, recognizer)."""
+    from skimage import data
+
+    page = data.page().astype(np.float32) / 255.0  # (191, 384) grey
+    rows = np.linspace(0, page.shape[0] - height, count).astype(int)
+    cols = np.linspace(0, page.shape[1] - width, count).astype(int)[::-1]
+    crops = np.stack([page[r : r + height, c : c + width] for r, c in zip(rows, cols, strict=True)])
+    rgb = np.repeat(crops[:, None], 3, axis=1)
+    if normalize == "imagenet":
+        mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+        std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+        return ((rgb - mean) / std).astype(np.float32)
+    return ((rgb - 0.5) / 0.5).astype(np.float32)
+
+
+def vad_feeds(count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`count` Silero VAD feeds (one whole feed per sample: the model has no shared batch axis):
+    512 audio samples of a 440 Hz tone in noise, a zero state, sample rate 16000."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(512, dtype=np.float32) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    audio = tone[None] * rng.random((count, 1), dtype=np.float32) + 0.05 * rng.standard_normal((count, 512))
+    return {
+        "input": audio[:, None, :].astype(np.float32),
+        "state": np.zeros((count, 2, 1, 128), np.float32),
+        "sr": np.full(count, 16000, np.int64),
+    }

@@ -153,15 +153,18 @@ def convert_source(
             started = time.perf_counter()
             upgraded_from = None
             try:
-                base = _fp32_base(source, example, to, precision, calibration, work)
+                base = quantize_from = _fp32_base(source, example, to, precision, calibration, work)
                 if source.kind == "onnx" and precision in ("int8", "int8-dynamic"):
-                    upgraded_from = onnx_export.upgrade_opset(base)
+                    # On a copy: fp32 (kept by --precision auto) stays the user's own graph.
+                    quantize_from = work / "fp32-upgraded.onnx"
+                    shutil.copyfile(base, quantize_from)
+                    upgraded_from = onnx_export.upgrade_opset(quantize_from)
                 if source.kind == "keras":  # TensorFlow's converter already applied the precision
                     candidates, dropped = {precision: base}, {}
                 else:
                     may_drop = precision == "int8" and (int8_format == "auto" or requested == "auto")
                     candidates, dropped = _candidates(
-                        base, to, precision, calibration, int8_format, work, may_drop, batched
+                        quantize_from, to, precision, calibration, int8_format, work, may_drop, batched
                     )
                     if not candidates and requested != "auto":
                         raise UsageError(
@@ -170,18 +173,13 @@ def convert_source(
                         )
             except UsageError as err:  # converters know no file names: name the source for the user
                 raise UsageError(f"{source.name}: {err}") from err
-            if upgraded_from is not None:
-                notes.append(
-                    f"upgraded from opset {upgraded_from} to {onnx_export.QUANTIZATION_MIN_OPSET} with "
-                    "onnx's version converter before quantizing (per-channel int8 needs opset 13)"
-                )
             fp32_size = base.stat().st_size if source.kind != "keras" else None
             timings["conversion_s"] = time.perf_counter() - started
 
             started = time.perf_counter()
             sample_shape = tuple(reference.shape[1:])
             metric, metric_reason = choose_metric(
-                verify_metric, precision, tolerance is not None, sample_shape, source.output_name
+                verify_metric, precision, tolerance is not None, sample_shape, source.output_name, batched
             )
             tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
             checks = {
@@ -211,6 +209,12 @@ def convert_source(
             if chosen == "fp32":
                 candidates = {"fp32": base}
                 precision = "fp32"
+                upgraded_from = None  # the fp32 file is the source graph, not the upgraded copy
+            if upgraded_from is not None:
+                notes.append(
+                    f"upgraded from opset {upgraded_from} to {onnx_export.QUANTIZATION_MIN_OPSET} with "
+                    "onnx's version converter before quantizing (per-channel int8 needs opset 13)"
+                )
             verification = checks[chosen]
             if not verification["passed"]:
                 # Dynamic int8 sets each activation's range from one tensor at run time; static int8

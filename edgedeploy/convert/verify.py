@@ -40,6 +40,7 @@ def choose_metric(
     tolerance_given: bool,
     sample_shape: tuple[int, ...],
     output_name: str = "",
+    batched: bool = True,
 ) -> tuple[str, str]:
     """(metric, why). `sample_shape`: the first output of one sample, without the sample axis."""
     if requested != "auto":
@@ -48,12 +49,13 @@ def choose_metric(
         return "abs", "--tolerance given (max abs error)"
     if precision == "fp32":
         return "abs", "fp32 must match the source to float round-off"
-    return infer_metric(sample_shape, output_name)
+    return infer_metric(sample_shape, output_name, batched)
 
 
-def infer_metric(shape: tuple[int, ...], output_name: str = "") -> tuple[str, str]:
-    """The task an output of `shape` (one sample's; a leading 1 is taken for a batch of one) serves."""
-    dims = tuple(shape[1:]) if len(shape) >= 2 and shape[0] == 1 else tuple(shape)
+def infer_metric(shape: tuple[int, ...], output_name: str = "", batched: bool = True) -> tuple[str, str]:
+    """The task an output of `shape` (one sample's) serves. Unbatched models' samples are whole
+    outputs: a leading 1 there is taken for a batch of one."""
+    dims = tuple(shape[1:]) if not batched and len(shape) >= 2 and shape[0] == 1 else tuple(shape)
     described = f"output {output_name!r} " if output_name else "output "
     described += f"[{', '.join(map(str, shape))}] per sample"
     if output_name and REGRESSION_NAMES.search(output_name):
