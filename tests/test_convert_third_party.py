@@ -170,19 +170,17 @@ def test_precision_auto_through_the_cli(tmp_path: Path, cls_files: tuple[Path, P
 def test_dense_map_verification_on_a_text_detector(tmp_path: Path) -> None:
     model = third_party_onnx("ocr_det", tmp_path)
     data = ocr_data(tmp_path, "det", (96, 192), "imagenet")
-    result = convert(
-        str(model),
-        precision="fp16",
-        calibration=data,
-        input_shape="1,3,96,192",
-        verify_samples=4,
-        output=tmp_path / "det.onnx",
-    )
+    options: dict[str, Any] = {"calibration": data, "input_shape": "1,3,96,192", "verify_samples": 4}
+    # ORT's fp16 converter breaks this detector (max abs error 1.0 on a [0, 1] map): the inferred
+    # dense metric says so in its own terms, and nothing is written.
+    with pytest.raises(UsageError, match=r"dense metric needs IoU of map > 0\.5 0\.\d+ >= 0\.95 and PSNR"):
+        convert(str(model), precision="fp16", output=tmp_path / "det16.onnx", **options)
+    assert not (tmp_path / "det16.onnx").exists()
+    result = convert(str(model), verify_metric="dense", output=tmp_path / "det.onnx", **options)
     verification = result["verification"]
-    assert verification["metric"] == "dense" and "a map over the input" in verification["metric_reason"]
-    assert verification["passed"] and verification["iou"] >= 0.95 and verification["psnr_db"] >= 40
-    assert verification["threshold"] == 0.5 and "held out" in verification["inputs"]
-    assert "opset_upgrade" not in result  # fp16 converts any opset: no upgrade
+    assert verification["metric"] == "dense" and verification["metric_reason"] == "--verify-metric"
+    assert verification["passed"] and verification["iou"] == 1.0 and verification["threshold"] == 0.5
+    assert "held out" in verification["inputs"]  # real data: the last 4 of 8 page crops
 
 
 def test_sequence_verification_on_a_text_recognizer(tmp_path: Path) -> None:
