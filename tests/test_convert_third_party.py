@@ -233,6 +233,8 @@ def test_scalar_and_state_inputs_of_silero_vad(tmp_path: Path) -> None:
         output=tmp_path / "v8.onnx",
     )
     assert dynamic["verification"]["metric"] == "regression" and dynamic["verification"]["passed"]
+    # Its weights live in If subgraphs, which ORT's quantizer leaves alone: said, not passed off as int8.
+    assert "most weights stayed float" in dynamic["warnings"][0]
 
 
 def test_state_with_its_batch_on_axis_1(tmp_path: Path) -> None:

@@ -262,6 +262,13 @@ def convert_source(
         result["int8_selection"] = selection
         if selection.get("warning"):
             result["warnings"] = [selection["warning"]]
+    if precision.startswith("int8") and fp32_size and size > 0.8 * fp32_size:
+        # ORT's quantizers leave weights inside If/Loop bodies in float (Silero VAD: all of them).
+        result.setdefault("warnings", []).append(
+            f"the {precision} file is {size / 1024:.0f} KiB against fp32's {fp32_size / 1024:.0f} KiB: "
+            "most weights stayed float (onnxruntime's quantizer does not quantize inside If/Loop "
+            "subgraphs), so this is not an int8 model in size or speed"
+        )
     return result
 
 
@@ -474,7 +481,7 @@ def _select_int8(
     left_out = "; ".join(f"{formats[n]} left out: {why}" for n, why in problems.items())
     fp32_ok = requested == "auto" and checks.get("fp32", {}).get("passed", False)
     if timed is None:
-        if fp32_ok:
+        if fp32_ok or not candidates:  # (no candidates: --precision auto, every int8 build failed)
             reason = "no int8 encoding passed verification: fp32 kept (--precision auto)"
             return {"candidates": rows, "chosen": "fp32", "reason": f"{reason}; {left_out}"}
         chosen = min(candidates, key=lambda name: checks[name]["max_abs_error"])
