@@ -444,7 +444,11 @@ def _select_int8(
     formats = onnx_export.INT8_FORMATS
     passing = [name for name in candidates if checks[name]["passed"]]
     problems = dict(dropped)
-    problems |= {n: checks[n].get("problem", "failed verification") for n in candidates if n not in passing}
+    problems |= {
+        n: checks[n].get("problem") or f"failed verification (needs {checks[n].get('criterion', '?')})"
+        for n in candidates
+        if n not in passing
+    }
     latency: dict[str, float] = {}
     timed = None
     if passing:
