@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -377,6 +378,8 @@ def _candidates(
             reason = f"conversion failed: {first_line(err)}".replace(str(work), "").replace(
                 f"{base.name}: ", ""
             )
+            # ORT's pre-processing runs in a temporary directory of its own: no temp names to the user.
+            reason = re.sub(r"\S*edgedeploy-quant-\S*", "the pre-processed model", reason)
             if not may_drop:
                 raise UsageError(f"ONNX {precision} conversion ({name}) {reason}") from err
             dropped[name] = reason
