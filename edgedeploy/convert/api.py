@@ -457,7 +457,7 @@ def _select_int8(
     if passing:
         try:
             timed = timer.latencies({"fp32": base} | {n: candidates[n] for n in passing}, sample, threads)
-        except UsageError:
+        except UsageError as failure:
             if len(passing) == 1:
                 raise
             # One candidate may break the timing run (a runtime too old for an op): time each alone.
@@ -469,8 +469,8 @@ def _select_int8(
                 except UsageError as err:
                     problems[name] = f"timing failed: {first_line(err)}"
                     passing.remove(name)
-            if not passing:
-                raise
+            if not passing:  # nothing times there (fp32 neither): the target's own problem
+                raise failure from None
         else:
             latency = dict(timed["p50_ms"])
     rows = [
