@@ -20,7 +20,14 @@ from edgedeploy.convert.files import first_line, match_inputs, native_stdout_to_
 from edgedeploy.convert.runtimes import Batch, OnnxRunner, as_list, open_runner
 from edgedeploy.convert.sources import SourceModel, from_torch_module
 from edgedeploy.convert.timing import HostTimer, LatencyTimer
-from edgedeploy.convert.verify import METRICS, choose_metric, compare, default_tolerance, describe_failure
+from edgedeploy.convert.verify import (
+    METRICS,
+    choose_metric,
+    compare,
+    default_tolerance,
+    describe_failure,
+    failed_check,
+)
 from edgedeploy.errors import NotYetSupported, UsageError
 
 # "auto": int8 when an int8 encoding passing verification is faster than fp32 where timed, else fp32.
@@ -416,16 +423,8 @@ def _verify_candidate(
 
         cause = err.__cause__ if isinstance(err, UsageError) and err.__cause__ else err
         verb = "load" if isinstance(err, UsageError) else "run"
-        return {
-            "metric": metric,
-            "max_abs_error": float("inf"),
-            "mean_abs_error": float("inf"),
-            "top1_agreement": None,
-            "passed": False,
-            "tolerance": tolerance,
-            "samples": int(len(reference)),
-            "problem": f"{label} does not {verb} in the runtime: {ort_error(cause, path, label)}",
-        }
+        problem = f"{label} does not {verb} in the runtime: {ort_error(cause, path, label)}"
+        return failed_check(problem, metric, tolerance, len(reference))
     return compare(reference, outputs, labels, tolerance, metric, precision)
 
 

@@ -69,6 +69,20 @@ def infer_metric(shape: tuple[int, ...], output_name: str = "", batched: bool = 
     return "regression", f"{described}: plain values"
 
 
+def failed_check(problem: str, metric: str, tolerance: float, samples: int) -> dict[str, Any]:
+    """The verification result of a candidate that could not be compared at all, and why."""
+    return {
+        "metric": metric,
+        "max_abs_error": float("inf"),
+        "mean_abs_error": float("inf"),
+        "top1_agreement": None,
+        "passed": False,
+        "tolerance": tolerance,
+        "samples": int(samples),
+        "problem": problem,
+    }
+
+
 def compare(
     reference: np.ndarray,
     outputs: np.ndarray,
@@ -80,16 +94,8 @@ def compare(
     """Error figures of `outputs` against `reference` (sample axis first), and whether `metric` passes
     at `precision`'s threshold ("abs": max abs error within `tolerance`)."""
     if reference.shape != outputs.shape:
-        return {
-            "metric": metric,
-            "max_abs_error": float("inf"),
-            "mean_abs_error": float("inf"),
-            "top1_agreement": None,
-            "passed": False,
-            "tolerance": tolerance,
-            "samples": int(len(reference)),
-            "problem": f"output shape {outputs.shape} differs from the source's {reference.shape}",
-        }
+        problem = f"output shape {outputs.shape} differs from the source's {reference.shape}"
+        return failed_check(problem, metric, tolerance, len(reference))
     error = np.abs(reference.astype(np.float64) - outputs.astype(np.float64))
     finite = bool(np.all(np.isfinite(outputs)))
     if not error.size:
