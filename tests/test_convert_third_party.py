@@ -34,13 +34,18 @@ def cls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return third_party_onnx("ocr_cls", where), ocr_data(where, "cls", (48, 192), "half")
 
 
+def convert_cls(cls_files: tuple[Path, Path], output: Path, **options: Any) -> dict[str, Any]:
+    """The PaddleOCR classifier at its 48x192 input, calibrated on 4 page crops, verified on 4 others."""
+    model, data = cls_files
+    return convert(
+        str(model), calibration=data, input_shape="1,3,48,192", verify_samples=4, output=output, **options
+    )
+
+
 def test_opset11_classifier_is_upgraded_before_int8(tmp_path: Path, cls_files: tuple[Path, Path]) -> None:
     # Before: the QDQ candidate of this opset-11 model was an invalid graph and int8 auto aborted.
-    model, data = cls_files
     out = tmp_path / "cls-int8.onnx"
-    result = convert(
-        str(model), precision="int8", calibration=data, input_shape="1,3,48,192", verify_samples=4, output=out
-    )
+    result = convert_cls(cls_files, out, precision="int8")
     assert result["opset_upgrade"] == {"from": 11, "to": 13}
     assert any("upgraded from opset 11 to 13" in note for note in result["notes"])
     rows = result["int8_selection"]["candidates"]
@@ -62,15 +67,7 @@ def test_auto_drops_a_candidate_that_does_not_load(
     # Without the upgrade, onnxruntime refuses the QDQ graph (per-channel DequantizeLinear at opset
     # 11): auto drops it with onnxruntime's reason and keeps QOperator, which loads.
     monkeypatch.setattr(onnx_export, "upgrade_opset", lambda path, minimum=13: None)
-    model, data = cls_files
-    result = convert(
-        str(model),
-        precision="int8",
-        calibration=data,
-        input_shape="1,3,48,192",
-        verify_samples=4,
-        output=tmp_path / "c.onnx",
-    )
+    result = convert_cls(cls_files, tmp_path / "c.onnx", precision="int8")
     assert result["int8_format"] == "QOperator U8S8"
     qdq = next(row for row in result["int8_selection"]["candidates"] if row["format"] == "QDQ S8S8")
     assert not qdq["passed"] and qdq["p50_ms"] is None
@@ -80,15 +77,7 @@ def test_auto_drops_a_candidate_that_does_not_load(
     assert str(tmp_path) not in text and "int8-qdq.onnx" not in text and ".c.onnx." not in text
     # Asked for QDQ alone, the same failure is one line naming the candidate, not a temporary file.
     with pytest.raises(UsageError) as caught:
-        convert(
-            str(model),
-            precision="int8",
-            int8_format="qdq",
-            calibration=data,
-            input_shape="1,3,48,192",
-            verify_samples=4,
-            output=tmp_path / "q.onnx",
-        )
+        convert_cls(cls_files, tmp_path / "q.onnx", precision="int8", int8_format="qdq")
     message = str(caught.value)
     assert "the QDQ S8S8 model does not load" in message and "int8-qdq.onnx" not in message
     assert "\n" not in message and message.count("(") == message.count(")")
