@@ -118,6 +118,16 @@ def upgrade_opset(path: Path, minimum: int = QUANTIZATION_MIN_OPSET) -> int | No
     return old
 
 
+def subgraph_weights(path: Path) -> int:
+    """How many weight values live in initializers inside If/Loop/Scan bodies (0 without any)."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    nested = list(_graphs(model.graph))[1:]
+    return sum(int(np.prod(t.dims)) for graph in nested for t in graph.initializer)
+
+
 def set_layout(path: Path, layout: str) -> None:
     """Record the input layout (NCHW/NHWC) in the model's metadata_props."""
     import onnx
