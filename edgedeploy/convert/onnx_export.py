@@ -119,13 +119,22 @@ def upgrade_opset(path: Path, minimum: int = QUANTIZATION_MIN_OPSET) -> int | No
 
 
 def subgraph_weights(path: Path) -> int:
-    """How many weight values live in initializers inside If/Loop/Scan bodies (0 without any)."""
+    """How many weight values live inside If/Loop/Scan bodies (0 without any)."""
     import numpy as np
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     nested = list(_graphs(model.graph))[1:]
-    return sum(int(np.prod(t.dims)) for graph in nested for t in graph.initializer)
+    constants = [  # exporters also store weights as Constant nodes
+        a.t
+        for graph in nested
+        for n in graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    tensors = [t for graph in nested for t in graph.initializer] + constants
+    return sum(int(np.prod(t.dims)) for t in tensors)
 
 
 def set_layout(path: Path, layout: str) -> None:
