@@ -118,7 +118,13 @@ def convert(
         str, typer.Argument(help="Source model: torch (module:factory or file), .onnx, .keras/.h5, .tflite.")
     ],
     to: Annotated[str, typer.Option("--to", help="onnx or tflite.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8-dynamic or int8.")] = "fp32",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32, fp16, int8-dynamic, int8, or auto (ONNX: int8 when faster than fp32 where timed, "
+            "else fp32)."
+        ),
+    ] = "fp32",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")] = None,
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration data for int8: a .npy file or a directory of .npy files.")
@@ -134,6 +140,12 @@ def convert(
         ),
     ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Max abs error allowed in verification.")] = None,
+    verify_metric: Annotated[
+        str,
+        typer.Option(
+            help="auto (inferred from the output), abs, classification, dense, sequence or regression."
+        ),
+    ] = "auto",
     verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
     threads: Annotated[
         int | None, typer.Option(help="Threads for timing the int8 auto candidates (default: all).")
@@ -164,6 +176,7 @@ def convert(
         target=target,
         inventory=inventory,
         trust_new=trust_new,
+        verify_metric=verify_metric,
     )
     if as_json:
         print_json(result)

@@ -28,6 +28,7 @@ def run(
     target: str | None = None,
     inventory: Path | None = None,
     trust_new: bool = False,
+    verify_metric: str = "auto",
 ) -> dict[str, Any]:
     """Convert `model` and verify it; returns the result document (see convert.api.convert_source).
 
@@ -41,10 +42,12 @@ def run(
         raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads}: need at least 1")
-    if target is not None and not (to == "onnx" and precision == "int8" and int8_format == "auto"):
+    timed = precision == "auto" or (precision == "int8" and int8_format == "auto")
+    if target is not None and not (to == "onnx" and timed):
         raise UsageError(
             "--target times the int8 candidates on a device: it needs --to onnx --precision int8 "
-            "--int8-format auto (to time any model there, use edgedeploy profile MODEL --target T)"
+            "--int8-format auto, or --precision auto (to time any model there, use edgedeploy profile "
+            "MODEL --target T)"
         )
     shapes = parse_shapes([input_shape] if isinstance(input_shape, str) else input_shape or [])
     source = load_source(model, arch=arch, input_shape=shapes or None)
@@ -59,6 +62,7 @@ def run(
                 source.input_names,
                 "calibration data",
                 str(calibration),
+                source.batched,
             )
     verify_inputs, labels, origin, calibration_data = _verification_data(
         source.input_shapes, calibration_data, calibration, verify_samples, precision
@@ -75,6 +79,7 @@ def run(
         "threads": threads,
         "inputs_origin": origin,
         "verify_samples": verify_samples,
+        "verify_metric": verify_metric,
     }
     if target is None:
         return convert_source(source, **options)
@@ -167,6 +172,8 @@ def print_report(result: dict[str, Any]) -> None:
         table.add_row(f"input {item['name']}", str(item["shape"]))
     table.add_row("layout", result["layout"])
     table.add_row("verified on", f"{verification['samples']} inputs: {verification['inputs']}")
+    table.add_row("verify metric", f"{verification['metric']} ({verification['metric_reason']})")
+    table.add_row("passes when", verification.get("criterion", "-"))
     table.add_row(
         "max / mean abs error",
         f"{verification['max_abs_error']:.4g} / {verification['mean_abs_error']:.4g}"
@@ -178,8 +185,23 @@ def print_report(result: dict[str, Any]) -> None:
         table.add_row(
             "accuracy", f"{verification['accuracy']:.1%} (source {verification['source_accuracy']:.1%})"
         )
+    for key, label in (
+        ("top5_agreement", "top-5 agreement"),
+        ("iou", "IoU (thresholded map)"),
+        ("psnr_db", "PSNR dB"),
+        ("step_agreement", "per-step agreement"),
+        ("relative_error", "relative error"),
+    ):
+        if verification.get(key) is not None:
+            table.add_row(label, f"{verification[key]:.4g}")
+    if "opset_upgrade" in result:
+        upgrade = result["opset_upgrade"]
+        table.add_row("opset", f"upgraded {upgrade['from']} -> {upgrade['to']} before quantizing")
     if "int8_selection" in result:
-        table.add_row("int8 format choice", result["int8_selection"]["reason"])
+        label = "precision choice" if result.get("precision_requested") == "auto" else "int8 format choice"
+        table.add_row(label, result["int8_selection"]["reason"])
+    for warning in result.get("warnings", []):
+        table.add_row("[bold red]WARNING[/]", warning)
     checked = result["preflight"]
     table.add_row(
         "pre-flight",

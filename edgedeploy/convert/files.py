@@ -18,9 +18,30 @@ LAYOUT_KEY = "edgedeploy.layout"
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message: library errors can span pages; users get one line."""
+    """The first line of an exception's message: library errors can span pages; users get one line.
+
+    A line over `limit` is shortened at a word boundary and says so ("..."), never cut mid-word."""
     lines = str(err).strip().splitlines()
-    return (lines[0] if lines else type(err).__name__)[:limit]
+    line = lines[0] if lines else type(err).__name__
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
+
+
+def ort_error(err: BaseException, path: Path, label: str) -> str:
+    """onnxruntime's message about the model at `path`, naming it `label` instead of its (temporary)
+    file, and for an invalid graph only the node and the error (not the node's full signature)."""
+    import re
+
+    text = " ".join(str(err).split())
+    text = text.replace(str(path), label).replace(path.name, label)
+    text = re.sub(r"Load model from .*? failed: ?", "", text)
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", text)
+    node = re.search(r'In Node, \("([^"]*)", (\w+), .*?, Error (.*)$', text)
+    if node:
+        prefix = text[: text.find("In Node")].strip()
+        text = f"{prefix} node {node.group(1)!r} ({node.group(2)}): {node.group(3)}"
+    return first_line(RuntimeError(text), limit=400)
 
 
 def guess_layout(shape: tuple[int, ...]) -> str:
@@ -126,16 +147,17 @@ def load_calibration(path: Path, names: list[str] | None = None) -> list[np.ndar
 
 
 def match_input_shape(
-    samples: np.ndarray, input_shape: tuple[int, ...], what: str, origin: str
+    samples: np.ndarray, input_shape: tuple[int, ...], what: str, origin: str, batched: bool = True
 ) -> np.ndarray:
-    """Check samples against the model's input shape (batch excluded); a single sample gets a batch axis."""
-    expected = tuple(input_shape[1:])
+    """Check samples against the model's input shape (batch excluded; for a model without a shared
+    batch axis, the whole shape: one feed per sample); a single sample gets a sample axis."""
+    expected = tuple(input_shape[1:]) if batched else tuple(input_shape)
     if samples.shape == expected:
         samples = samples[None]
     if tuple(samples.shape[1:]) != expected:
         raise UsageError(
             f"{origin}: {what} has shape {tuple(samples.shape)} but the model takes "
-            f"(N, {', '.join(map(str, expected))})"
+            f"(N{''.join(f', {d}' for d in expected)})"
         )
     if len(samples) == 0:
         raise UsageError(f"{origin}: {what} holds no samples")
@@ -148,6 +170,7 @@ def match_inputs(
     names: list[str],
     what: str,
     origin: str,
+    batched: bool = True,
 ) -> list[np.ndarray]:
     """One checked array per model input (a bare array for a one-input model), the same N for all."""
     arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -158,7 +181,7 @@ def match_inputs(
         )
     checked = [
         match_input_shape(
-            np.asarray(a), shape, f"{what} for input {name!r}" if len(names) > 1 else what, origin
+            np.asarray(a), shape, f"{what} for input {name!r}" if len(names) > 1 else what, origin, batched
         )
         for a, shape, name in zip(arrays, shapes, names, strict=True)
     ]

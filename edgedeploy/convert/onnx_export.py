@@ -84,6 +84,59 @@ def _graphs(graph: Any) -> Iterator[Any]:
                 yield from _graphs(sub)
 
 
+# ORT's static quantizer writes per-channel DequantizeLinear (its `axis` attribute exists from opset 13
+# on) whatever the model's opset: an opset 11/12 model (PaddlePaddle's exports) gets an invalid graph.
+QUANTIZATION_MIN_OPSET = 13
+
+
+def opset(path: Path) -> int | None:
+    """The model's ai.onnx opset version (None when it imports none)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def upgrade_opset(path: Path, minimum: int = QUANTIZATION_MIN_OPSET) -> int | None:
+    """Rewrite `path` to opset `minimum` with onnx's version converter when it is older; returns the
+    old opset when it upgraded, else None. Raises UsageError when the converter cannot."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    old = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if old is None or old >= minimum:
+        return None
+    try:
+        upgraded = version_converter.convert_version(model, minimum)
+        onnx.checker.check_model(upgraded)
+    except Exception as err:  # noqa: BLE001 - the converter raises its own C++ error types
+        raise UsageError(
+            f"cannot upgrade opset {old} to {minimum} for quantization ({first_line(err)})"
+        ) from err
+    onnx.save(upgraded, str(path))
+    return old
+
+
+def subgraph_weights(path: Path) -> int:
+    """How many weight values live inside If/Loop/Scan bodies (0 without any)."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    nested = list(_graphs(model.graph))[1:]
+    constants = [  # exporters also store weights as Constant nodes
+        a.t
+        for graph in nested
+        for n in graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    tensors = [t for graph in nested for t in graph.initializer] + constants
+    return sum(int(np.prod(t.dims)) for t in tensors)
+
+
 def set_layout(path: Path, layout: str) -> None:
     """Record the input layout (NCHW/NHWC) in the model's metadata_props."""
     import onnx
@@ -164,6 +217,7 @@ def quantize_int8_static(
     calibration: np.ndarray | list[np.ndarray],
     int8_format: str,
     calibration_method: str = "minmax",
+    batched: bool = True,
 ) -> None:
     """Static int8, per-channel weights, activation ranges calibrated on `calibration` (one array per
     input; after ORT's pre-processing) by `calibration_method`, one of CALIBRATION_METHODS."""
@@ -184,12 +238,17 @@ def quantize_int8_static(
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.starts = iter(range(0, count - batch + 1, batch))
+            self.starts = iter(range(0, count - batch + 1, batch) if batched else range(count))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             start = next(self.starts, None)
             if start is None:
                 return None
+            if not batched:  # one whole feed per sample (scalars, a batch on another axis)
+                return {
+                    name: a[start].astype(dtype, copy=False)
+                    for name, a, dtype in zip(runner.input_names, arrays, runner.input_dtypes, strict=True)
+                }
             return {
                 name: a[start : start + batch] for name, a in zip(runner.input_names, arrays, strict=True)
             }

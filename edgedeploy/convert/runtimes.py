@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedeploy.convert.files import first_line
+from edgedeploy.convert.files import first_line, ort_error
 from edgedeploy.errors import UsageError
 
 Batch = np.ndarray | list[np.ndarray]
@@ -19,6 +19,17 @@ each with the batch axis first (the same N for all)."""
 
 def as_list(inputs: Batch) -> list[np.ndarray]:
     return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
+ONNX_DTYPES: dict[str, Any] = {
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
 
 
 class OnnxRunner:
@@ -35,11 +46,14 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
-            raise UsageError(f"{path}: onnxruntime cannot load it ({first_line(err)})") from err
+            raise UsageError(
+                f"{path}: onnxruntime cannot load it ({ort_error(err, path, str(path))})"
+            ) from err
         inputs = self.session.get_inputs()
         self.input_names = [i.name for i in inputs]
         self.input_shapes = [[d if isinstance(d, int) else None for d in i.shape] for i in inputs]
-        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32 for i in inputs]
+        # Integer inputs (a sample rate, token ids) are fed as integers: float data is cast to them.
+        self.input_dtypes = [ONNX_DTYPES.get(i.type, np.float32) for i in inputs]
         self.input_name, self.input_shape = self.input_names[0], self.input_shapes[0]
 
     @property
@@ -48,13 +62,20 @@ class OnnxRunner:
 
     def run_batch(self, x: Batch) -> np.ndarray:
         feeds = {
-            name: array.astype(dtype, copy=False)
+            name: np.asarray(array, dtype=dtype)  # a 0-d input's sample is a NumPy scalar: make it an array
             for name, array, dtype in zip(self.input_names, as_list(x), self.input_dtypes, strict=True)
         }
         return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
 
     def predict(self, x: Batch) -> np.ndarray:
         return predict_in_batches(self.run_batch, x, self.fixed_batch)
+
+    def predict_each(self, x: Batch) -> np.ndarray:
+        """For models without a shared batch axis: x[i][k] is input i of sample k, a whole feed of
+        the input's shape (a scalar, a state with its batch on axis 1, ...); outputs stacked on a new
+        leading axis."""
+        arrays = as_list(x)
+        return np.stack([self.run_batch([a[k] for a in arrays]) for k in range(len(arrays[0]))])
 
 
 class TfliteRunner:

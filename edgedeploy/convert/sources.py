@@ -37,6 +37,12 @@ class SourceModel:
     module: Any = None  # torch.nn.Module or keras model
     file: Path | None = None  # the file itself, for onnx/tflite sources
     notes: list[str] = field(default_factory=list)
+    integer_inputs: list[str] = field(default_factory=list)  # inputs whose values cannot be invented
+    output_name: str = ""  # the first output's name (verification infers the task from it)
+    # True: every input has its batch on axis 0 (data arrays are (N, *shape[1:]) per input). False
+    # (scalar inputs, a state whose batch is axis 1, ...): each sample is one whole feed, data arrays
+    # are (N, *shape) per input and the model runs one sample at a time.
+    batched: bool = True
 
     @property
     def input_shape(self) -> Shape | None:
@@ -308,15 +314,52 @@ def _load_onnx(path: Path, input_shape: ShapeSpec | None) -> SourceModel:
     runner = OnnxRunner(path)
     shapes = resolve_shapes(str(path), runner.input_names, runner.input_shapes, input_shape)
     assert shapes is not None
-    return SourceModel(
+    initializers = {t.name for t in model.graph.initializer}
+    declared = [
+        [
+            d.dim_param if d.HasField("dim_param") else (d.dim_value or None)
+            for d in i.type.tensor_type.shape.dim
+        ]
+        for i in model.graph.input
+        if i.name not in initializers
+    ]
+    batched = shares_batch_axis_0(declared)
+    source = SourceModel(
         name=str(path),
         kind="onnx",
         input_shapes=shapes,
-        predict=runner.predict,
+        predict=runner.predict if batched else runner.predict_each,
         input_names=runner.input_names,
         file=path,
-        layout=guess_layout(shapes[0]),
+        layout=guess_layout(shapes[0]) if batched else "N/A",
+        batched=batched,
+        integer_inputs=[
+            name
+            for name, dtype in zip(runner.input_names, runner.input_dtypes, strict=True)
+            if np.issubdtype(dtype, np.integer) or dtype is np.bool_
+        ],
+        output_name=runner.session.get_outputs()[0].name,
     )
+    if not batched:
+        source.notes.append(
+            "inputs share no batch axis 0 (a scalar, or a batch on another axis): each verification "
+            "sample is one whole feed, run one at a time"
+        )
+    return source
+
+
+def shares_batch_axis_0(dims: list[list[int | str | None]]) -> bool:
+    """Whether all inputs have their batch on axis 0 (as declared: ints, symbol names, None unknown).
+
+    Not so for a 0-d input (a sample rate), for a symbol that leads one input but sits on another axis
+    elsewhere (Silero VAD: input [batch, n], state [2, batch, 128]), or for fixed leading dimensions
+    that differ (input [1, 576], state [2, 1, 128])."""
+    if any(len(d) == 0 for d in dims):
+        return False
+    leading = {d[0] for d in dims if isinstance(d[0], str) and d[0]}
+    if any(isinstance(dim, str) and dim in leading for d in dims for dim in d[1:]):
+        return False
+    return len({d[0] if isinstance(d[0], int) else "dynamic" for d in dims}) == 1
 
 
 def _load_tflite(path: Path, input_shape: ShapeSpec | None) -> SourceModel:
