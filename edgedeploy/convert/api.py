@@ -126,7 +126,7 @@ def convert_source(
 
             started = time.perf_counter()
             try:
-                base = _fp32_base(source, example, to, precision, calibration, work)
+                base = _fp32_base(source, example, to, precision, calibration, work, notes)
                 if source.kind == "keras":  # TensorFlow's converter already applied the precision
                     candidates = {precision: base}
                 else:
@@ -232,6 +232,7 @@ def _fp32_base(
     precision: str,
     calibration: list[np.ndarray] | None,
     work: Path,
+    notes: list[str],
 ) -> Path:
     """The fp32 model in the target format, from which the other precisions derive."""
     base = work / (f"keras-{precision}.tflite" if source.kind == "keras" else f"fp32.{to}")
@@ -241,6 +242,8 @@ def _fp32_base(
         tflite_export.export_torch(source.module, example[0], base)
     elif source.kind == "keras":
         tflite_export.export_keras(source.module, base, precision, calibration[0] if calibration else None)
+    elif source.kind == "tflite":
+        notes += tflite_export.fp32_from_tflite(source.file, base)
     else:
         shutil.copyfile(source.file, base)
     return base

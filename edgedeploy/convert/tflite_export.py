@@ -60,10 +60,40 @@ def export_keras(model: Any, out: Path, precision: str, calibration: np.ndarray 
     out.write_bytes(converter.convert())
 
 
+def fp32_from_tflite(src: Path, out: Path) -> list[str]:
+    """The fp32 base of a .tflite source, and notes saying what changed.
+
+    Files as SDKs ship them keep fp16 weights behind DEQUANTIZE ops and have no signature; the
+    quantizer needs fp32 weights and calibrates through a signature, and --precision fp32 must give
+    fp32 weights (never the fp16 file unchanged)."""
+    from edgedeploy.convert import tflite_rewrite
+
+    notes = []
+    folded = tflite_rewrite.dequantize_fp16_weights(src, out)
+    if folded:
+        notes.append(f"{folded} fp16 weight tensors dequantized to fp32 (their DEQUANTIZE ops removed)")
+    if tflite_rewrite.signature_inputs(out) is None:
+        tflite_rewrite.add_signature(out)
+        notes.append(
+            f"the file has no signature: added '{tflite_rewrite.SIGNATURE_KEY}' over its inputs and outputs"
+        )
+    return notes
+
+
+# What the weights of each precision must hold afterwards: a quantizer that covers none of a model's
+# ops returns it unchanged, which must not pass for a conversion.
+_EXPECTED_WEIGHTS = {"fp16": "float16", "int8-dynamic": "int8", "int8": "int8"}
+
+
 def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | None) -> None:
     """Quantize an fp32 .tflite. int8 is full integer (int8 input/output too) from the calibration set."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe, recipe_manager
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    try:
+        from ai_edge_quantizer import qtyping, quantizer, recipe, recipe_manager
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    except ImportError as err:
+        raise UsageError(
+            "TFLite quantization needs Google's ai-edge-quantizer: pip install ai-edge-quantizer==0.10.0"
+        ) from err
 
     if precision == "fp16":
         manager = recipe_manager.RecipeManager()
@@ -90,6 +120,13 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
     except (ValueError, RuntimeError, KeyError) as err:
         raise UsageError(f"ai-edge-quantizer failed: {first_line(err)}") from err
     out.write_bytes(bytes(result.quantized_model))
+    from edgedeploy.convert.tflite_rewrite import constant_weight_dtypes
+
+    if _EXPECTED_WEIGHTS[precision] not in constant_weight_dtypes(out):
+        raise UsageError(
+            f"ai-edge-quantizer left every weight in float32 (it quantizes none of this model's ops to "
+            f"{precision}); nothing written"
+        )
 
 
 def _calibrate(src: Path, chosen: Any, calibration: np.ndarray) -> dict[str, Any]:
@@ -114,6 +151,8 @@ def _signature_samples(src: Path, calibration: np.ndarray) -> dict[str, list[dic
 
     interpreter = Interpreter(model_path=str(src))
     signatures = interpreter.get_signature_list()
+    if not signatures:  # fp32_from_tflite adds one; a file without would otherwise stop here
+        raise UsageError("int8 calibration needs a signature and the model has none")
     key, spec = next(iter(signatures.items()))
     input_name = spec["inputs"][0]
     batch = int(interpreter.get_input_details()[0]["shape"][0]) or 1

@@ -1,0 +1,49 @@
+"""convert / inspect / run on third-party model files as packages on PyPI ship them (issue 14, items
+4, 5, 7 and 8): MediaPipe's TFLite files (no signatures, fp16 weights, a custom op, sparse tensors)
+and silero-vad's ONNX model (weights in If subgraphs, dynamic dimensions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgedeploy.convert import tflite_rewrite
+from tests import third_party_tflite as models
+from tests.test_convert_cli import edgedeploy
+
+# --- item 4: TFLite -> TFLite precision changes on files without signatures -----------------------
+
+
+def convert_json(tmp_path: Path, model: Path, precision: str) -> tuple[dict, Path]:
+    out = tmp_path / f"out-{precision}.tflite"
+    proc = edgedeploy(
+        "convert", model, "--to", "tflite", "--precision", precision, "-o", out,
+        "--verify-samples", "4", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout), out
+
+
+def test_tflite_fp16_sdk_file_to_fp32_is_really_fp32(tmp_path: Path):
+    """Before: the fp16 file came back unchanged and the command said it succeeded."""
+    model = models.face_detection_short_range(tmp_path)
+    before = model.read_bytes()
+    assert tflite_rewrite.constant_weight_dtypes(model) == {"float16"}
+    doc, out = convert_json(tmp_path, model, "fp32")
+    assert tflite_rewrite.constant_weight_dtypes(out) == {"float32"}
+    assert doc["verification"]["passed"] and doc["verification"]["max_abs_error"] == 0.0
+    assert any("fp16 weight tensors dequantized to fp32" in note for note in doc["notes"])
+    assert model.read_bytes() == before  # the source is never touched
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8-dynamic"])
+def test_tflite_without_signature_quantizes_to_int8(tmp_path: Path, precision: str):
+    """Before: int8 ended in `error: StopIteration:`, int8-dynamic returned the fp16 file unchanged."""
+    model = models.face_detection_short_range(tmp_path)
+    doc, out = convert_json(tmp_path, model, precision)
+    assert "int8" in tflite_rewrite.constant_weight_dtypes(out)
+    assert doc["verification"]["passed"]
+    assert doc["size_bytes"] < model.stat().st_size
+    assert any("no signature" in note for note in doc["notes"])
