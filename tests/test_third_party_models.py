@@ -47,3 +47,23 @@ def test_tflite_without_signature_quantizes_to_int8(tmp_path: Path, precision: s
     assert doc["verification"]["passed"]
     assert doc["size_bytes"] < model.stat().st_size
     assert any("no signature" in note for note in doc["notes"])
+
+
+# --- item 5: pre-flight asks the runtime about custom ops -----------------------------------------
+
+
+def test_preflight_accepts_custom_op_the_runtime_resolves(tmp_path: Path):
+    """Before: `ops not supported by ai-edge-litert: CUSTOM:Convolution2DTransposeBias`."""
+    model = models.selfie_segmentation(tmp_path)
+    doc, out = convert_json(tmp_path, model, "fp32")
+    assert doc["preflight"]["unsupported"] == []
+    assert doc["preflight"]["custom_ops_resolved"] == ["CUSTOM:Convolution2DTransposeBias"]
+    assert doc["verification"]["passed"] and tflite_rewrite.constant_weight_dtypes(out) == {"float32"}
+
+
+def test_preflight_refuses_custom_ops_the_runtime_lacks(tmp_path: Path):
+    from edgedeploy.convert import preflight
+
+    report = preflight.check_tflite(models.face_landmark_with_attention(tmp_path))
+    assert report["unsupported"] and all(op.startswith("CUSTOM:") for op in report["unsupported"])
+    assert "CUSTOM:Landmarks2TransformMatrix" in report["unsupported"]

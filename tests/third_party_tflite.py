@@ -58,3 +58,8 @@ def face_detection_sparse(tmp_path: Path) -> Path:
 def silero_vad(tmp_path: Path) -> Path:
     """2.3 MB ONNX: inputs input [?, ?], state [2, ?, 128], scalar sr; weights inside If subgraphs."""
     return copy_model(SILERO, "silero_vad/data/silero_vad.onnx", tmp_path)
+
+
+def face_landmark_with_attention(tmp_path: Path) -> Path:
+    """2.5 MB, custom ops ai-edge-litert does not resolve (Landmarks2TransformMatrix, ...)."""
+    return copy_model(MEDIAPIPE, "face_landmark/face_landmark_with_attention.tflite", tmp_path)
