@@ -11,7 +11,7 @@ import pytest
 
 from edgedeploy.convert import tflite_rewrite
 from tests import third_party_tflite as models
-from tests.test_convert_cli import edgedeploy
+from tests.test_convert_cli import assert_one_line_error, edgedeploy
 
 # --- item 4: TFLite -> TFLite precision changes on files without signatures -----------------------
 
@@ -67,3 +67,50 @@ def test_preflight_refuses_custom_ops_the_runtime_lacks(tmp_path: Path):
     report = preflight.check_tflite(models.face_landmark_with_attention(tmp_path))
     assert report["unsupported"] and all(op.startswith("CUSTOM:") for op in report["unsupported"])
     assert "CUSTOM:Landmarks2TransformMatrix" in report["unsupported"]
+
+
+# --- item 7: inspect counts what third-party files hold ---------------------------------------------
+
+
+def inspect_json(tmp_path: Path, model: Path, *args: str) -> dict:
+    proc = edgedeploy("inspect", model, "--json", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_inspect_counts_weights_inside_if_subgraphs(tmp_path: Path):
+    """Before: 0 parameters, sparsity 1.0 (silero-vad keeps every weight in If branches)."""
+    info = inspect_json(tmp_path, models.silero_vad(tmp_path))
+    assert info["parameters"] == 545_286 and 0 < info["sparsity"] < 0.05
+    # Both branches hold matrix products; which runs depends on `sr`: no single MAC count is right.
+    assert info["macs"] is None and "If/Loop" in info["macs_note"]
+
+
+def test_inspect_counts_sparse_tflite_tensors_dense(tmp_path: Path):
+    """Before: 184,492 parameters (the stored values only) and sparsity 0.0."""
+    info = inspect_json(tmp_path, models.face_detection_sparse(tmp_path))
+    assert info["parameters"] == 508_308 and info["nonzero_parameters"] == 184_492
+    assert info["sparsity"] == pytest.approx(1 - 184_492 / 508_308)
+
+
+def test_inspect_macs_unknown_for_dynamic_dims_until_shape_given(tmp_path: Path):
+    """Before: a MAC count from dimensions set to 1 (a sequence axis taken for the batch)."""
+    model = models.silero_vad_sequence(tmp_path)
+    info = inspect_json(tmp_path, model)
+    assert info["macs"] is None and "--shape input=N,576" in info["macs_note"]
+    four = inspect_json(tmp_path, model, "--shape", "input=4,576")
+    eight = inspect_json(tmp_path, model, "--shape", "input=8,576")
+    assert four["macs"] > 0 and eight["macs"] > four["macs"]
+    assert "input=4,576" in four["macs_note"]
+    assert_one_line_error(
+        edgedeploy("inspect", model, "--shape", "y=4,576", cwd=tmp_path), "--shape y: no such input"
+    )
+    assert_one_line_error(
+        edgedeploy("inspect", model, "--shape", "input=4,100", cwd=tmp_path), "does not fit its shape ?,576"
+    )
+
+
+def test_inspect_tflite_custom_op_runtime_verdict(tmp_path: Path):
+    info = inspect_json(tmp_path, models.selfie_segmentation(tmp_path))
+    assert info["runtimes"]["ai-edge-litert"].startswith("ok (loaded here")
+    assert info["macs"] > 0 and "input_1=1,256,256,3" in info["macs_note"]

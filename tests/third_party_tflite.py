@@ -63,3 +63,8 @@ def silero_vad(tmp_path: Path) -> Path:
 def face_landmark_with_attention(tmp_path: Path) -> Path:
     """2.5 MB, custom ops ai-edge-litert does not resolve (Landmarks2TransformMatrix, ...)."""
     return copy_model(MEDIAPIPE, "face_landmark/face_landmark_with_attention.tflite", tmp_path)
+
+
+def silero_vad_sequence(tmp_path: Path) -> Path:
+    """1.2 MB ONNX without If: input [sequence_length, 576] (a dynamic leading axis that is no batch)."""
+    return copy_model(SILERO, "silero_vad/data/silero_vad_16k_sequence.onnx", tmp_path)
