@@ -23,6 +23,7 @@ from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
 from edgedeploy.runner import RUNNER_PATH
+from edgedeploy.runner_inputs import check_inputs
 
 RUNNER_EXIT_BAD_INPUT = 2
 __all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model"]
@@ -140,6 +141,7 @@ def profile_model(
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
+    check_inputs(model, inputs or [], shapes or {})
     if (
         runs < 1
         or repeats < 1
@@ -337,6 +339,7 @@ def run_model(
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
+    check_inputs(model, inputs, shapes or {})
     target = load_inventory(inventory).get(target_name)
     threads = threads or target.threads
     runtime = runtime if runtime != "auto" else target.runtime

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgedeploy.convert import tflite_rewrite
@@ -114,3 +115,54 @@ def test_inspect_tflite_custom_op_runtime_verdict(tmp_path: Path):
     info = inspect_json(tmp_path, models.selfie_segmentation(tmp_path))
     assert info["runtimes"]["ai-edge-litert"].startswith("ok (loaded here")
     assert info["macs"] > 0 and "input_1=1,256,256,3" in info["macs_note"]
+
+
+# --- item 8: run / profile inputs are checked before anything is pushed ----------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32])
+def test_run_refuses_wrong_dtype_naming_the_users_file(tmp_path: Path, dtype: type):
+    """Before: float64 / int32 data ran silently (cast on the device)."""
+    model = models.face_detection_short_range(tmp_path)
+    data = tmp_path / "frame.npy"
+    np.save(data, np.zeros((1, 128, 128, 3), dtype))
+    proc = edgedeploy("run", model, "--inputs", data, cwd=tmp_path)
+    name = np.dtype(dtype).name
+    assert_one_line_error(proc, str(data), f"holds {name}", "expects float32")
+    assert ".cache/edgedeploy" not in proc.stderr
+
+
+def test_run_refuses_shape_for_a_missing_input(tmp_path: Path):
+    """Before: `--shape y=...` was ignored and the model ran."""
+    model = models.face_detection_short_range(tmp_path)
+    proc = edgedeploy("run", model, "--shape", "y=1,128,128,3", cwd=tmp_path)
+    assert_one_line_error(proc, "--shape y: no such input (inputs: input)")
+
+
+def test_run_stateful_model_inputs_in_order_named_on_error(tmp_path: Path):
+    """silero-vad: input [?, ?], state [2, ?, 128], scalar sr. A file in the wrong place is named."""
+    model = models.silero_vad(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((1, 512), np.float32))
+    np.save(tmp_path / "state.npy", np.zeros((2, 1, 128), np.float32))
+    np.save(tmp_path / "sr.npy", np.array(16000, np.int64))
+    ok = edgedeploy("run", model, "--inputs", "x.npy", "state.npy", "sr.npy", "--json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert [o["shape"] for o in json.loads(ok.stdout)["outputs"]] == [[1, 1], [2, 1, 128]]
+    swapped = edgedeploy("run", model, "--inputs", "x.npy", "sr.npy", "state.npy", cwd=tmp_path)
+    assert_one_line_error(swapped, "sr.npy: input 'state' expects shape [2, ?, 128] but it has []")
+    assert ".cache/edgedeploy" not in swapped.stderr
+    np.save(tmp_path / "sr32.npy", np.array(16000, np.int32))
+    wrong = edgedeploy("run", model, "--inputs", "x.npy", "state.npy", "sr32.npy", cwd=tmp_path)
+    assert_one_line_error(wrong, "sr32.npy: holds int32 but input 'sr' expects int64")
+
+
+def test_runner_on_the_device_refuses_the_same(tmp_path: Path):
+    """The runner (used without the host, or by older hosts) no longer casts, nor ignores names."""
+    from tests.test_runner import run_runner
+
+    model = models.face_detection_short_range(tmp_path)
+    np.save(tmp_path / "f64.npy", np.zeros((1, 128, 128, 3)))
+    code, doc = run_runner(model, "--mode", "run", "--inputs", str(tmp_path / "f64.npy"))
+    assert code == 2 and "wants float32" in doc["error"] and "float64" in doc["error"]
+    code, doc = run_runner(model, "--mode", "run", "--shape", "y=1,2")
+    assert code == 2 and doc["error"] == "--shape y: no such input (inputs: input)"
