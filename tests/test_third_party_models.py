@@ -166,3 +166,11 @@ def test_runner_on_the_device_refuses_the_same(tmp_path: Path):
     assert code == 2 and "wants float32" in doc["error"] and "float64" in doc["error"]
     code, doc = run_runner(model, "--mode", "run", "--shape", "y=1,2")
     assert code == 2 and doc["error"] == "--shape y: no such input (inputs: input)"
+
+
+def test_run_model_the_runtime_cannot_load_names_the_users_file(tmp_path: Path):
+    """Before: the message named ~/.cache/edgedeploy/targets/local/models/<copy>."""
+    model = models.face_landmark_with_attention(tmp_path)
+    proc = edgedeploy("run", model, cwd=tmp_path)
+    assert_one_line_error(proc, f"{model}: ai-edge-litert cannot load it", "Landmarks2TransformMatrix")
+    assert ".cache/edgedeploy" not in proc.stderr
