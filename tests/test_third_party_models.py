@@ -50,6 +50,15 @@ def test_tflite_without_signature_quantizes_to_int8(tmp_path: Path, precision: s
     assert any("no signature" in note for note in doc["notes"])
 
 
+def test_tflite_sparse_weights_quantize(tmp_path: Path):
+    """Sparse weights (DENSIFY ops) were left to the quantizer as activations: the int8 file had
+    asymmetric conv weights and LiteRT refused to load it."""
+    model = models.face_detection_sparse(tmp_path)
+    doc, out = convert_json(tmp_path, model, "int8")
+    assert doc["verification"]["passed"] and "int8" in tflite_rewrite.constant_weight_dtypes(out)
+    assert any("sparse weight tensors made dense" in note for note in doc["notes"])
+
+
 # --- item 5: pre-flight asks the runtime about custom ops -----------------------------------------
 
 
@@ -96,19 +105,21 @@ def test_inspect_counts_sparse_tflite_tensors_dense(tmp_path: Path):
 
 def test_inspect_macs_unknown_for_dynamic_dims_until_shape_given(tmp_path: Path):
     """Before: a MAC count from dimensions set to 1 (a sequence axis taken for the batch)."""
+    from edgedeploy.convert.inspect import inspect_model
+    from edgedeploy.errors import UsageError
+
     model = models.silero_vad_sequence(tmp_path)
-    info = inspect_json(tmp_path, model)
+    info = inspect_model(model)
     assert info["macs"] is None and "--shape input=N,576" in info["macs_note"]
     four = inspect_json(tmp_path, model, "--shape", "input=4,576")
-    eight = inspect_json(tmp_path, model, "--shape", "input=8,576")
+    eight = inspect_model(model, {"input": [8, 576]})
     assert four["macs"] > 0 and eight["macs"] > four["macs"]
     assert "input=4,576" in four["macs_note"]
     assert_one_line_error(
         edgedeploy("inspect", model, "--shape", "y=4,576", cwd=tmp_path), "--shape y: no such input"
     )
-    assert_one_line_error(
-        edgedeploy("inspect", model, "--shape", "input=4,100", cwd=tmp_path), "does not fit its shape ?,576"
-    )
+    with pytest.raises(UsageError, match=r"--shape input=4,100 does not fit its shape \?,576"):
+        inspect_model(model, {"input": [4, 100]})
 
 
 def test_inspect_tflite_custom_op_runtime_verdict(tmp_path: Path):

@@ -69,7 +69,12 @@ def fp32_from_tflite(src: Path, out: Path) -> list[str]:
     from edgedeploy.convert import tflite_rewrite
 
     notes = []
-    folded = tflite_rewrite.dequantize_fp16_weights(src, out)
+    folded, densified = tflite_rewrite.dequantize_fp16_weights(src, out)
+    if densified:
+        notes.append(
+            f"{densified} sparse weight tensors made dense (the quantizer takes dense weights; "
+            "the fp32 file is larger than the sparse source)"
+        )
     if folded:
         notes.append(f"{folded} fp16 weight tensors dequantized to fp32 (their DEQUANTIZE ops removed)")
     if tflite_rewrite.signature_inputs(out) is None:

@@ -56,10 +56,12 @@ def constant_weight_dtypes(path: Path) -> set[str]:
     }
 
 
-def dequantize_fp16_weights(src: Path, out: Path) -> int:
-    """Fold every DEQUANTIZE of a constant fp16 tensor into an fp32 constant; returns how many.
+def dequantize_fp16_weights(src: Path, out: Path) -> tuple[int, int]:
+    """Fold every DEQUANTIZE of a constant fp16 tensor into an fp32 constant; returns how many, and
+    how many sparse weights were made dense.
 
-    The DEQUANTIZE ops go; their fp16 inputs are dropped where nothing else reads them."""
+    Constant sparse weights (DENSIFY ops) are made dense first, so that they fold too. The folded ops
+    go; their inputs are dropped where nothing else reads them."""
     schema = _schema()
     model, raw = load(src)
     for code in model.operatorCodes:
@@ -69,13 +71,26 @@ def dequantize_fp16_weights(src: Path, out: Path) -> int:
     dequantize = {
         index
         for index, code in enumerate(model.operatorCodes)
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE
+        if code.builtinCode == schema.BuiltinOperator.DEQUANTIZE
     }
+    densify = {
+        index
+        for index, code in enumerate(model.operatorCodes)
+        if code.builtinCode == schema.BuiltinOperator.DENSIFY
+    }
+    dense_values = _densified_constants(src, model, densify)
     folded = 0
     for sub_index, sub in enumerate(model.subgraphs):
         kept = []
         dropped_inputs = set()
         for op in sub.operators or []:
+            if sub_index == 0 and op.opcodeIndex in densify and int(op.outputs[0]) in dense_values:
+                # A constant sparse weight made dense once here, as the runtime does at every load.
+                model.buffers.append(schema.BufferT())
+                model.buffers[-1].data = np.frombuffer(dense_values[int(op.outputs[0])].tobytes(), np.uint8)
+                sub.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+                dropped_inputs.add(int(op.inputs[0]))
+                continue
             source = sub.tensors[op.inputs[0]] if op.opcodeIndex in dequantize else None
             if (
                 source is None
@@ -102,8 +117,36 @@ def dequantize_fp16_weights(src: Path, out: Path) -> int:
     for index, buffer in enumerate(model.buffers):
         if index and index not in used and buffer.data is not None:
             buffer.data = None  # fp16 copies nobody reads any more
-    save(model, out, len(raw) * 2)
-    return folded
+    save(model, out, len(raw) * 2 + sum(v.nbytes for v in dense_values.values()))
+    return folded, len(dense_values)
+
+
+def _densified_constants(src: Path, model: Any, densify: set[int]) -> dict[int, np.ndarray]:
+    """Dense values of the main graph's DENSIFY outputs (of constant sparse weights), by tensor index.
+
+    The sparse formats (block maps, CSR segments per dimension) are LiteRT's to decode: one run with
+    every tensor kept reads what its DENSIFY kernels produced; the values do not depend on the input."""
+    main = model.subgraphs[0]
+    wanted = [
+        int(op.outputs[0])
+        for op in main.operators or []
+        if op.opcodeIndex in densify and model.buffers[main.tensors[op.inputs[0]].buffer].data is not None
+    ]
+    if not wanted:
+        return {}
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # Without the default (XNNPACK) delegate, which takes DENSIFY over and leaves its outputs unset.
+    interpreter = Interpreter(
+        model_path=str(src),
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    return {index: np.array(interpreter.get_tensor(index)) for index in wanted}
 
 
 def _indices(values: Any) -> list[int]:
