@@ -141,6 +141,10 @@ def test_run_refuses_wrong_dtype_naming_the_users_file(tmp_path: Path, dtype: ty
     name = np.dtype(dtype).name
     assert_one_line_error(proc, str(data), f"holds {name}", "expects float32")
     assert ".cache/edgedeploy" not in proc.stderr
+    if dtype is np.float64:  # profile takes the same path
+        proc = edgedeploy("profile", model, "--inputs", data, cwd=tmp_path)
+        assert_one_line_error(proc, str(data), "holds float64", "expects float32")
+        assert not (tmp_path / "profiles").exists()
 
 
 def test_run_refuses_shape_for_a_missing_input(tmp_path: Path):
