@@ -125,7 +125,17 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
     except (ValueError, RuntimeError, KeyError) as err:
         raise UsageError(f"ai-edge-quantizer failed: {first_line(err)}") from err
     out.write_bytes(bytes(result.quantized_model))
+    from ai_edge_litert.interpreter import Interpreter
+
     from edgedeploy.convert.tflite_rewrite import constant_weight_dtypes
+
+    try:  # named here: verification would name only a temporary file
+        Interpreter(model_path=str(out)).allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(
+            f"ai-edge-quantizer wrote a {precision} file LiteRT cannot load ({first_line(err)}); "
+            "nothing written"
+        ) from err
 
     if _EXPECTED_WEIGHTS[precision] not in constant_weight_dtypes(out):
         raise UsageError(
