@@ -181,21 +181,15 @@ def set_layout(path: Path, layout: str) -> None:
     Re-packing drops data stored after the flatbuffer (buffers with offset/size, which the quantizer
     writes), so such buffers are moved inline first; models under 2 GB fit inline.
     """
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    raw = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
-    for buffer in model.buffers:
-        if buffer.offset > 1:
-            buffer.data = np.frombuffer(raw, dtype=np.uint8, count=buffer.size, offset=buffer.offset)
-            buffer.offset = buffer.size = 0
+    from edgedeploy.convert import tflite_rewrite
+
+    model, raw = tflite_rewrite.load(path)
     model.metadata = [m for m in (model.metadata or []) if m.name not in (LAYOUT_KEY, LAYOUT_KEY.encode())]
     model.buffers.append(schema.BufferT(data=np.frombuffer(layout.encode(), dtype=np.uint8)))
     entry = schema.MetadataT()
     entry.name = LAYOUT_KEY
     entry.buffer = len(model.buffers) - 1
     model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(raw) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
+    tflite_rewrite.save(model, path, len(raw))
