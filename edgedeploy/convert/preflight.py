@@ -84,12 +84,29 @@ def check_onnx(path: Path) -> dict[str, Any]:
 
 
 def check_tflite(path: Path) -> dict[str, Any]:
-    """Custom ops and TF (Flex) ops need kernels the stock LiteRT interpreter does not have."""
+    """Ask the runtime: load the model in ai-edge-litert and allocate its tensors.
+
+    A list of op names cannot say which custom ops a runtime resolves (ai-edge-litert runs MediaPipe's
+    CUSTOM:Convolution2DTransposeBias, for one), so only ops the runtime itself fails on are refused."""
+    from ai_edge_litert.interpreter import Interpreter
+
     from edgedeploy.convert.inspect import tflite_op_names
 
     used = set(tflite_op_names(path))
-    unsupported = sorted(op for op in used if op.startswith(("CUSTOM", "Flex")))
-    return {"converter": "ai-edge-litert", "ops_checked": len(used), "unsupported": unsupported}
+    special = sorted(op for op in used if op.startswith(("CUSTOM", "Flex")))
+    report: dict[str, Any] = {"converter": "ai-edge-litert", "ops_checked": len(used), "unsupported": []}
+    try:
+        Interpreter(model_path=str(path)).allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        message = str(err)
+        # LiteRT names the first op it cannot resolve; report every custom op its message names.
+        report["unsupported"] = [op for op in special if op.split(":")[-1] in message] or [
+            f"(cannot load: {first_line(err)})"
+        ]
+        return report
+    if special:
+        report["custom_ops_resolved"] = special
+    return report
 
 
 def refuse_unsupported(origin: str, report: dict[str, Any]) -> None:

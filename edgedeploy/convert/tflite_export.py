@@ -60,10 +60,45 @@ def export_keras(model: Any, out: Path, precision: str, calibration: np.ndarray 
     out.write_bytes(converter.convert())
 
 
+def fp32_from_tflite(src: Path, out: Path) -> list[str]:
+    """The fp32 base of a .tflite source, and notes saying what changed.
+
+    Files as SDKs ship them keep fp16 weights behind DEQUANTIZE ops and have no signature; the
+    quantizer needs fp32 weights and calibrates through a signature, and --precision fp32 must give
+    fp32 weights (never the fp16 file unchanged)."""
+    from edgedeploy.convert import tflite_rewrite
+
+    notes = []
+    folded, densified = tflite_rewrite.dequantize_fp16_weights(src, out)
+    if densified:
+        notes.append(
+            f"{densified} sparse weight tensors made dense (the quantizer takes dense weights; "
+            "the fp32 file is larger than the sparse source)"
+        )
+    if folded:
+        notes.append(f"{folded} fp16 weight tensors dequantized to fp32 (their DEQUANTIZE ops removed)")
+    if tflite_rewrite.signature_inputs(out) is None:
+        tflite_rewrite.add_signature(out)
+        notes.append(
+            f"the file has no signature: added '{tflite_rewrite.SIGNATURE_KEY}' over its inputs and outputs"
+        )
+    return notes
+
+
+# What the weights of each precision must hold afterwards: a quantizer that covers none of a model's
+# ops returns it unchanged, which must not pass for a conversion.
+_EXPECTED_WEIGHTS = {"fp16": "float16", "int8-dynamic": "int8", "int8": "int8"}
+
+
 def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | None) -> None:
     """Quantize an fp32 .tflite. int8 is full integer (int8 input/output too) from the calibration set."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe, recipe_manager
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    try:
+        from ai_edge_quantizer import qtyping, quantizer, recipe, recipe_manager
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    except ImportError as err:
+        raise UsageError(
+            "TFLite quantization needs Google's ai-edge-quantizer: pip install ai-edge-quantizer==0.10.0"
+        ) from err
 
     if precision == "fp16":
         manager = recipe_manager.RecipeManager()
@@ -90,6 +125,23 @@ def quantize(src: Path, out: Path, precision: str, calibration: np.ndarray | Non
     except (ValueError, RuntimeError, KeyError) as err:
         raise UsageError(f"ai-edge-quantizer failed: {first_line(err)}") from err
     out.write_bytes(bytes(result.quantized_model))
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgedeploy.convert.tflite_rewrite import constant_weight_dtypes
+
+    try:  # named here: verification would name only a temporary file
+        Interpreter(model_path=str(out)).allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(
+            f"ai-edge-quantizer wrote a {precision} file LiteRT cannot load ({first_line(err)}); "
+            "nothing written"
+        ) from err
+
+    if _EXPECTED_WEIGHTS[precision] not in constant_weight_dtypes(out):
+        raise UsageError(
+            f"ai-edge-quantizer left every weight in float32 (it quantizes none of this model's ops to "
+            f"{precision}); nothing written"
+        )
 
 
 def _calibrate(src: Path, chosen: Any, calibration: np.ndarray) -> dict[str, Any]:
@@ -114,6 +166,8 @@ def _signature_samples(src: Path, calibration: np.ndarray) -> dict[str, list[dic
 
     interpreter = Interpreter(model_path=str(src))
     signatures = interpreter.get_signature_list()
+    if not signatures:  # fp32_from_tflite adds one; a file without would otherwise stop here
+        raise UsageError("int8 calibration needs a signature and the model has none")
     key, spec = next(iter(signatures.items()))
     input_name = spec["inputs"][0]
     batch = int(interpreter.get_input_details()[0]["shape"][0]) or 1
@@ -127,21 +181,15 @@ def set_layout(path: Path, layout: str) -> None:
     Re-packing drops data stored after the flatbuffer (buffers with offset/size, which the quantizer
     writes), so such buffers are moved inline first; models under 2 GB fit inline.
     """
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    raw = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
-    for buffer in model.buffers:
-        if buffer.offset > 1:
-            buffer.data = np.frombuffer(raw, dtype=np.uint8, count=buffer.size, offset=buffer.offset)
-            buffer.offset = buffer.size = 0
+    from edgedeploy.convert import tflite_rewrite
+
+    model, raw = tflite_rewrite.load(path)
     model.metadata = [m for m in (model.metadata or []) if m.name not in (LAYOUT_KEY, LAYOUT_KEY.encode())]
     model.buffers.append(schema.BufferT(data=np.frombuffer(layout.encode(), dtype=np.uint8)))
     entry = schema.MetadataT()
     entry.name = LAYOUT_KEY
     entry.buffer = len(model.buffers) - 1
     model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(raw) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
+    tflite_rewrite.save(model, path, len(raw))

@@ -155,7 +155,8 @@ def invoke_runner(
     if "error" in doc:
         # Bad input (the model, the .npy files, a shape) is the user's to fix; the rest is the device's.
         if result.exit_code == RUNNER_EXIT_BAD_INPUT:
-            raise UsageError(f"{model}: {doc['error']}")
+            # The runner knows only its cached copy of the model: the message names the user's file.
+            raise UsageError(f"{model}: {str(doc['error']).replace(runner_command[-1], 'it')}")
         raise TargetError(f"{target.name}: {doc['error']}")
     return doc
 

@@ -216,6 +216,14 @@ def make_inputs(np, specs, files, shapes, seed, notes):
     What was assumed (a dynamic batch set to 1) is appended to `notes`."""
     if files and len(files) != len(specs):
         raise RunnerError("model has %d inputs but %d .npy files were given" % (len(specs), len(files)))
+    names = [spec["name"] for spec in specs]
+    unknown = sorted(name for name in shapes if name and name not in names)
+    if unknown:
+        raise RunnerError("--shape %s: no such input (inputs: %s)" % (", ".join(unknown), ", ".join(names)))
+    if "" in shapes and len(specs) > 1:
+        raise RunnerError(
+            "--shape without a name fits one-input models; give NAME=dims for %s" % ", ".join(names)
+        )
     rng = np.random.RandomState(seed)
     feeds = {}
     for i, spec in enumerate(specs):
@@ -234,9 +242,7 @@ def make_inputs(np, specs, files, shapes, seed, notes):
                     scale, zero_point = spec["quantization"]
                     info = np.iinfo(dtype)
                     arr = np.clip(np.round(arr / scale + zero_point), info.min, info.max).astype(dtype)
-                elif np.can_cast(arr.dtype, dtype, casting="same_kind"):
-                    arr = arr.astype(dtype)
-                else:
+                else:  # never cast silently: float64 or int32 data changes what the model computes
                     raise RunnerError(
                         "input %r wants %s but %s holds %s"
                         % (spec["name"], dtype.name, files[i], arr.dtype.name)
