@@ -14,13 +14,11 @@ import os
 import shutil
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgedeploy.errors import UsageError
-
-DATASETS = ("mnist",)
-
 
 OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json")
 
@@ -38,12 +36,11 @@ def run(
     show_progress: bool,
     teacher: str | None = None,
     teacher_arch: str | None = None,
+    data_options: DataOptions | None = None,
 ) -> dict[str, Any]:
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
 
     # Everything the user can get wrong is checked before any training starts.
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
     if repeats < 1:
         raise UsageError("--repeats must be >= 1")
     if train_samples is not None and train_samples < 1:
@@ -57,7 +54,7 @@ def run(
         if teacher
         else None
     )
-    data = mnist_data(train_samples, seed)
+    data = load_compression_data(dataset, data_options or DataOptions(), train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
 
@@ -88,8 +85,9 @@ def run(
             "recipe": str(recipe or DEFAULT_RECIPE),
             "teacher": teacher,
             "dataset": dataset,
-            "train_samples": len(data.train_y),
-            "eval_samples": len(data.eval_y),
+            "data": data.splits.describe(),
+            "train_samples": data.train_samples,
+            "eval_samples": data.eval_samples,
             "seed": seed,
             "stages": [report.to_dict() for report in first.reports],
             "summary": first.summary,
@@ -97,15 +95,15 @@ def run(
                 "n": repeats,
                 "seeds": [seed + i for i in range(repeats)],
                 "accuracy": accuracies,
-                "accuracy_mean": statistics.fmean(accuracies),
-                "accuracy_std": statistics.stdev(accuracies) if repeats > 1 else 0.0,
+                "accuracy_mean": statistics.fmean(accuracies) if data.labelled else None,
+                "accuracy_std": statistics.stdev(accuracies) if repeats > 1 and data.labelled else 0.0,
             },
             "files": {name: str(output / name) for name in OUTPUT_FILES},
         }
         import torch
 
         torch.save(first.model, staging / "model.pt")
-        example = torch.as_tensor(data.eval_x[:1], dtype=torch.float32)
+        example = data.example()
         torch.export.save(torch.export.export(first.model.eval(), (example,)), str(staging / "model.pt2"))
         (staging / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         output.mkdir(exist_ok=True)
@@ -116,13 +114,62 @@ def run(
     return result
 
 
-def mnist_data(train_samples: int | None, seed: int) -> Any:
-    from edgedeploy.compress.pipeline import CompressionData
-    from edgedeploy.data.mnist import load_mnist
+@dataclass(frozen=True)
+class DataOptions:
+    """How `--data` is read (see edgedeploy.data.sources.load_data)."""
 
-    train, test = load_mnist()
-    train = train.subset(train_samples, seed)
-    return CompressionData(train.as_float(), train.labels, test.as_float(), test.labels)
+    batch_size: int = 128
+    workers: int = 0
+    input_size: tuple[int, int] | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    val_fraction: float = 0.1
+
+
+def load_compression_data(spec: str, options: DataOptions, train_samples: int | None, seed: int) -> Any:
+    from edgedeploy.compress.pipeline import CompressionData
+    from edgedeploy.data.sources import load_data
+
+    splits = load_data(
+        spec,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        input_size=options.input_size,
+        channels=options.channels,
+        mean=options.mean,
+        std=options.std,
+        val_fraction=options.val_fraction,
+        train_samples=train_samples,
+        seed=seed,
+    )
+    return CompressionData.from_splits(splits)
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """`0.485,0.456,0.406` -> a tuple; a value that is not a number is a UsageError naming `option`."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError as err:
+        raise UsageError(
+            f"{option} {text!r}: give numbers separated by commas (e.g. 0.5 or 0.5,0.5,0.5)"
+        ) from err
+    return values
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"--input-size {text!r}: give H,W in pixels (e.g. 224,224)")
+    return size[0], size[1]
 
 
 def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
@@ -182,7 +229,7 @@ def print_report(result: dict[str, Any]) -> None:
         table.add_row(
             report["stage"],
             f"{report['seconds']:.1f}",
-            f"{report['accuracy_before']:.4f} -> {report['accuracy_after']:.4f}",
+            f"{_acc(report['accuracy_before'])} -> {_acc(report['accuracy_after'])}",
             f"{report['params_after']:,}",
             f"{report['nonzeros_after']:,}",
             str(max((layer["unique"] for layer in report["layers"]), default=0)),
@@ -200,10 +247,14 @@ def print_report(result: dict[str, Any]) -> None:
     )
     console.print(f"exported ONNX: {s['survival']['onnx']['verdict']}")
     r = result["repeats"]
-    if r["n"] > 1:
+    if r["n"] > 1 and r["accuracy_mean"] is not None:
         console.print(
             f"final accuracy over {r['n']} runs: {r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f}"
         )
     else:
-        console.print(f"accuracy {s['accuracy_before']:.4f} -> {s['accuracy_after']:.4f}")
+        console.print(f"accuracy {_acc(s['accuracy_before'])} -> {_acc(s['accuracy_after'])}")
     console.print("files: " + ", ".join(result["files"].values()))
+
+
+def _acc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -34,7 +34,7 @@ from edgedeploy.compress.structured import StructuredPruneStage
 from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import zipped_size
-from edgedeploy.train import LossFn, accuracy, seed_everything
+from edgedeploy.train import LossFn, seed_everything
 
 __all__ = [
     "CompressionData",
@@ -137,8 +137,8 @@ def compress_model(
             raise UsageError(f"the teacher gives {teacher_logits} logits per input, the model {logits}")
     constraints = Constraints()
     fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
-    accuracy_before = accuracy(work, data.eval_x, data.eval_y)
-    say(f"input model: accuracy {accuracy_before:.4f}, {fp32_bytes / 1024:.1f} KiB fp32")
+    accuracy_before = data.accuracy(work)
+    say(f"input model: accuracy {_fmt(accuracy_before)}, {fp32_bytes / 1024:.1f} KiB fp32")
     reports = []
     quantization: dict[str, Any] = {}
     carried_loss: LossFn | None = None  # a distill stage's loss that later stages keep using
@@ -160,7 +160,7 @@ def compress_model(
         work = stage.apply(work, ctx)
         carried_loss = ctx.loss_fn
         seconds = time.perf_counter() - stage_start
-        accuracy_after = accuracy(work, data.eval_x, data.eval_y)
+        accuracy_after = data.accuracy(work)
         stats = model_stats(work, example)
         reports.append(
             StageReport(
@@ -180,7 +180,7 @@ def compress_model(
                 details=ctx.notes,
             )
         )
-        ctx.progress(f"done in {seconds:.1f}s, accuracy {current_accuracy:.4f} -> {accuracy_after:.4f}")
+        ctx.progress(f"done in {seconds:.1f}s, accuracy {_fmt(current_accuracy)} -> {_fmt(accuracy_after)}")
         current_accuracy = accuracy_after
     work.eval()
     for param in work.parameters():
@@ -189,9 +189,13 @@ def compress_model(
     summary["seconds"] = round(time.perf_counter() - started, 2)
     say(
         f"done: {summary['rate']:.1f}x smaller ({summary['rate_definition']}), "
-        f"accuracy {accuracy_before:.4f} -> {current_accuracy:.4f}"
+        f"accuracy {_fmt(accuracy_before)} -> {_fmt(current_accuracy)}"
     )
     return CompressionResult(model=work, reports=reports, summary=summary)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a (unlabelled data)" if value is None else f"{value:.4f}"
 
 
 def check_classifier(model: nn.Module, data: CompressionData, what: str = "the model") -> int:
@@ -200,9 +204,13 @@ def check_classifier(model: nn.Module, data: CompressionData, what: str = "the m
         with torch.no_grad():
             out = model.eval()(data.example())
     except Exception as err:  # noqa: BLE001 - any failure here means the model does not fit the data
-        shape = list(data.eval_x.shape[1:])
-        raise UsageError(f"{what} cannot run on inputs of shape {shape}: {err}") from err
-    classes = int(max(data.train_y.max(), data.eval_y.max())) + 1
+        shape = list(data.splits.input_shape)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"{what} cannot run on inputs of shape {shape} from {data.splits.source} ({first}); "
+            "resize with --input-size H,W or set --channels"
+        ) from err
+    classes = data.splits.num_classes or 1
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < classes:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UsageError(f"{what} must output [batch, {classes}] class logits, got {got}")
@@ -213,8 +221,8 @@ def summarize(
     model: nn.Module,
     example: torch.Tensor,
     fp32_bytes: int,
-    accuracy_before: float,
-    accuracy_after: float,
+    accuracy_before: float | None,
+    accuracy_after: float | None,
     quantization: dict[str, Any],
     onnx_path: Path | None,
 ) -> dict[str, Any]:
