@@ -135,7 +135,7 @@ def train(
 def predict(model: nn.Module, x: Inputs, batch_size: int = 1000) -> np.ndarray:
     """Logits for x (arrays, a Dataset or a DataLoader, in order) as a numpy array (model in eval mode)."""
     model.eval()
-    return torch.cat([model(xb) for xb, _ in _ordered_batches(x, batch_size)]).numpy()
+    return torch.cat([model(xb) for xb, _ in ordered_batches(x, batch_size)]).numpy()
 
 
 @torch.no_grad()
@@ -143,13 +143,13 @@ def accuracy(model: nn.Module, x: Inputs, y: np.ndarray | torch.Tensor | None = 
     """Top-1 accuracy in [0, 1] (labels from `y`, or from the Dataset/DataLoader's batches)."""
     model.eval()
     correct = total = 0
-    for xb, yb in _ordered_batches(x, 1000, y):
+    for xb, yb in ordered_batches(x, 1000, y):
         correct += int((model(xb).argmax(dim=1) == yb).sum())
         total += len(yb)
     return correct / total if total else float("nan")
 
 
-def _ordered_batches(
+def ordered_batches(
     x: Inputs, batch_size: int, y: np.ndarray | torch.Tensor | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     from edgedeploy.data.sources import iterate
@@ -166,7 +166,7 @@ def _ordered_batches(
         return
     arrays = _arrays(x, None)
     if arrays is not None:
-        yield from _ordered_batches(arrays[0], batch_size, arrays[1])
+        yield from ordered_batches(arrays[0], batch_size, arrays[1])
         return
     loader = x if isinstance(x, DataLoader) else DataLoader(x, batch_size=batch_size)
     for batch in iterate(loader):

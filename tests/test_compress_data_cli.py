@@ -131,6 +131,7 @@ def test_compress_on_an_npz_and_the_old_dataset_option(
     np.savez(workdir / "vectors.npz", x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:])
     code, out, err = compress(
         workdir, monkeypatch, capsys, "usermodels:vector4", "--dataset", "vectors.npz", "-r", "recipe.yaml",
+        "--batch-size", "16",
         "-o", "out-npz", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -153,6 +154,7 @@ def test_compress_on_a_factory(
     )
     code, out, err = compress(
         workdir, monkeypatch, capsys, "usermodels:vector4", "--data", "userdata:splits", "-r", "recipe.yaml",
+        "--batch-size", "16",
         "-o", "out-factory", "--json",
     )  # fmt: skip
     assert code == 0, err
