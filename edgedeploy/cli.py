@@ -124,6 +124,15 @@ def compress(
     val_fraction: Annotated[
         float, typer.Option(help="Share held out for validation when the data has no val split.")
     ] = 0.1,
+    latency_target: Annotated[
+        str,
+        typer.Option(
+            help="Time the input's and each stage's exported ONNX file on this target with the runner "
+            "(default: local, this host); 'none' skips timing."
+        ),
+    ] = "local",
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
@@ -152,6 +161,9 @@ def compress(
         teacher=teacher,
         teacher_arch=teacher_arch,
         data_options=data_options,
+        latency_target=None if latency_target.lower() == "none" else latency_target,
+        inventory=inventory,
+        trust_new=trust_new,
     )
     if as_json:
         print_json(result)

@@ -123,6 +123,8 @@ def compress_model(
     if not isinstance(model, nn.Module):
         raise UsageError(f"expected a torch nn.Module, got {type(model).__name__}")
     stages = load_recipe(recipe)
+    if not data.labelled:
+        check_unlabelled(stages)
     say = progress or (lambda _msg: None)
     seed_everything(seed)
     started = time.perf_counter()
@@ -203,6 +205,25 @@ def compress_model(
         f"accuracy {_fmt(accuracy_before)} -> {_fmt(current_accuracy)}"
     )
     return CompressionResult(model=work, reports=reports, summary=summary)
+
+
+def check_unlabelled(stages: list[Stage]) -> None:
+    """Unlabelled data trains only through a teacher: every stage that fine-tunes must come after a
+    distill stage with alpha 1 and carry (or be one with alpha 1). Checked before any training."""
+    carried = False
+    for stage in stages:
+        if isinstance(stage, DistillStage):
+            if stage.alpha != 1:
+                raise UsageError(
+                    f"stage 'distill': alpha {stage.alpha} weighs in the labels, but the data is "
+                    "unlabelled: use alpha: 1"
+                )
+            carried = stage.carry
+        elif getattr(stage, "epochs", 0) > 0 and not carried:
+            raise UsageError(
+                f"stage {stage.name!r}: the data has no labels to fine-tune on; put a distill stage with "
+                "alpha: 1 and carry: true before it, give it epochs: 0, or give labelled data"
+            )
 
 
 def _fmt(value: float | None) -> str:

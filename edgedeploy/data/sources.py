@@ -238,8 +238,8 @@ def load_data(
         splits = _factory(spec)
     else:
         raise UsageError(
-            f"data {spec}: no such file or folder, and not a built-in ({', '.join(BUILTINS)}) "
-            "or module:factory"
+            f"unknown dataset {spec!r}: no such file or folder, and not a built-in "
+            f"({', '.join(BUILTINS)}) or module:factory"
         )
     splits.batch_size, splits.workers = batch_size, workers
     if train_samples is not None:
