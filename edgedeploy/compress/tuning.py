@@ -66,7 +66,7 @@ def fine_tune(
 
 def steps_for(ctx: StageContext, epochs: float) -> int:
     """Optimizer steps that `train` takes for `epochs` over the training data."""
-    train = ctx.data.train
-    if isinstance(train, DataLoader):
+    train = ctx.data.training_data(ctx.seed)
+    if isinstance(train, DataLoader):  # as `train` counts: whole batches per epoch
         return max(1, int(round(epochs * len(train))))
     return max(1, int(round(epochs * ctx.data.train_samples / ctx.data.batch_size)))
