@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
-import importlib.util
 import struct
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -572,14 +570,9 @@ def _factory(spec: str) -> DataSplits:
     module_name, _, attr = spec.rpartition(":")
     try:
         if module_name.endswith(".py"):
-            file = Path(module_name)
-            if not file.is_file():
-                raise UsageError(f"data {spec}: no such file {file}")
-            module_spec = importlib.util.spec_from_file_location(file.stem, file)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[file.stem] = module
-            module_spec.loader.exec_module(module)
+            from edgedeploy.models.loading import import_file
+
+            module = import_file(module_name, f"data {spec}")
         else:
             module = importlib.import_module(module_name)
         factory = getattr(module, attr)

@@ -26,7 +26,7 @@ def build_from_factory(spec: str) -> Any:
     module_name, _, attr = spec.rpartition(":")
     try:
         if module_name.endswith(".py"):
-            module = _import_file(module_name, spec)
+            module = import_file(module_name, spec)
         else:
             module = importlib.import_module(module_name)
         factory = getattr(module, attr)
@@ -75,7 +75,7 @@ def build_from_state_dict(
     return model
 
 
-def _import_file(path: str, spec: str) -> Any:
+def import_file(path: str, spec: str) -> Any:
     """The module defined by a .py file (a factory file beside the user's model)."""
     import importlib.util
     import sys
