@@ -309,7 +309,7 @@ def print_report(result: dict[str, Any]) -> None:
         files.add_row(
             name,
             f"{entry['file_bytes']:,}",
-            f"{entry['file_deep_compression_bytes']:,}",
+            f"{entry['deep_compression_bytes']:,}",
             _acc(entry["file_accuracy"]),
             "-" if p50 is None else f"{p50:.3f}",
         )

@@ -30,7 +30,6 @@ from edgedeploy.compress.prune import PruneStage
 from edgedeploy.compress.quantize import QATStage, QuantizeStage
 from edgedeploy.compress.stage import CompressionData, Stage, StageContext, StageReport
 from edgedeploy.compress.stats import model_stats
-from edgedeploy.compress.storage import model_storage
 from edgedeploy.compress.structured import StructuredPruneStage
 from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
 from edgedeploy.errors import UsageError
@@ -183,9 +182,9 @@ def compress_model(
                 macs_after=stats.macs,
                 nonzero_macs_after=stats.nonzero_macs,
                 fp32_bytes=stats.params * 4,
-                deep_compression_bytes=model_storage(work).total_bytes,
                 layers=[layer.to_dict() for layer in stats.layers],
                 details=ctx.notes,
+                # deep_compression_bytes, file size and accuracy: of the stage's exported file.
                 **files.measure(work, example, f"{index + 1:02d}-{stage.name}"),
             )
         )
@@ -316,7 +315,7 @@ class FileMeasure:
         return {
             "file": str(path) if self.keep else None,
             "file_bytes": path.stat().st_size,
-            "file_deep_compression_bytes": onnx_file_storage(path).total_bytes,
+            "deep_compression_bytes": onnx_file_storage(path).total_bytes,
             "file_accuracy": onnx_file_accuracy(path, self.data),
         }
 

@@ -197,13 +197,12 @@ class StageReport:
     nonzero_macs_after: int
     fp32_bytes: int
     deep_compression_bytes: int
+    """Deep-Compression size of the stage's exported ONNX file's weights (what deploys)."""
     layers: list[dict[str, Any]]
     details: dict[str, Any]
     file: str | None = None
     """The stage's model exported to ONNX (kept under the output's stages/ by `compress`)."""
     file_bytes: int | None = None
-    file_deep_compression_bytes: int | None = None
-    """Deep-Compression size of the exported file's weights (what deploys, BatchNorm folded)."""
     file_accuracy: float | None = None
     """Top-1 accuracy of the exported file on the validation data (onnxruntime)."""
     latency_ms_p50: float | None = None
