@@ -23,7 +23,6 @@ from torch.nn.utils import parametrize
 from edgedeploy.compress.layers import weight_layers
 from edgedeploy.compress.stage import Stage, StageContext, require
 from edgedeploy.compress.tuning import fine_tune
-from edgedeploy.train import accuracy
 
 PTQ_MODES = ("fp16", "int8_dynamic", "int8_static")
 
@@ -176,14 +175,19 @@ class QATStage(Stage):
         try:
             with activation_quantizers(model) as quantizers:
                 if self.activations:
-                    calibrate(model, quantizers, ctx.data.train_x, self.calibration_samples)
+                    calibrate(
+                        model,
+                        quantizers,
+                        ctx.data.train_inputs(self.calibration_samples),
+                        self.calibration_samples,
+                    )
                 for q in quantizers.values():
                     q.observe = "ema" if self.activations else None  # ranges follow the training weights
                 fine_tune(model, ctx, label="qat", epochs=self.epochs, lr=self.lr)
                 for q in quantizers.values():
                     q.observe = None
                 if self.activations:
-                    ctx.notes["accuracy_int8_simulated"] = accuracy(model, ctx.data.eval_x, ctx.data.eval_y)
+                    ctx.notes["accuracy_int8_simulated"] = ctx.data.accuracy(model)
                 # Bake: the plain weight becomes the quantized value of the latent weight.
                 for layer in layers.values():
                     parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
@@ -231,8 +235,10 @@ class QuantizeStage(Stage):
             )
             return model
         with activation_quantizers(model) as quantizers:
-            calibrate(model, quantizers, ctx.data.train_x, self.calibration_samples)
-            ctx.notes["accuracy_int8_simulated"] = accuracy(model, ctx.data.eval_x, ctx.data.eval_y)
+            calibrate(
+                model, quantizers, ctx.data.train_inputs(self.calibration_samples), self.calibration_samples
+            )
+            ctx.notes["accuracy_int8_simulated"] = ctx.data.accuracy(model)
             record_scales(model, ctx, 8, self.per_channel, quantizers)
         ctx.notes["deploy"] = "int8 weights and calibrated activations: convert with --precision int8"
         return model

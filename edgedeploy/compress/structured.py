@@ -122,7 +122,7 @@ class StructuredPruneStage(Stage):
 
     def drop_square_layers(self, model: nn.Module, ctx: StageContext) -> list[str]:
         """Greedily replace the square Linear layers whose removal hurts accuracy least."""
-        x, y = ctx.data.eval_x[:2000], ctx.data.eval_y[:2000]
+        subset = ctx.data.eval_subset(2000)
         dropped = []
         for _ in range(self.drop_layers):
             candidates = [
@@ -136,7 +136,7 @@ class StructuredPruneStage(Stage):
             for name in candidates:
                 layer = model.get_submodule(name)
                 replace_module(model, name, nn.Identity())
-                scores[name] = accuracy(model, x, y)
+                scores[name] = accuracy(model, subset)
                 replace_module(model, name, layer)
             best = max(scores, key=scores.__getitem__)
             replace_module(model, best, nn.Identity())
