@@ -187,7 +187,13 @@ def convert_source(
             started = time.perf_counter()
             sample_shape = tuple(reference.shape[1:])
             metric, metric_reason = choose_metric(
-                verify_metric, precision, tolerance is not None, sample_shape, source.output_name, batched
+                verify_metric,
+                precision,
+                tolerance is not None,
+                sample_shape,
+                source.output_name,
+                batched,
+                reference,
             )
             tol = float(tolerance) if tolerance is not None else default_tolerance(precision, reference)
             checks = {

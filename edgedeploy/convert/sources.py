@@ -380,6 +380,7 @@ def _load_tflite(path: Path, input_shape: ShapeSpec | None) -> SourceModel:
         input_names=names,
         file=path,
         layout=guess_layout(shapes[0]),
+        output_name=str(runner.output["name"]),
     )
 
 
