@@ -25,7 +25,7 @@ MIN_PSNR_DB = {"fp32": 60.0, "fp16": 40.0, "int8-dynamic": 20.0, "int8": 20.0}
 MIN_STEP_AGREEMENT = {"fp32": 0.999, "fp16": 0.98, "int8-dynamic": 0.9, "int8": 0.9}
 # int8 at 0.25, as RELATIVE_TOLERANCE: the raw [2304, 16] box regressors of MediaPipe's full-range face
 # detector (mostly anchors with no face) differ by 0.19 relative L2 from fp32 after ai-edge-quantizer's
-# int8, on scikit-image's photos as on random inputs; 0.1 refused every int8 detector we tried.
+# int8, on scikit-image's photos as on random inputs, so 0.1 refused it.
 MAX_RELATIVE_ERROR = {"fp32": 1e-4, "fp16": 1e-2, "int8-dynamic": 0.25, "int8": 0.25}
 
 # Output names that say "values, not class scores", whatever the shape.
