@@ -44,7 +44,7 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
 def fold_batch_norms(model: nn.Module, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Fold each foldable BatchNorm into its producer (in place, BN becomes Identity); returns the names.
 
-    Layers named in `keep` are left alone (a clustered layer: per-channel scaling would break its codebook)."""
+    Layers named in `keep` are left alone (clustered: per-channel scaling would break the codebook)."""
     folded = []
     for layer_name, norm_name in conv_bn_pairs(model):
         if layer_name in keep:

@@ -146,10 +146,11 @@ class StructuredPruneStage(Stage):
                 raise UsageError(f"stage {self.name!r}: Torch-Pruning failed at step {step}: {err}") from err
             model.zero_grad(set_to_none=True)
             check_pruned(model, example, expected, self.name)
+            # With a latency goal, each step gets the full `epochs`: the number of steps is not known ahead.
+            epochs = self.epochs if self.latency_goal else self.epochs / steps
             fine_tune(
-                model, ctx, label=f"prune_structured step {step}", epochs=self.epochs / (1 if self.latency_goal else steps),
-                lr=self.lr, seed_offset=step,
-            )  # fmt: skip
+                model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr, seed_offset=step
+            )
             latency = self.measure(model, example, ctx) if self.latency_goal else None
             history.append(self.step_record(step, model, example, latency))
             if latency is not None and baseline_ms is not None:

@@ -144,7 +144,7 @@ class ConvBNReLU(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, residual add when shapes match."""
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, add when shapes match."""
 
     def __init__(self, inputs: int, outputs: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
