@@ -63,9 +63,13 @@ def test_pruned_graph_exports_verifies_and_runs_faster(graph: str, tmp_path: Pat
     formats = ["onnx", "tflite"] if HAS_LITERT_TORCH else ["onnx"]
     for fmt in formats:
         report = convert_torch(
-            pruned, data.eval_x[:1], to=fmt, precision="fp32", output=tmp_path / f"pruned.{fmt}",
+            pruned,
+            data.eval_x[:1],
+            to=fmt,
+            precision="fp32",
+            output=tmp_path / f"pruned.{fmt}",
             verify_inputs=data.eval_x[:8],
-        )  # fmt: skip
+        )
         assert report["verification"]["passed"]
     files = {
         "dense": export_onnx(model, example, tmp_path / "dense.onnx"),
@@ -127,7 +131,8 @@ def test_batch_norm_folding_keeps_outputs_and_removes_batch_norms() -> None:
     x = torch.rand(4, 1, 28, 28)
     before = model(x)
     folded = fold_batch_norms(model)
-    assert len(folded) == sum(1 for m in zoo.mobilenetv2(width_mult=0.5).modules() if isinstance(m, nn.BatchNorm2d))
+    norms = [m for m in zoo.mobilenetv2(width_mult=0.5).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(folded) == len(norms)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert torch.allclose(model(x), before, atol=1e-4)
 
@@ -139,7 +144,8 @@ def test_qat_folds_batch_norm_and_quantizes_per_channel() -> None:
     assert not any(isinstance(m, nn.BatchNorm2d) for m in result.model.modules())
     assert result.reports[0].details["folded_batch_norms"]
     conv = result.model.layers[0].conv1
-    scale = torch.tensor(result.summary["quantization"]["layers.0.conv1"]["weight_scale"])[:, None, None, None]
+    scale = torch.tensor(result.summary["quantization"]["layers.0.conv1"]["weight_scale"])
+    scale = scale[:, None, None, None]
     assert scale.numel() == conv.out_channels  # per output channel
     assert torch.allclose(conv.weight / scale, (conv.weight / scale).round(), atol=1e-3)
 
