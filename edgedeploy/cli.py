@@ -75,7 +75,17 @@ def compress(
     arch: Annotated[
         str | None, typer.Option(help="Architecture name for a state_dict file (e.g. lenet300).")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Training/evaluation data: mnist.")] = "mnist",
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "--dataset",
+            help="Training/validation data: mnist, fashion-mnist, digits; a folder of images "
+            "(train/<class>/*.png and val/<class>/..., or <class>/... split by --val-fraction; images "
+            "without class folders are unlabelled, for distillation only); an .npz with x_train, y_train, "
+            "x_val, y_val; or module:factory returning (train, val) torch Datasets or DataLoaders.",
+        ),
+    ] = "mnist",
     train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     repeats: Annotated[
@@ -88,10 +98,55 @@ def compress(
     teacher_arch: Annotated[
         str | None, typer.Option(help="Architecture name for a teacher state_dict file.")
     ] = None,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes decoding images (0: in this process).")
+    ] = 0,
+    input_size: Annotated[
+        str | None,
+        typer.Option(help="Image folders: resize every image to H,W (default: the first image's size)."),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB) (default: 1 if the first image is gray)."),
+    ] = None,
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            help="Normalise inputs as (x - mean) / std, one value or one per channel, e.g. "
+            "0.485,0.456,0.406 (default: none, inputs are [0, 1] pixels). Give the values the model "
+            "was trained with; the compressed model then expects normalised inputs too."
+        ),
+    ] = None,
+    std: Annotated[
+        str | None, typer.Option(help="Normalisation std, with --mean (e.g. 0.229,0.224,0.225).")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share held out for validation when the data has no val split.")
+    ] = 0.1,
+    latency_target: Annotated[
+        str,
+        typer.Option(
+            help="Time the input's and each stage's exported ONNX file on this target with the runner "
+            "(default: local, this host); 'none' skips timing."
+        ),
+    ] = "local",
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
     from edgedeploy import compress_job
+
+    data_options = compress_job.DataOptions(
+        batch_size=batch_size,
+        workers=workers,
+        input_size=compress_job.parse_size(input_size),
+        channels=channels,
+        mean=compress_job.parse_floats(mean, "--mean"),
+        std=compress_job.parse_floats(std, "--std"),
+        val_fraction=val_fraction,
+    )
 
     result = compress_job.run(
         model=model,
@@ -105,6 +160,10 @@ def compress(
         show_progress=not as_json,
         teacher=teacher,
         teacher_arch=teacher_arch,
+        data_options=data_options,
+        latency_target=None if latency_target.lower() == "none" else latency_target,
+        inventory=inventory,
+        trust_new=trust_new,
     )
     if as_json:
         print_json(result)

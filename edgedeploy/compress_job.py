@@ -14,15 +14,20 @@ import os
 import shutil
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgedeploy.errors import UsageError
 
-DATASETS = ("mnist",)
-
-
-OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json")
+OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json", "calibration.npy")
+CALIBRATION_BYTES = 16 * 2**20
+"""Budget of calibration.npy: training inputs for `convert --precision int8 --calibration`."""
+STAGES_DIR = "stages"
+"""Each stage's model as ONNX (00-input.onnx, 01-<stage>.onnx, ...): what the per-stage sizes,
+accuracies and latencies of the report were measured on."""
 
 
 def run(
@@ -38,12 +43,14 @@ def run(
     show_progress: bool,
     teacher: str | None = None,
     teacher_arch: str | None = None,
+    data_options: DataOptions | None = None,
+    latency_target: str | None = "local",
+    inventory: Path | None = None,
+    trust_new: bool = False,
 ) -> dict[str, Any]:
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
 
     # Everything the user can get wrong is checked before any training starts.
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
     if repeats < 1:
         raise UsageError("--repeats must be >= 1")
     if train_samples is not None and train_samples < 1:
@@ -57,11 +64,18 @@ def run(
         if teacher
         else None
     )
-    data = mnist_data(train_samples, seed)
+    data = load_compression_data(dataset, data_options or DataOptions(), train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
 
     say = _printer() if show_progress else None
+    warnings = []
+    if data.splits.mean is None and not data.splits.source.endswith("(module:factory)"):
+        # Whether a model expects normalised inputs cannot be read off its weights: say what it got.
+        warnings.append(
+            "inputs were [0, 1] pixels, not normalised: if the model was trained on normalised inputs "
+            "(e.g. torchvision's Normalize), give the same --mean/--std"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
@@ -70,6 +84,7 @@ def run(
             if say and repeats > 1:
                 say(f"run {repeat + 1}/{repeats} (seed {seed + repeat})")
             onnx_path = staging / "model.onnx" if repeat == 0 else None
+            stage_dir = staging / STAGES_DIR if repeat == 0 else None
             runs.append(
                 compress_model(
                     torch_model,
@@ -79,6 +94,7 @@ def run(
                     progress=say,
                     teacher=teacher_model,
                     onnx_path=onnx_path,
+                    stage_dir=stage_dir,
                 )
             )
         first = runs[0]
@@ -88,8 +104,9 @@ def run(
             "recipe": str(recipe or DEFAULT_RECIPE),
             "teacher": teacher,
             "dataset": dataset,
-            "train_samples": len(data.train_y),
-            "eval_samples": len(data.eval_y),
+            "data": data.splits.describe(),
+            "train_samples": data.train_samples,
+            "eval_samples": data.eval_samples,
             "seed": seed,
             "stages": [report.to_dict() for report in first.reports],
             "summary": first.summary,
@@ -97,32 +114,124 @@ def run(
                 "n": repeats,
                 "seeds": [seed + i for i in range(repeats)],
                 "accuracy": accuracies,
-                "accuracy_mean": statistics.fmean(accuracies),
-                "accuracy_std": statistics.stdev(accuracies) if repeats > 1 else 0.0,
+                "accuracy_mean": statistics.fmean(accuracies) if data.labelled else None,
+                "accuracy_std": statistics.stdev(accuracies) if repeats > 1 and data.labelled else 0.0,
             },
             "files": {name: str(output / name) for name in OUTPUT_FILES},
+            "warnings": warnings,
         }
+        # The stage files move to output/stages/ with the rest.
+        for entry in [*result["stages"], result["summary"]["input_file"]]:
+            if entry.get("file"):
+                entry["file"] = str(output / STAGES_DIR / Path(entry["file"]).name)
+        if latency_target:
+            if say:
+                say(f"timing the input and each stage's ONNX file on target {latency_target!r}")
+            result["latency"] = time_stage_files(
+                staging / STAGES_DIR, result, latency_target, inventory, trust_new
+            )
         import torch
 
         torch.save(first.model, staging / "model.pt")
-        example = torch.as_tensor(data.eval_x[:1], dtype=torch.float32)
+        example = data.example()
         torch.export.save(torch.export.export(first.model.eval(), (example,)), str(staging / "model.pt2"))
+        sample_bytes = 4 * max(1, int(example.numel()))
+        calibration_n = max(8, min(256, CALIBRATION_BYTES // sample_bytes))
+        np.save(staging / "calibration.npy", data.train_inputs(calibration_n).numpy())
         (staging / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         output.mkdir(exist_ok=True)
         for name in OUTPUT_FILES:
             os.replace(staging / name, output / name)
+        if (output / STAGES_DIR).is_dir():
+            shutil.rmtree(output / STAGES_DIR)  # the stage files of an earlier run into this output
+        os.replace(staging / STAGES_DIR, output / STAGES_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def mnist_data(train_samples: int | None, seed: int) -> Any:
-    from edgedeploy.compress.pipeline import CompressionData
-    from edgedeploy.data.mnist import load_mnist
+def time_stage_files(
+    folder: Path, result: dict[str, Any], target_name: str, inventory: Path | None, trust_new: bool
+) -> dict[str, Any]:
+    """p50 latency of the input's and each stage's ONNX file on the target, by the stand-alone
+    runner (as `convert --int8-format auto` times its candidates: in turns, same threads); fills
+    each stage's `latency_ms_p50` and returns where and how it was timed."""
+    from edgedeploy.convert.timing import TargetTimer
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.inventory import load_inventory
 
-    train, test = load_mnist()
-    train = train.subset(train_samples, seed)
-    return CompressionData(train.as_float(), train.labels, test.as_float(), test.labels)
+    files = {path.stem: path for path in sorted(folder.glob("*.onnx"))}
+    device = load_inventory(inventory).get(target_name)
+    with open_transport(device, trust_new=trust_new) as transport:
+        timed = TargetTimer(transport, device, remote_prefix="compress-").latencies(files, None, None)  # type: ignore[arg-type]
+    p50 = timed["p50_ms"]
+    base = p50.get("00-input")
+    for index, stage in enumerate(result["stages"], 1):
+        stage["latency_ms_p50"] = p50.get(f"{index:02d}-{stage['stage']}")
+    return {
+        "input_ms_p50": base,
+        "final_ms_p50": result["stages"][-1]["latency_ms_p50"] if result["stages"] else base,
+        "timed_on": timed["timed_on"],
+        "where": timed["where"],
+    }
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How `--data` is read (see edgedeploy.data.sources.load_data)."""
+
+    batch_size: int = 128
+    workers: int = 0
+    input_size: tuple[int, int] | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    val_fraction: float = 0.1
+
+
+def load_compression_data(spec: str, options: DataOptions, train_samples: int | None, seed: int) -> Any:
+    from edgedeploy.compress.pipeline import CompressionData
+    from edgedeploy.data.sources import load_data
+
+    splits = load_data(
+        spec,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        input_size=options.input_size,
+        channels=options.channels,
+        mean=options.mean,
+        std=options.std,
+        val_fraction=options.val_fraction,
+        train_samples=train_samples,
+        seed=seed,
+    )
+    return CompressionData.from_splits(splits)
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """`0.485,0.456,0.406` -> a tuple; a value that is not a number is a UsageError naming `option`."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError as err:
+        raise UsageError(
+            f"{option} {text!r}: give numbers separated by commas (e.g. 0.5 or 0.5,0.5,0.5)"
+        ) from err
+    return values
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"--input-size {text!r}: give H,W in pixels (e.g. 224,224)")
+    return size[0], size[1]
 
 
 def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
@@ -176,19 +285,36 @@ def print_report(result: dict[str, Any]) -> None:
 
     console = Console()
     table = Table(title=f"compress {result['model']}")
-    for column in ("stage", "seconds", "accuracy", "params", "non-zeros", "unique (max)", "DC bytes"):
+    for column in ("stage", "seconds", "accuracy", "params", "non-zeros", "MACs", "unique (max)"):
         table.add_column(column, justify="left" if column == "stage" else "right")
+    # Measured on each stage's exported ONNX file (output/stages/), not on the torch model.
+    files = Table(title="each stage's exported ONNX file")
+    for column in ("stage", "file bytes", "DC bytes", "accuracy", "p50 ms"):
+        files.add_column(column, justify="left" if column == "stage" else "right")
+    start = result["summary"]["input_file"]
+    latency = result.get("latency") or {}
+    rows = [("input", start, latency.get("input_ms_p50"))]
     for report in result["stages"]:
         table.add_row(
             report["stage"],
             f"{report['seconds']:.1f}",
-            f"{report['accuracy_before']:.4f} -> {report['accuracy_after']:.4f}",
+            f"{_acc(report['accuracy_before'])} -> {_acc(report['accuracy_after'])}",
             f"{report['params_after']:,}",
             f"{report['nonzeros_after']:,}",
+            f"{report['macs_after']:,}",
             str(max((layer["unique"] for layer in report["layers"]), default=0)),
-            f"{report['deep_compression_bytes']:,}",
+        )
+        rows.append((report["stage"], report, report.get("latency_ms_p50")))
+    for name, entry, p50 in rows:
+        files.add_row(
+            name,
+            f"{entry['file_bytes']:,}",
+            f"{entry['file_deep_compression_bytes']:,}",
+            _acc(entry["file_accuracy"]),
+            "-" if p50 is None else f"{p50:.3f}",
         )
     console.print(table)
+    console.print(files)
     s = result["summary"]
     console.print(
         f"fp32 {s['fp32_bytes']:,} B -> Deep-Compression format {s['deep_compression_bytes']:,} B: "
@@ -199,11 +325,23 @@ def print_report(result: dict[str, Any]) -> None:
         f"({s['zipped_rate']:.1f}x); weight sparsity {s['weight_sparsity']:.1%}"
     )
     console.print(f"exported ONNX: {s['survival']['onnx']['verdict']}")
+    if result.get("latency"):
+        lat = result["latency"]
+        console.print(
+            f"latency p50 {lat['input_ms_p50']:.3f} ms (input) -> {lat['final_ms_p50']:.3f} ms "
+            f"({lat['where']})"
+        )
     r = result["repeats"]
-    if r["n"] > 1:
+    if r["n"] > 1 and r["accuracy_mean"] is not None:
         console.print(
             f"final accuracy over {r['n']} runs: {r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f}"
         )
     else:
-        console.print(f"accuracy {s['accuracy_before']:.4f} -> {s['accuracy_after']:.4f}")
+        console.print(f"accuracy {_acc(s['accuracy_before'])} -> {_acc(s['accuracy_after'])}")
     console.print("files: " + ", ".join(result["files"].values()))
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]note: {warning}[/yellow]")
+
+
+def _acc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(logits, labels, inputs) -> scalar; the inputs let distillation run its teacher."""
@@ -24,10 +26,39 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, _inputs: torch.Ten
     return nn.functional.cross_entropy(logits, labels)
 
 
+Inputs = np.ndarray | torch.Tensor | Dataset | DataLoader
+"""Arrays (with labels given apart), or a torch Dataset / DataLoader yielding (input, label) pairs."""
+
+
+def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of a DataLoader batch; a batch of inputs alone is unlabelled (labels -1)."""
+    if isinstance(batch, tuple | list):
+        x, y = batch[0], batch[1]
+    else:
+        x, y = batch, None
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.full((len(x),), -1, dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long)
+    return x, y
+
+
+def _arrays(x: Inputs, y: np.ndarray | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Tensors for in-memory data (arrays, or an ArrayDataset), else None: such data is indexed
+    directly, in the same order as before DataLoaders came in, so array results do not change."""
+    from edgedeploy.data.sources import ArrayDataset
+
+    if isinstance(x, ArrayDataset):
+        return torch.as_tensor(x.x, dtype=torch.float32), torch.as_tensor(x.labels(), dtype=torch.long)
+    if isinstance(x, Dataset | DataLoader):
+        return None
+    if y is None:
+        raise TypeError("train/predict on arrays needs their labels")
+    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+
+
 def train(
     model: nn.Module,
-    x: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor,
+    x: Inputs,
+    y: np.ndarray | torch.Tensor | None = None,
     *,
     epochs: float = 1.0,
     batch_size: int = 128,
@@ -49,28 +80,44 @@ def train(
     run's seeded generator) before the model and `loss_fn` see it, so a distillation teacher scores the
     same augmented inputs as the student.
     """
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.long)
-    n = len(yt)
+    from edgedeploy.data.sources import iterate
+
+    arrays = _arrays(x, y)
     gen = torch.Generator().manual_seed(seed)
+    if arrays is not None:
+        xt, yt = arrays
+        n = len(yt)
+        steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
+    elif isinstance(x, DataLoader):
+        loader = x  # ready-made by the user: its batch size and order stand
+        steps_per_epoch = max(1, len(loader))
+    else:
+        loader = DataLoader(x, batch_size=batch_size, sampler=RandomSampler(x, generator=gen), generator=gen)
+        steps_per_epoch = max(1, len(loader))
+    total_steps = (
+        max(1, int(round(epochs * n / batch_size)))
+        if arrays is not None
+        else max(1, int(round(epochs * steps_per_epoch)))
+    )
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    total_steps = max(1, int(round(epochs * n / batch_size)))
-    steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
     model.train()
     step = 0
     epoch = 0
     while step < total_steps:
-        perm = torch.randperm(n, generator=gen)
+        if arrays is not None:
+            perm = torch.randperm(n, generator=gen)
+            batches: Any = ((xt[idx], yt[idx]) for idx in perm.split(batch_size))
+        else:
+            batches = (split_batch(batch) for batch in iterate(loader))
         running = 0.0
-        for start in range(0, n, batch_size):
+        for xb, yb in batches:
             if step >= total_steps:
                 break
-            idx = perm[start : start + batch_size]
             if on_step:
                 on_step(step)
             opt.zero_grad(set_to_none=True)
-            xb = augment(xt[idx], gen) if augment else xt[idx]
-            loss = loss_fn(model(xb), yt[idx], xb)
+            xb = augment(xb, gen) if augment else xb
+            loss = loss_fn(model(xb), yb, xb)
             loss.backward()
             opt.step()
             if after_step:
@@ -85,15 +132,42 @@ def train(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Logits for x as a numpy array (model in eval mode)."""
+def predict(model: nn.Module, x: Inputs, batch_size: int = 1000) -> np.ndarray:
+    """Logits for x (arrays, a Dataset or a DataLoader, in order) as a numpy array (model in eval mode)."""
     model.eval()
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    outs = [model(xt[i : i + batch_size]) for i in range(0, len(xt), batch_size)]
-    return torch.cat(outs).numpy()
+    return torch.cat([model(xb) for xb, _ in ordered_batches(x, batch_size)]).numpy()
 
 
-def accuracy(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-    """Top-1 accuracy in [0, 1]."""
-    pred = predict(model, x).argmax(axis=1)
-    return float((pred == np.asarray(y)).mean())
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Inputs, y: np.ndarray | torch.Tensor | None = None) -> float:
+    """Top-1 accuracy in [0, 1] (labels from `y`, or from the Dataset/DataLoader's batches)."""
+    model.eval()
+    correct = total = 0
+    for xb, yb in ordered_batches(x, 1000, y):
+        correct += int((model(xb).argmax(dim=1) == yb).sum())
+        total += len(yb)
+    return correct / total if total else float("nan")
+
+
+def ordered_batches(
+    x: Inputs, batch_size: int, y: np.ndarray | torch.Tensor | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    from edgedeploy.data.sources import iterate
+
+    if not isinstance(x, Dataset | DataLoader):
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        yt = (
+            torch.full((len(xt),), -1, dtype=torch.long)
+            if y is None
+            else torch.as_tensor(y, dtype=torch.long)
+        )
+        for i in range(0, len(xt), batch_size):
+            yield xt[i : i + batch_size], yt[i : i + batch_size]
+        return
+    arrays = _arrays(x, None)
+    if arrays is not None:
+        yield from ordered_batches(arrays[0], batch_size, arrays[1])
+        return
+    loader = x if isinstance(x, DataLoader) else DataLoader(x, batch_size=batch_size)
+    for batch in iterate(loader):
+        yield split_batch(batch)

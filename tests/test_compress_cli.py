@@ -63,7 +63,14 @@ def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None
     assert summary["weight_sparsity"] == pytest.approx(0.8, abs=0.005)
     assert summary["survival"]["onnx"]["survived"]
     out = workdir / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "model.pt2", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.npy",
+        "model.onnx",
+        "model.pt",
+        "model.pt2",
+        "report.json",
+        "stages",
+    ]
     assert (out / "model.onnx").stat().st_size == summary["deployable_bytes"]
     assert json.loads((out / "report.json").read_text())["summary"]["rate"] == summary["rate"]
     model = torch.load(out / "model.pt", weights_only=False)

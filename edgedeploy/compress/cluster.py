@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from edgedeploy.compress.bnfold import NORMS, fold_batchnorm
 from edgedeploy.compress.constraints import ClusterIndex
 from edgedeploy.compress.layers import latent_weight
 from edgedeploy.compress.prune import select_layers
@@ -36,6 +37,8 @@ class ClusterStage(Stage):
     layers: list | None = None
     epochs: float = 1.0
     lr: float = 1e-4
+    fold_batchnorm: bool = True
+    """Fold each conv's BatchNorm into it first, so the shared values are the ones export keeps."""
 
     def check(self) -> None:
         for k in [self.clusters, *self.layer_clusters.values()]:
@@ -49,6 +52,14 @@ class ClusterStage(Stage):
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
+        if self.fold_batchnorm and any(isinstance(m, NORMS) for m in model.modules()):
+            folded = fold_batchnorm(model)
+            ctx.notes["folded_batchnorm"] = (
+                folded
+                if folded is not None
+                else "not folded: torch.fx cannot trace the model; an exporter folding BatchNorm "
+                "will scale the shared values per channel (see the survival check)"
+            )
         layers = select_layers(model, self.layers, self.name)
         unknown = sorted(set(self.layer_clusters) - set(layers))
         require(not unknown, self.name, f"layer_clusters names unknown layers: {', '.join(unknown)}")

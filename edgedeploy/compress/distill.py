@@ -53,9 +53,16 @@ class DistillStage(Stage):
         require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
+        require(
+            ctx.data.labelled or self.alpha == 1,
+            self.name,
+            f"alpha {self.alpha} weighs in the labels, but the data is unlabelled: use alpha: 1",
+        )
         augment = None
         if self.jitter:
-            require(ctx.data.train_x.ndim == 4, self.name, "jitter needs image inputs [N, C, H, W]")
+            require(
+                len(ctx.data.splits.input_shape) == 3, self.name, "jitter needs image inputs [N, C, H, W]"
+            )
             augment = shift_augment(self.jitter)
             ctx.notes["transfer_set"] = f"training data shifted by up to {self.jitter} px per batch"
         if self.teacher == "self":
@@ -116,6 +123,8 @@ def hinton_loss(teacher: nn.Module, temperature: float, alpha: float) -> LossFn:
         soft = nn.functional.kl_div(
             torch.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean"
         )
+        if alpha == 1:  # the teacher alone: unlabelled data (labels -1) has no hard term to add
+            return temperature**2 * soft
         hard = nn.functional.cross_entropy(logits, labels)
         return alpha * temperature**2 * soft + (1 - alpha) * hard
 

@@ -24,6 +24,7 @@ from torch import nn
 from edgedeploy.compress.cluster import ClusterStage
 from edgedeploy.compress.constraints import Constraints
 from edgedeploy.compress.distill import DistillStage
+from edgedeploy.compress.filereport import onnx_file_accuracy, onnx_file_storage
 from edgedeploy.compress.lowrank import LowRankStage
 from edgedeploy.compress.prune import PruneStage
 from edgedeploy.compress.quantize import QATStage, QuantizeStage
@@ -34,7 +35,7 @@ from edgedeploy.compress.structured import StructuredPruneStage
 from edgedeploy.compress.survival import check_survival, export_onnx, onnx_weight_tensors
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import zipped_size
-from edgedeploy.train import LossFn, accuracy, seed_everything
+from edgedeploy.train import LossFn, seed_everything
 
 __all__ = [
     "CompressionData",
@@ -110,15 +111,20 @@ def compress_model(
     progress: Callable[[str], None] | None = None,
     teacher: nn.Module | None = None,
     onnx_path: Path | None = None,
+    stage_dir: Path | None = None,
 ) -> CompressionResult:
     """Apply the recipe's stages in order to a copy of `model` (the input is left untouched).
 
     `onnx_path`, when given, keeps the exported ONNX file that the summary's sizes and the survival
-    check were measured on.
+    check were measured on. Each stage's model is exported to ONNX too, and its report's file size,
+    Deep-Compression size and accuracy are measured on that file; `stage_dir`, when given, keeps
+    those files (`00-input.onnx`, `01-<stage>.onnx`, ...).
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"expected a torch nn.Module, got {type(model).__name__}")
     stages = load_recipe(recipe)
+    if not data.labelled:
+        check_unlabelled(stages)
     say = progress or (lambda _msg: None)
     seed_everything(seed)
     started = time.perf_counter()
@@ -136,9 +142,11 @@ def compress_model(
         if teacher_logits != logits:
             raise UsageError(f"the teacher gives {teacher_logits} logits per input, the model {logits}")
     constraints = Constraints()
+    files = FileMeasure(data, stage_dir)
+    input_file = files.measure(input_model, example, "00-input")
     fp32_bytes = sum(p.numel() for p in model.parameters()) * 4
-    accuracy_before = accuracy(work, data.eval_x, data.eval_y)
-    say(f"input model: accuracy {accuracy_before:.4f}, {fp32_bytes / 1024:.1f} KiB fp32")
+    accuracy_before = data.accuracy(work)
+    say(f"input model: accuracy {_fmt(accuracy_before)}, {fp32_bytes / 1024:.1f} KiB fp32")
     reports = []
     quantization: dict[str, Any] = {}
     carried_loss: LossFn | None = None  # a distill stage's loss that later stages keep using
@@ -160,7 +168,7 @@ def compress_model(
         work = stage.apply(work, ctx)
         carried_loss = ctx.loss_fn
         seconds = time.perf_counter() - stage_start
-        accuracy_after = accuracy(work, data.eval_x, data.eval_y)
+        accuracy_after = data.accuracy(work)
         stats = model_stats(work, example)
         reports.append(
             StageReport(
@@ -178,20 +186,48 @@ def compress_model(
                 deep_compression_bytes=model_storage(work).total_bytes,
                 layers=[layer.to_dict() for layer in stats.layers],
                 details=ctx.notes,
+                **files.measure(work, example, f"{index + 1:02d}-{stage.name}"),
             )
         )
-        ctx.progress(f"done in {seconds:.1f}s, accuracy {current_accuracy:.4f} -> {accuracy_after:.4f}")
+        ctx.progress(f"done in {seconds:.1f}s, accuracy {_fmt(current_accuracy)} -> {_fmt(accuracy_after)}")
         current_accuracy = accuracy_after
     work.eval()
     for param in work.parameters():
         param.requires_grad_(False)
-    summary = summarize(work, example, fp32_bytes, accuracy_before, current_accuracy, quantization, onnx_path)
+    summary = summarize(
+        work, example, fp32_bytes, accuracy_before, current_accuracy, quantization, onnx_path, data
+    )
+    summary["input_file"] = input_file
     summary["seconds"] = round(time.perf_counter() - started, 2)
+    files.close()
     say(
         f"done: {summary['rate']:.1f}x smaller ({summary['rate_definition']}), "
-        f"accuracy {accuracy_before:.4f} -> {current_accuracy:.4f}"
+        f"accuracy {_fmt(accuracy_before)} -> {_fmt(current_accuracy)}"
     )
     return CompressionResult(model=work, reports=reports, summary=summary)
+
+
+def check_unlabelled(stages: list[Stage]) -> None:
+    """Unlabelled data trains only through a teacher: every stage that fine-tunes must come after a
+    distill stage with alpha 1 and carry (or be one with alpha 1). Checked before any training."""
+    carried = False
+    for stage in stages:
+        if isinstance(stage, DistillStage):
+            if stage.alpha != 1:
+                raise UsageError(
+                    f"stage 'distill': alpha {stage.alpha} weighs in the labels, but the data is "
+                    "unlabelled: use alpha: 1"
+                )
+            carried = stage.carry
+        elif getattr(stage, "epochs", 0) > 0 and not carried:
+            raise UsageError(
+                f"stage {stage.name!r}: the data has no labels to fine-tune on; put a distill stage with "
+                "alpha: 1 and carry: true before it, give it epochs: 0, or give labelled data"
+            )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a (unlabelled data)" if value is None else f"{value:.4f}"
 
 
 def check_classifier(model: nn.Module, data: CompressionData, what: str = "the model") -> int:
@@ -200,9 +236,13 @@ def check_classifier(model: nn.Module, data: CompressionData, what: str = "the m
         with torch.no_grad():
             out = model.eval()(data.example())
     except Exception as err:  # noqa: BLE001 - any failure here means the model does not fit the data
-        shape = list(data.eval_x.shape[1:])
-        raise UsageError(f"{what} cannot run on inputs of shape {shape}: {err}") from err
-    classes = int(max(data.train_y.max(), data.eval_y.max())) + 1
+        shape = list(data.splits.input_shape)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"{what} cannot run on inputs of shape {shape} from {data.splits.source} ({first}); "
+            "resize with --input-size H,W or set --channels"
+        ) from err
+    classes = data.splits.num_classes or 1
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < classes:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UsageError(f"{what} must output [batch, {classes}] class logits, got {got}")
@@ -213,19 +253,24 @@ def summarize(
     model: nn.Module,
     example: torch.Tensor,
     fp32_bytes: int,
-    accuracy_before: float,
-    accuracy_after: float,
+    accuracy_before: float | None,
+    accuracy_after: float | None,
     quantization: dict[str, Any],
     onnx_path: Path | None,
+    data: CompressionData,
 ) -> dict[str, Any]:
     stats = model_stats(model, example)
-    storage = model_storage(model)
     with tempfile.TemporaryDirectory(prefix="edgedeploy-compress-") as tmp:
         path = onnx_path or Path(tmp) / "model.onnx"
         export_onnx(model, example, path)
         deployable_bytes = path.stat().st_size
         zipped_bytes = zipped_size(path)
-        survival = check_survival(model, onnx_weight_tensors(path), path)
+        exported = onnx_weight_tensors(path)
+        survival = check_survival(model, exported, path)
+        # Every rate is measured on the file that deploys: an exporter may change the weights (it
+        # folds BatchNorm into convolutions), so the torch model's counts are not the file's.
+        storage = onnx_file_storage(path)
+        file_accuracy = onnx_file_accuracy(path, data)
     weights = sum(layer.params for layer in stats.layers)
     weight_nonzeros = sum(layer.nonzeros for layer in stats.layers)
     return {
@@ -235,7 +280,9 @@ def summarize(
         "zipped_bytes": zipped_bytes,
         "deep_compression_bytes": storage.total_bytes,
         "rate": fp32_bytes / storage.total_bytes,
-        "rate_definition": "fp32 bytes of the input model / Deep-Compression-format bytes",
+        "rate_definition": "fp32 bytes of the input model / Deep-Compression-format bytes of the "
+        "exported ONNX file's weights",
+        "accuracy_exported_file": file_accuracy,
         "zipped_rate": fp32_bytes / zipped_bytes,
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
@@ -245,8 +292,34 @@ def summarize(
         "macs": stats.macs,
         "nonzero_macs": stats.nonzero_macs,
         "unique_per_layer": {layer.name: layer.unique for layer in stats.layers},
+        "unique_per_exported_tensor": {t.name: t.unique for t in exported},
         "sparsity_per_layer": {layer.name: round(layer.sparsity, 4) for layer in stats.layers},
         "storage": storage.to_dict(),
         "quantization": quantization,
         "survival": {"onnx": survival},
     }
+
+
+class FileMeasure:
+    """Exports a model to ONNX and measures the file: size, Deep-Compression size, accuracy."""
+
+    def __init__(self, data: CompressionData, keep_in: Path | None) -> None:
+        self.data = data
+        self._tmp = None if keep_in else tempfile.TemporaryDirectory(prefix="edgedeploy-stages-")
+        self.folder = keep_in or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep = keep_in is not None
+
+    def measure(self, model: nn.Module, example: torch.Tensor, name: str) -> dict[str, Any]:
+        path = self.folder / f"{name}.onnx"
+        export_onnx(copy.deepcopy(model).eval(), example, path)
+        return {
+            "file": str(path) if self.keep else None,
+            "file_bytes": path.stat().st_size,
+            "file_deep_compression_bytes": onnx_file_storage(path).total_bytes,
+            "file_accuracy": onnx_file_accuracy(path, self.data),
+        }
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()

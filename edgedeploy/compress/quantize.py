@@ -20,11 +20,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edgedeploy.compress.folding import fold_batch_norms
+from edgedeploy.compress.bnfold import fold_batchnorm
 from edgedeploy.compress.layers import weight_layers
 from edgedeploy.compress.stage import Stage, StageContext, require
 from edgedeploy.compress.tuning import fine_tune
-from edgedeploy.train import accuracy
 
 PTQ_MODES = ("fp16", "int8_dynamic", "int8_static")
 
@@ -154,7 +153,7 @@ def bake_weights(model: nn.Module, ctx: StageContext, bits: int, per_channel: bo
 
 def fold(model: nn.Module, ctx: StageContext) -> None:
     """Fold BatchNorm first, so the int8 weights trained or rounded here are the ones exported."""
-    folded = fold_batch_norms(model, keep=set(ctx.constraints.clusters))
+    folded = fold_batchnorm(model)  # cluster folds first by default, so no codebook is rescaled here
     if folded:
         ctx.notes["folded_batch_norms"] = folded
 
@@ -185,14 +184,19 @@ class QATStage(Stage):
         try:
             with activation_quantizers(model) as quantizers:
                 if self.activations:
-                    calibrate(model, quantizers, ctx.data.train_x, self.calibration_samples)
+                    calibrate(
+                        model,
+                        quantizers,
+                        ctx.data.train_inputs(self.calibration_samples),
+                        self.calibration_samples,
+                    )
                 for q in quantizers.values():
                     q.observe = "ema" if self.activations else None  # ranges follow the training weights
                 fine_tune(model, ctx, label="qat", epochs=self.epochs, lr=self.lr)
                 for q in quantizers.values():
                     q.observe = None
                 if self.activations:
-                    ctx.notes["accuracy_int8_simulated"] = accuracy(model, ctx.data.eval_x, ctx.data.eval_y)
+                    ctx.notes["accuracy_int8_simulated"] = ctx.data.accuracy(model)
                 # Bake: the plain weight becomes the quantized value of the latent weight.
                 for layer in layers.values():
                     parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
@@ -241,8 +245,10 @@ class QuantizeStage(Stage):
             )
             return model
         with activation_quantizers(model) as quantizers:
-            calibrate(model, quantizers, ctx.data.train_x, self.calibration_samples)
-            ctx.notes["accuracy_int8_simulated"] = accuracy(model, ctx.data.eval_x, ctx.data.eval_y)
+            calibrate(
+                model, quantizers, ctx.data.train_inputs(self.calibration_samples), self.calibration_samples
+            )
+            ctx.notes["accuracy_int8_simulated"] = ctx.data.accuracy(model)
             record_scales(model, ctx, 8, self.per_channel, quantizers)
         ctx.notes["deploy"] = "int8 weights and calibrated activations: convert with --precision int8"
         return model

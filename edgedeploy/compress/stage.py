@@ -19,36 +19,151 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from edgedeploy.compress.constraints import Constraints
+from edgedeploy.data.sources import ArrayDataset, DataSplits, first_input
 from edgedeploy.errors import UsageError
-from edgedeploy.train import LossFn
+from edgedeploy.train import LossFn, accuracy
 
 
-@dataclass
 class CompressionData:
-    """Training and evaluation data: float32 NCHW inputs and int64 class labels."""
+    """Training and evaluation data of a compression run.
 
-    train_x: np.ndarray
-    train_y: np.ndarray
-    eval_x: np.ndarray
-    eval_y: np.ndarray
+    Built from arrays, `CompressionData(train_x, train_y, eval_x, eval_y)` (float32 inputs, int64
+    class labels), or from any data source, `CompressionData.from_splits(load_data(spec))`, whose
+    Datasets stream through DataLoaders. `train` and `eval` are torch Datasets either way.
+    """
 
-    def __post_init__(self) -> None:
-        for name in ("train_x", "train_y", "eval_x", "eval_y"):
-            value = np.asarray(getattr(self, name))
-            if value.size == 0:
-                raise UsageError(f"compression data: {name} is empty")
-            setattr(self, name, value)
-        self.train_x = self.train_x.astype(np.float32, copy=False)
-        self.eval_x = self.eval_x.astype(np.float32, copy=False)
-        self.train_y = self.train_y.astype(np.int64, copy=False)
-        self.eval_y = self.eval_y.astype(np.int64, copy=False)
-        if len(self.train_x) != len(self.train_y) or len(self.eval_x) != len(self.eval_y):
-            raise UsageError("compression data: inputs and labels differ in length")
+    def __init__(
+        self,
+        train_x: np.ndarray | None = None,
+        train_y: np.ndarray | None = None,
+        eval_x: np.ndarray | None = None,
+        eval_y: np.ndarray | None = None,
+        *,
+        splits: DataSplits | None = None,
+    ) -> None:
+        if splits is None:
+            arrays = {"train_x": train_x, "train_y": train_y, "eval_x": eval_x, "eval_y": eval_y}
+            for name, value in arrays.items():
+                if value is None or np.asarray(value).size == 0:
+                    raise UsageError(f"compression data: {name} is empty")
+            if len(train_x) != len(train_y) or len(eval_x) != len(eval_y):  # type: ignore[arg-type]
+                raise UsageError("compression data: inputs and labels differ in length")
+            train = ArrayDataset(np.asarray(train_x), np.asarray(train_y))
+            val = ArrayDataset(np.asarray(eval_x), np.asarray(eval_y))
+            classes = int(max(train.labels().max(), val.labels().max())) + 1
+            splits = DataSplits(
+                train=train,
+                val=val,
+                num_classes=classes,
+                input_shape=tuple(train.x.shape[1:]),
+                source="arrays",
+            )
+        self.splits = splits
+
+    @classmethod
+    def from_splits(cls, splits: DataSplits) -> CompressionData:
+        return cls(splits=splits)
+
+    @property
+    def train(self) -> Dataset | DataLoader:
+        """What training iterates: the Dataset, or the DataLoader a module:factory built."""
+        return self.splits.loaders.get("train") or self.splits.train
+
+    @property
+    def eval(self) -> Dataset | DataLoader:
+        return self.splits.loaders.get("val") or self.splits.val
+
+    @property
+    def labelled(self) -> bool:
+        return self.splits.labelled
+
+    @property
+    def batch_size(self) -> int:
+        return self.splits.batch_size
+
+    @property
+    def train_samples(self) -> int:
+        return len(self.splits.train)  # type: ignore[arg-type]
+
+    @property
+    def eval_samples(self) -> int:
+        return len(self.splits.val)  # type: ignore[arg-type]
+
+    def _arrays(self, which: str) -> ArrayDataset:
+        dataset = self.splits.train if which == "train" else self.splits.val
+        if not isinstance(dataset, ArrayDataset):
+            raise UsageError(f"compression data from {self.splits.source} streams: it has no {which} arrays")
+        return dataset
+
+    # Arrays of in-memory data (benchmarks and tests built on them).
+    @property
+    def train_x(self) -> np.ndarray:
+        return self._arrays("train").x
+
+    @property
+    def train_y(self) -> np.ndarray:
+        return self._arrays("train").labels()
+
+    @property
+    def eval_x(self) -> np.ndarray:
+        return self._arrays("eval").x
+
+    @property
+    def eval_y(self) -> np.ndarray:
+        return self._arrays("eval").labels()
 
     def example(self) -> torch.Tensor:
-        return torch.as_tensor(self.eval_x[:1])
+        """One evaluation input with its batch dimension, [1, ...]."""
+        return first_input(self.splits.val)[None]
+
+    def train_inputs(self, n: int) -> torch.Tensor:
+        """The first n training inputs (unshuffled): calibration data."""
+        train = self.splits.train
+        if isinstance(train, ArrayDataset):
+            return torch.as_tensor(train.x[:n])
+        batches, count = [], 0
+        for xb, _ in iterate_inputs(train, min(n, 128)):
+            batches.append(xb)
+            count += len(xb)
+            if count >= n:
+                break
+        return torch.cat(batches)[:n]
+
+    def eval_subset(self, n: int) -> Dataset:
+        """The first n evaluation samples."""
+        val = self.splits.val
+        if isinstance(val, ArrayDataset):
+            return val.subset(np.arange(min(n, len(val))))
+        return Subset(val, range(min(n, len(val))))  # type: ignore[arg-type]
+
+    def training_data(self, seed: int) -> Dataset | DataLoader:
+        """What `train` iterates: in-memory arrays directly (seeded by train itself, as before
+        DataLoaders), anything else through a DataLoader with the source's workers."""
+        if isinstance(self.splits.train, ArrayDataset) and "train" not in self.splits.loaders:
+            return self.splits.train
+        return self.splits.train_loader(seed=seed)
+
+    def eval_data(self) -> Dataset | DataLoader:
+        if isinstance(self.splits.val, ArrayDataset) and "val" not in self.splits.loaders:
+            return self.splits.val
+        return self.splits.val_loader(batch_size=max(self.batch_size, 256))
+
+    def accuracy(self, model: nn.Module) -> float | None:
+        """Top-1 accuracy on the evaluation data; None for unlabelled data."""
+        return accuracy(model, self.eval_data()) if self.labelled else None
+
+
+def iterate_inputs(dataset: Dataset, batch_size: int) -> Any:
+    from torch.utils.data import DataLoader as _Loader
+
+    from edgedeploy.data.sources import iterate
+    from edgedeploy.train import split_batch
+
+    for batch in iterate(_Loader(dataset, batch_size=batch_size)):
+        yield split_batch(batch)
 
 
 @dataclass
@@ -73,8 +188,8 @@ class StageReport:
     stage: str
     params: dict[str, Any]
     seconds: float
-    accuracy_before: float
-    accuracy_after: float
+    accuracy_before: float | None
+    accuracy_after: float | None
     params_before: int
     params_after: int
     nonzeros_after: int
@@ -84,6 +199,15 @@ class StageReport:
     deep_compression_bytes: int
     layers: list[dict[str, Any]]
     details: dict[str, Any]
+    file: str | None = None
+    """The stage's model exported to ONNX (kept under the output's stages/ by `compress`)."""
+    file_bytes: int | None = None
+    file_deep_compression_bytes: int | None = None
+    """Deep-Compression size of the exported file's weights (what deploys, BatchNorm folded)."""
+    file_accuracy: float | None = None
+    """Top-1 accuracy of the exported file on the validation data (onnxruntime)."""
+    latency_ms_p50: float | None = None
+    """Median latency of the exported file on the target, by the runner (set by `compress`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,14 +29,18 @@ output shape, and raises a one-line error otherwise (never a silently wrong mode
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from edgedeploy.compress.latency import time_files
 from edgedeploy.compress.layers import replace_module, weight_layers
-from edgedeploy.compress.stage import Stage, StageContext, require
+from edgedeploy.compress.stage import Stage, StageContext, iterate_inputs, require
+from edgedeploy.compress.survival import export_onnx
 from edgedeploy.compress.tuning import fine_tune
 from edgedeploy.errors import UsageError
 from edgedeploy.train import accuracy, cross_entropy
@@ -131,38 +135,11 @@ class StructuredPruneStage(Stage):
             steps, ratio = self.steps, self.amount
         pruner = self.make_pruner(model, example, head, chosen, ratio, steps)
         history: list[dict[str, Any]] = []
-        baseline_ms = None
-        if self.latency_goal:
-            baseline_ms = self.measure(model, example, ctx)
-            history.append(self.step_record(0, model, example, baseline_ms))
-            ctx.progress(f"baseline {baseline_ms:.3f} ms on {self.target!r}")
-        goal_met = False
-        for step in range(1, steps + 1):
-            if self.norm == "taylor":
-                self.accumulate_gradients(model, ctx)
-            try:
-                pruner.step()
-            except Exception as err:  # noqa: BLE001 - Torch-Pruning's failures become one line
-                raise UsageError(f"stage {self.name!r}: Torch-Pruning failed at step {step}: {err}") from err
-            model.zero_grad(set_to_none=True)
-            check_pruned(model, example, expected, self.name)
-            # With a latency goal, each step gets the full `epochs`: the number of steps is not known ahead.
-            epochs = self.epochs if self.latency_goal else self.epochs / steps
-            fine_tune(
-                model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr, seed_offset=step
+        with tempfile.TemporaryDirectory(prefix="edgedeploy-netadapt-") as tmp:
+            baseline_file = (
+                export_onnx(model, example, Path(tmp) / "baseline.onnx") if self.latency_goal else None
             )
-            latency = self.measure(model, example, ctx) if self.latency_goal else None
-            history.append(self.step_record(step, model, example, latency))
-            if latency is not None and baseline_ms is not None:
-                speedup = baseline_ms / latency
-                ctx.progress(f"step {step}: {latency:.3f} ms ({speedup:.2f}x)")
-                goal_met = (
-                    speedup >= self.target_speedup
-                    if self.target_speedup is not None
-                    else latency <= float(self.target_latency_ms or 0)
-                )
-                if goal_met:
-                    break
+            goal_met = self.prune_steps(model, ctx, pruner, steps, example, expected, baseline_file, history)
         widths_after = channel_widths(model)
         cut = {
             name: {"outputs_before": widths_before[name], "outputs_after": widths_after.get(name, 0)}
@@ -182,6 +159,56 @@ class StructuredPruneStage(Stage):
                 ),
             )
         return model
+
+    def prune_steps(
+        self,
+        model: nn.Module,
+        ctx: StageContext,
+        pruner: Any,
+        steps: int,
+        example: torch.Tensor,
+        expected: torch.Tensor,
+        baseline_file: Path | None,
+        history: list[dict[str, Any]],
+    ) -> bool:
+        """Prune step by step; with a latency goal, time each candidate beside the input model's file
+        (one runner session, interleaved rounds) and stop when the goal is met. Returns goal_met."""
+        if baseline_file is not None:
+            history.append(self.step_record(0, model, example, None))
+        for step in range(1, steps + 1):
+            if self.norm == "taylor":
+                self.accumulate_gradients(model, ctx)
+            try:
+                pruner.step()
+            except Exception as err:  # noqa: BLE001 - Torch-Pruning's failures become one line
+                raise UsageError(f"stage {self.name!r}: Torch-Pruning failed at step {step}: {err}") from err
+            model.zero_grad(set_to_none=True)
+            check_pruned(model, example, expected, self.name)
+            # With a latency goal, each step gets the full `epochs`: the number of steps is not known ahead.
+            epochs = self.epochs if baseline_file is not None else self.epochs / steps
+            fine_tune(
+                model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr, seed_offset=step
+            )
+            record = self.step_record(step, model, example, None)
+            history.append(record)
+            if baseline_file is None:
+                continue
+            candidate = export_onnx(model, example, baseline_file.with_name(f"step{step}.onnx"))
+            p50 = time_files({"baseline": baseline_file, "candidate": candidate}, self.target, self.threads)
+            speedup = p50["baseline"] / p50["candidate"]
+            record.update(latency_ms=round(p50["candidate"], 4), baseline_ms=round(p50["baseline"], 4),
+                          speedup=round(speedup, 3))  # fmt: skip
+            ctx.progress(
+                f"step {step}: {p50['candidate']:.3f} ms vs {p50['baseline']:.3f} ms ({speedup:.2f}x)"
+            )
+            met = (
+                speedup >= self.target_speedup
+                if self.target_speedup is not None
+                else p50["candidate"] <= float(self.target_latency_ms or 0)
+            )
+            if met:
+                return True
+        return False
 
     def make_pruner(
         self,
@@ -232,18 +259,10 @@ class StructuredPruneStage(Stage):
         loss_fn = ctx.loss_fn or cross_entropy
         model.eval()  # BatchNorm statistics stay as trained
         model.zero_grad(set_to_none=True)
-        generator = torch.Generator().manual_seed(ctx.seed)
-        x, y = ctx.data.train_x, ctx.data.train_y
-        order = torch.randperm(len(y), generator=generator)[: 64 * self.taylor_batches].numpy()
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
-            inputs = torch.as_tensor(x[idx])
-            loss_fn(model(inputs), torch.as_tensor(y[idx]), inputs).backward()
-
-    def measure(self, model: nn.Module, example: torch.Tensor, ctx: StageContext) -> float:
-        from edgedeploy.compress.latency import time_modules
-
-        return time_modules({"candidate": model}, example, self.target, self.threads)["candidate"]
+        for index, (inputs, labels) in enumerate(iterate_inputs(ctx.data.splits.train, 64)):
+            if index >= self.taylor_batches:
+                break
+            loss_fn(model(inputs), labels, inputs).backward()
 
     def step_record(
         self, step: int, model: nn.Module, example: torch.Tensor, latency: float | None
@@ -258,7 +277,7 @@ class StructuredPruneStage(Stage):
 
     def drop_square_layers(self, model: nn.Module, ctx: StageContext) -> list[str]:
         """Greedily replace the square Linear layers whose removal hurts accuracy least."""
-        x, y = ctx.data.eval_x[:2000], ctx.data.eval_y[:2000]
+        subset = ctx.data.eval_subset(2000)
         dropped = []
         for _ in range(self.drop_layers):
             candidates = [
@@ -272,7 +291,7 @@ class StructuredPruneStage(Stage):
             for name in candidates:
                 layer = model.get_submodule(name)
                 replace_module(model, name, nn.Identity())
-                scores[name] = accuracy(model, x, y)
+                scores[name] = accuracy(model, subset)
                 replace_module(model, name, layer)
             best = max(scores, key=scores.__getitem__)
             replace_module(model, best, nn.Identity())

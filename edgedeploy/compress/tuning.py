@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
+from torch.utils.data import DataLoader
 
 from edgedeploy.compress.stage import StageContext
+from edgedeploy.errors import UsageError
 from edgedeploy.train import Augment, LossFn, cross_entropy, train
 
 
@@ -30,6 +32,12 @@ def fine_tune(
     if epochs <= 0:
         return 0
     data = ctx.data
+    loss = loss_fn or ctx.loss_fn
+    if loss is None and not data.labelled:
+        raise UsageError(
+            f"{label}: the data has no labels to fine-tune on; put a distill stage with alpha: 1 and "
+            "carry: true before this stage, or give labelled data"
+        )
 
     def after_step(_step: int) -> None:
         ctx.constraints.enforce(model)
@@ -40,13 +48,13 @@ def fine_tune(
     with ctx.constraints.training(model):
         steps = train(
             model,
-            data.train_x,
-            data.train_y,
+            data.training_data(ctx.seed + seed_offset),
             epochs=epochs,
+            batch_size=data.batch_size,
             lr=lr,
             weight_decay=weight_decay,
             seed=ctx.seed + seed_offset,
-            loss_fn=loss_fn or ctx.loss_fn or cross_entropy,
+            loss_fn=loss or cross_entropy,
             on_step=on_step,
             after_step=after_step,
             on_epoch=on_epoch,
@@ -56,6 +64,9 @@ def fine_tune(
     return steps
 
 
-def steps_for(ctx: StageContext, epochs: float, batch_size: int = 128) -> int:
+def steps_for(ctx: StageContext, epochs: float) -> int:
     """Optimizer steps that `train` takes for `epochs` over the training data."""
-    return max(1, int(round(epochs * len(ctx.data.train_y) / batch_size)))
+    train = ctx.data.training_data(ctx.seed)
+    if isinstance(train, DataLoader):  # as `train` counts: whole batches per epoch
+        return max(1, int(round(epochs * len(train))))
+    return max(1, int(round(epochs * ctx.data.train_samples / ctx.data.batch_size)))
