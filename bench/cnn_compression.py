@@ -96,7 +96,7 @@ def config(quick: bool, target_speedup: float) -> dict[str, Any]:
             "calibration_samples": 32,
         }
     return {
-        "train_samples": 60000,
+        "train_samples": 40000,
         "test_samples": 10000,
         "baseline_epochs": 2,
         "prune_epochs_per_step": 0.15,
