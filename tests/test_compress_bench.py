@@ -46,3 +46,22 @@ def test_distillation_quick_counts_errors() -> None:
     assert all(
         0 <= doc[k] <= doc["test_samples"] for k in ("teacher_errors", "student_errors", "student_kd_errors")
     )
+
+
+def test_cnn_compression_quick_prints_the_issue_fields() -> None:
+    # One model keeps the smoke run short (its TFLite conversions dominate); the full run does both.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "cnn_compression.py"), "--quick", "--only", "resnet20"],
+        capture_output=True, text=True, timeout=1500, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    result = doc["resnet20"]
+    fields = {"dataset", "fp32_accuracy", "pruned_accuracy", "final_accuracy", "macs_ratio", "params_ratio",
+              "size_ratio", "speedup_pruned_fp32_onnx", "speedup_pruned_fp32_tflite", "speedup_final_onnx",
+              "speedup_final_tflite", "seconds"}  # fmt: skip
+    assert fields <= set(result)
+    assert result["macs_ratio"] > 1 and result["speedup_pruned_fp32_onnx"] > 0
+    assert not result["errors"]
+    assert doc["quick"] is True and doc["config"]["train_samples"] == 256

@@ -210,7 +210,7 @@ def test_post_training_quantization(data: CompressionData, trained_mlp: nn.Modul
 def test_structured_pruning_physically_removes_filters_and_neurons(data: CompressionData) -> None:
     seed_everything(0)
     model = LeNet5()
-    recipe = [{"stage": "prune_structured", "amount": 0.5, "epochs": 0.5, "norm": "l2"}]
+    recipe = [{"stage": "prune_structured", "amount": 0.5, "epochs": 0.5, "norm": "l2", "round_to": 1}]
     result = compress_model(model, recipe, data=data)
     m = result.model
     assert m.conv1.out_channels == 10 and m.conv2.in_channels == 10 and m.conv2.out_channels == 25
@@ -222,7 +222,7 @@ def test_structured_pruning_physically_removes_filters_and_neurons(data: Compres
 
 
 def test_structured_pruning_drops_a_square_layer(data: CompressionData, trained_mlp: nn.Module) -> None:
-    recipe = [{"stage": "prune_structured", "amount": 0.25, "drop_layers": 1, "epochs": 0.5}]
+    recipe = [{"stage": "prune_structured", "amount": 0.25, "drop_layers": 1, "epochs": 0.5, "round_to": 1}]
     result = compress_model(trained_mlp, recipe, data=data)
     assert result.reports[0].details["dropped_layers"] == ["net.3"]
     assert isinstance(result.model.net[3], nn.Identity)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edgedeploy.compress.bnfold import fold_batchnorm
 from edgedeploy.compress.layers import weight_layers
 from edgedeploy.compress.stage import Stage, StageContext, require
 from edgedeploy.compress.tuning import fine_tune
@@ -150,6 +151,13 @@ def bake_weights(model: nn.Module, ctx: StageContext, bits: int, per_channel: bo
         layer.weight.copy_(quantized)
 
 
+def fold(model: nn.Module, ctx: StageContext) -> None:
+    """Fold BatchNorm first, so the int8 weights trained or rounded here are the ones exported."""
+    folded = fold_batchnorm(model)  # cluster folds first by default, so no codebook is rescaled here
+    if folded:
+        ctx.notes["folded_batch_norms"] = folded
+
+
 @dataclass
 class QATStage(Stage):
     name: ClassVar[str] = "qat"
@@ -167,6 +175,7 @@ class QATStage(Stage):
         require(self.calibration_samples >= 1, self.name, "calibration_samples must be >= 1")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
+        fold(model, ctx)
         layers = weight_layers(model)
         for name, layer in layers.items():
             parametrize.register_parametrization(
@@ -227,6 +236,7 @@ class QuantizeStage(Stage):
                 param.copy_(param.half().float())
             ctx.notes["deploy"] = "weights rounded to float16: convert with --precision fp16"
             return model
+        fold(model, ctx)
         bake_weights(model, ctx, 8, self.per_channel)
         if self.mode == "int8_dynamic":
             record_scales(model, ctx, 8, self.per_channel, None)

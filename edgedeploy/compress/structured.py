@@ -1,124 +1,279 @@
-"""Structured pruning: remove whole neurons (Linear) and filters (Conv) and, optionally, whole layers.
+"""Structured pruning: remove whole channels (Conv), neurons (Linear) and, optionally, whole layers.
 
-Unlike masking, the pruned rows are physically cut out: the layer gets fewer outputs and the layer
-that consumes them fewer inputs, so the exported model is smaller and faster on any runtime. Neurons
-and filters are ranked by the L1 or L2 norm of their weights. A layer can be cut only when its output
-flows to exactly one other Linear/Conv layer through element-wise operations, pooling, dropout,
-batch norm (cut too) or flatten (found by tracing the model with torch.fx); the output layer is never
-cut. `drop_layers` removes that many square Linear layers (in = out features), replacing each with
-an identity, those whose removal costs the least accuracy first.
+Unlike masking, the pruned channels are physically cut out, so the exported model is smaller and
+faster on any runtime. The dependency analysis is Torch-Pruning's DepGraph (Fang et al., CVPR 2023):
+it traces the model and groups every tensor slice that must lose the same channels together, across
+residual adds, concatenations, depthwise/group convolutions, BatchNorm, flatten and Linear heads.
+`amount` is the fraction of channels removed from each prunable group (`layer_amount` per layer
+name), rounded so that the channels kept are a multiple of `round_to` (8 by default: SIMD kernels run
+fastest on such widths). Groups are ranked by `importance`: `l1` / `l2` weight norms over the whole
+group, `taylor` (first-order Taylor expansion of the loss, |w * dL/dw|, from a few training batches)
+or `bn_scale` (the |gamma| of the group's BatchNorm, network slimming). The output layer is never cut.
+
+`steps` > 1 prunes iteratively (the channels removed grow linearly to `amount`), fine-tuning
+`epochs / steps` after each step with the loss in force (distillation from the input model when an
+earlier `distill` stage set `carry: true`). With `target_speedup` or `target_latency_ms`, the stage
+instead exports the candidate after every step and times it with the stand-alone runner on `target`
+(NetAdapt-style): it removes `amount` more of the channels per step, up to `max_amount`, and stops as
+soon as the measured goal is met. Each step's MACs, params and latency go to the report.
+
+`drop_layers` removes that many square Linear layers (in = out features), replacing each with an
+identity, those whose removal costs the least accuracy first.
+
+What cannot be pruned (docs/compress.md): models Torch-Pruning cannot trace with one example input,
+parameters used outside a module (bare nn.Parameter in forward, e.g. layer scale), and custom ops that
+reshape channels in ways DepGraph does not know. The stage checks the pruned model runs and keeps its
+output shape, and raises a one-line error otherwise (never a silently wrong model).
 """
 
 from __future__ import annotations
 
-import operator
+import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from edgedeploy.compress.latency import time_files
 from edgedeploy.compress.layers import replace_module, weight_layers
-from edgedeploy.compress.stage import Stage, StageContext, require
+from edgedeploy.compress.stage import Stage, StageContext, iterate_inputs, require
+from edgedeploy.compress.survival import export_onnx
 from edgedeploy.compress.tuning import fine_tune
-from edgedeploy.train import accuracy
+from edgedeploy.errors import UsageError
+from edgedeploy.train import accuracy, cross_entropy
 
-PASS_THROUGH_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardswish,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.Dropout,
-    nn.Flatten,
-    nn.Identity,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-)
-PASS_THROUGH_FUNCTIONS = {
-    torch.relu,
-    torch.flatten,
-    torch.tanh,
-    torch.sigmoid,
-    nn.functional.relu,
-    nn.functional.max_pool2d,
-    nn.functional.avg_pool2d,
-    nn.functional.dropout,
-    nn.functional.gelu,
-    operator.getitem,
-}
-PASS_THROUGH_METHODS = {"relu", "flatten", "sigmoid", "tanh"}
-CUTTABLE = (nn.Linear, nn.Conv2d)
-
-
-@dataclass
-class Link:
-    """A producer layer whose outputs are read only by `consumer`, through `batch_norms`."""
-
-    producer: str
-    consumer: str
-    batch_norms: list[str]
+IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 
 
 @dataclass
 class StructuredPruneStage(Stage):
     name: ClassVar[str] = "prune_structured"
     amount: float = 0.5
-    """Fraction of neurons/filters removed from each cuttable layer."""
+    """Fraction of channels removed from each prunable group (per step with a latency target)."""
     layer_amount: dict = field(default_factory=dict)
     norm: str = "l1"
+    """Importance criterion: l1, l2, taylor or bn_scale (kept under its old name for old recipes)."""
     layers: list | None = None
+    """Only the groups of these layers are pruned (default: every group but the output layer's)."""
     drop_layers: int = 0
     epochs: float = 1.0
     lr: float = 1e-3
+    round_to: int = 8
+    steps: int = 1
+    global_pruning: bool = False
+    """Rank channels across layers (uneven widths) instead of removing `amount` from every group."""
+    target_speedup: float | None = None
+    target_latency_ms: float | None = None
+    target: str = "local"
+    threads: int = 1
+    max_amount: float = 0.9
+    taylor_batches: int = 8
 
     def check(self) -> None:
-        for value in [self.amount, *self.layer_amount.values()]:
+        for value in [self.amount, self.max_amount, *self.layer_amount.values()]:
             require(
                 isinstance(value, int | float) and 0 <= value < 1,
                 self.name,
                 f"amount {value!r} is outside [0, 1)",
             )
-        require(self.norm in ("l1", "l2"), self.name, f"norm must be l1 or l2, got {self.norm!r}")
+        require(
+            self.norm in IMPORTANCES,
+            self.name,
+            f"norm (importance) must be one of {', '.join(IMPORTANCES)}, got {self.norm!r}",
+        )
         require(self.drop_layers >= 0, self.name, "drop_layers must be >= 0")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
+        require(self.round_to >= 1 and self.steps >= 1, self.name, "round_to and steps must be >= 1")
+        require(self.threads >= 1 and self.taylor_batches >= 1, self.name, "threads, taylor_batches >= 1")
+        require(
+            not (self.target_speedup is not None and self.target_latency_ms is not None),
+            self.name,
+            "give target_speedup or target_latency_ms, not both",
+        )
+        require(
+            self.target_speedup is None or self.target_speedup > 1,
+            self.name,
+            "target_speedup must be > 1",
+        )
+        require(
+            self.target_latency_ms is None or self.target_latency_ms > 0,
+            self.name,
+            "target_latency_ms must be > 0",
+        )
+        if self.latency_goal:
+            require(self.amount > 0, self.name, "with a latency target, amount (per step) must be > 0")
+
+    @property
+    def latency_goal(self) -> bool:
+        return self.target_speedup is not None or self.target_latency_ms is not None
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
         require(
             not ctx.constraints, self.name, "must come before prune, cluster, qat (it changes layer shapes)"
         )
         dropped = self.drop_square_layers(model, ctx) if self.drop_layers else []
-        links = {link.producer: link for link in find_links(model)}
-        chosen = list(links) if self.layers is None else [str(n) for n in self.layers]
-        uncuttable = sorted(set(chosen) - set(links))
+        example = ctx.data.example()
+        model.eval()
+        with torch.no_grad():
+            expected = model(example)
+        head = output_layer(model, example)
+        prunable = [name for name in weight_layers(model) if name != head]
+        chosen = prunable if self.layers is None else [str(n) for n in self.layers]
+        unknown = sorted(set(chosen) - set(prunable))
         require(
-            not uncuttable,
+            not unknown,
             self.name,
-            f"cannot cut layer(s) {', '.join(uncuttable)} (cuttable: {', '.join(links)})",
+            f"cannot cut layer(s) {', '.join(unknown)} (cuttable: {', '.join(prunable)})",
         )
-        cut: dict[str, Any] = {}
-        for name in chosen:
-            amount = self.layer_amount.get(name, self.amount)
-            producer = model.get_submodule(name)
-            outputs = producer.weight.shape[0]
-            n_keep = max(1, int(round((1 - amount) * outputs)))
-            if n_keep < outputs:
-                norms = producer.weight.detach().flatten(1).norm(p=1 if self.norm == "l1" else 2, dim=1)
-                keep = torch.topk(norms, n_keep).indices.sort().values
-                cut_link(model, links[name], keep)
-            cut[name] = {"outputs_before": outputs, "outputs_after": n_keep}
-        fine_tune(model, ctx, label="prune_structured", epochs=self.epochs, lr=self.lr)
-        ctx.notes.update(cut=cut, dropped_layers=dropped)
+        widths_before = channel_widths(model)
+        if self.latency_goal:
+            steps, ratio = math.ceil(self.max_amount / self.amount - 1e-9), self.max_amount
+        else:
+            steps, ratio = self.steps, self.amount
+        pruner = self.make_pruner(model, example, head, chosen, ratio, steps)
+        history: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="edgedeploy-netadapt-") as tmp:
+            baseline_file = (
+                export_onnx(model, example, Path(tmp) / "baseline.onnx") if self.latency_goal else None
+            )
+            goal_met = self.prune_steps(model, ctx, pruner, steps, example, expected, baseline_file, history)
+        widths_after = channel_widths(model)
+        cut = {
+            name: {"outputs_before": widths_before[name], "outputs_after": widths_after.get(name, 0)}
+            for name in widths_before
+            if widths_after.get(name) != widths_before[name]
+        }
+        ctx.notes.update(cut=cut, dropped_layers=dropped, steps=history, importance=self.norm)
+        if self.latency_goal:
+            ctx.notes.update(
+                target=self.target,
+                threads=self.threads,
+                goal_met=goal_met,
+                goal=(
+                    f"{self.target_speedup}x faster"
+                    if self.target_speedup is not None
+                    else f"<= {self.target_latency_ms} ms"
+                ),
+            )
         return model
+
+    def prune_steps(
+        self,
+        model: nn.Module,
+        ctx: StageContext,
+        pruner: Any,
+        steps: int,
+        example: torch.Tensor,
+        expected: torch.Tensor,
+        baseline_file: Path | None,
+        history: list[dict[str, Any]],
+    ) -> bool:
+        """Prune step by step; with a latency goal, time each candidate beside the input model's file
+        (one runner session, interleaved rounds) and stop when the goal is met. Returns goal_met."""
+        if baseline_file is not None:
+            history.append(self.step_record(0, model, example, None))
+        for step in range(1, steps + 1):
+            if self.norm == "taylor":
+                self.accumulate_gradients(model, ctx)
+            try:
+                pruner.step()
+            except Exception as err:  # noqa: BLE001 - Torch-Pruning's failures become one line
+                raise UsageError(f"stage {self.name!r}: Torch-Pruning failed at step {step}: {err}") from err
+            model.zero_grad(set_to_none=True)
+            check_pruned(model, example, expected, self.name)
+            # With a latency goal, each step gets the full `epochs`: the number of steps is not known ahead.
+            epochs = self.epochs if baseline_file is not None else self.epochs / steps
+            fine_tune(
+                model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr, seed_offset=step
+            )
+            record = self.step_record(step, model, example, None)
+            history.append(record)
+            if baseline_file is None:
+                continue
+            candidate = export_onnx(model, example, baseline_file.with_name(f"step{step}.onnx"))
+            p50 = time_files({"baseline": baseline_file, "candidate": candidate}, self.target, self.threads)
+            speedup = p50["baseline"] / p50["candidate"]
+            record.update(latency_ms=round(p50["candidate"], 4), baseline_ms=round(p50["baseline"], 4),
+                          speedup=round(speedup, 3))  # fmt: skip
+            ctx.progress(
+                f"step {step}: {p50['candidate']:.3f} ms vs {p50['baseline']:.3f} ms ({speedup:.2f}x)"
+            )
+            met = (
+                speedup >= self.target_speedup
+                if self.target_speedup is not None
+                else p50["candidate"] <= float(self.target_latency_ms or 0)
+            )
+            if met:
+                return True
+        return False
+
+    def make_pruner(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        head: str | None,
+        chosen: list[str],
+        ratio: float,
+        steps: int,
+    ) -> Any:
+        import torch_pruning as tp
+
+        importance = {
+            "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+            "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+            "taylor": lambda: tp.importance.GroupTaylorImportance(),
+            "bn_scale": lambda: tp.importance.BNScaleImportance(),
+        }[self.norm]()
+        layers = weight_layers(model)
+        ignored = [layers[head]] if head else []
+        ignored += [layer for name, layer in layers.items() if name not in chosen and name != head]
+        scale = ratio / self.amount if self.amount else 1.0
+        ratios = {
+            layers[name]: min(self.max_amount, value * scale)
+            for name, value in self.layer_amount.items()
+            if name in layers and name in chosen
+        }
+        try:
+            return tp.pruner.BasePruner(
+                model,
+                example,
+                importance=importance,
+                pruning_ratio=ratio,
+                pruning_ratio_dict=ratios or None,
+                iterative_steps=steps,
+                ignored_layers=ignored,
+                round_to=self.round_to if self.round_to > 1 else None,
+                global_pruning=self.global_pruning,
+            )
+        except Exception as err:  # noqa: BLE001 - tracing failures become one line
+            raise UsageError(
+                f"stage {self.name!r}: Torch-Pruning cannot trace this model with one example input ({err}); "
+                "see docs/compress.md for what structured pruning cannot handle"
+            ) from err
+
+    def accumulate_gradients(self, model: nn.Module, ctx: StageContext) -> None:
+        """dL/dw over a few training batches, for the Taylor criterion."""
+        loss_fn = ctx.loss_fn or cross_entropy
+        model.eval()  # BatchNorm statistics stay as trained
+        model.zero_grad(set_to_none=True)
+        for index, (inputs, labels) in enumerate(iterate_inputs(ctx.data.splits.train, 64)):
+            if index >= self.taylor_batches:
+                break
+            loss_fn(model(inputs), labels, inputs).backward()
+
+    def step_record(
+        self, step: int, model: nn.Module, example: torch.Tensor, latency: float | None
+    ) -> dict[str, Any]:
+        from edgedeploy.compress.stats import model_stats
+
+        stats = model_stats(model, example)
+        record: dict[str, Any] = {"step": step, "macs": stats.macs, "params": stats.params}
+        if latency is not None:
+            record["latency_ms"] = round(latency, 4)
+        return record
 
     def drop_square_layers(self, model: nn.Module, ctx: StageContext) -> list[str]:
         """Greedily replace the square Linear layers whose removal hurts accuracy least."""
@@ -144,97 +299,36 @@ class StructuredPruneStage(Stage):
         return dropped
 
 
-def find_links(model: nn.Module) -> list[Link]:
-    """Producer -> single consumer pairs of cuttable layers, from a torch.fx trace."""
-    import torch.fx
-
+def output_layer(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The weight layer that ran last in a forward pass: the classifier head, never cut."""
+    order: list[str] = []
+    handles = [
+        layer.register_forward_hook(lambda *_args, name=name: order.append(name))
+        for name, layer in weight_layers(model).items()
+    ]
     try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - untraceable models simply have no cuttable layers
-        return []
-    modules = dict(model.named_modules())
-    links = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), CUTTABLE):
-            continue
-        if isinstance(modules[node.target], nn.Conv2d) and modules[node.target].groups != 1:
-            continue
-        current, norms = node, []
-        while len(current.users) == 1:
-            user = next(iter(current.users))
-            target = modules.get(user.target) if user.op == "call_module" else None
-            if isinstance(target, CUTTABLE):
-                if not (isinstance(target, nn.Conv2d) and target.groups != 1):
-                    links.append(Link(node.target, user.target, norms))
-                break
-            passes = (
-                isinstance(target, PASS_THROUGH_MODULES)
-                or (user.op == "call_function" and user.target in PASS_THROUGH_FUNCTIONS)
-                or (user.op == "call_method" and user.target in PASS_THROUGH_METHODS)
-            )
-            if not passes:
-                break
-            if isinstance(target, nn.BatchNorm1d | nn.BatchNorm2d):
-                norms.append(user.target)
-            current = user
-    return links
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order[-1] if order else None
 
 
-@torch.no_grad()
-def cut_link(model: nn.Module, link: Link, keep: torch.Tensor) -> None:
-    producer = model.get_submodule(link.producer)
-    consumer = model.get_submodule(link.consumer)
-    outputs = producer.weight.shape[0]
-    replace_module(model, link.producer, sliced_layer(producer, rows=keep))
-    for name in link.batch_norms:
-        replace_module(model, name, sliced_batch_norm(model.get_submodule(name), keep))
-    if isinstance(consumer, nn.Linear):
-        # After a flatten each producer channel feeds `per_channel` consecutive features.
-        per_channel = consumer.in_features // outputs
-        columns = (keep[:, None] * per_channel + torch.arange(per_channel)).flatten()
-    else:
-        columns = keep
-    replace_module(model, link.consumer, sliced_layer(consumer, columns=columns))
+def channel_widths(model: nn.Module) -> dict[str, int]:
+    return {name: int(layer.weight.shape[0]) for name, layer in weight_layers(model).items()}
 
 
-def sliced_layer(
-    layer: nn.Module, rows: torch.Tensor | None = None, columns: torch.Tensor | None = None
-) -> nn.Module:
-    weight = layer.weight.detach()
-    if rows is not None:
-        weight = weight[rows]
-    if columns is not None:
-        weight = weight[:, columns]
-    bias = layer.bias.detach() if layer.bias is not None else None
-    if bias is not None and rows is not None:
-        bias = bias[rows]
-    if isinstance(layer, nn.Linear):
-        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    else:
-        new = nn.Conv2d(
-            weight.shape[1],
-            weight.shape[0],
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            bias=bias is not None,
-            padding_mode=layer.padding_mode,
-        )
-    new.weight.copy_(weight)
-    if bias is not None:
-        new.bias.copy_(bias)
-    return new
-
-
-def sliced_batch_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
-    new = type(norm)(
-        len(keep),
-        eps=norm.eps,
-        momentum=norm.momentum,
-        affine=norm.affine,
-        track_running_stats=norm.track_running_stats,
-    )
-    state = {key: value[keep] if value.dim() == 1 else value for key, value in norm.state_dict().items()}
-    new.load_state_dict(state)
-    return new
+def check_pruned(model: nn.Module, example: torch.Tensor, expected: torch.Tensor, stage: str) -> None:
+    """The pruned model must still run and give outputs of the same shape."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(example)
+    except Exception as err:  # noqa: BLE001 - a broken graph after pruning is the user's one-line error
+        raise UsageError(
+            f"stage {stage!r}: the pruned model no longer runs ({err}); Torch-Pruning did not follow every "
+            "dependency of this graph (see docs/compress.md); exclude the layers involved with `layers:`"
+        ) from err
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"stage {stage!r}: pruning changed the output shape {list(expected.shape)} -> {got}")

@@ -1,0 +1,296 @@
+"""CNN compression on Fashion-MNIST, measured on the exported files: structured pruning, then distillation
+and int8 (issue 15).
+
+    python bench/cnn_compression.py [--quick] [--only mobilenetv2|resnet20] [--seed N]
+
+For each model (edgedeploy.models.zoo factories, sized for 28x28 inputs): train the fp32 baseline, prune it
+with `prune_structured` (Torch-Pruning's DepGraph, L1 importance, channels rounded to 8) while distilling
+from the baseline, stepping until the pruned ONNX file, timed by the stand-alone runner on `local` at 1
+thread, is `--target-speedup` faster (NetAdapt-style), fine-tune by distillation, then QAT (BatchNorm
+folded, per-channel int8 weights) with the baseline still teaching. Each stage is exported to ONNX and
+TFLite through `convert` (verified; int8 through the official quantizers: ORT static QDQ/QOperator as
+convert chooses, ai-edge-quantizer), accuracies are measured on those files over the 10k test set, and
+all six files are timed side by side in one runner session (same thread count, interleaved rounds), so
+speed-ups are baseline fp32 p50 / compressed p50 from the same run.
+
+CPU training is the cost on the 2-core machine, so the run uses a training subset, a few epochs and a
+stride-2 stem (14x14 after the stem: 4x fewer MACs); the JSON's `config` says which. `--quick` is a smoke
+run on a few hundred images (its figures mean nothing).
+
+Goals: baselines >= 92%; pruning alone >= 2.5x measured fp32 speed-up at <= 0.5 pt loss; full recipe
+>= 5x at <= 1.0 pt loss on ONNX and TFLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import train_baseline  # noqa: F401  (puts the checkout first on sys.path)
+from torch import nn
+
+from edgedeploy.compress.latency import time_files
+from edgedeploy.compress.pipeline import CompressionData, compress_model
+from edgedeploy.compress.stats import model_stats
+from edgedeploy.convert.api import convert_torch
+from edgedeploy.convert.runtimes import open_runner
+from edgedeploy.models import zoo
+from edgedeploy.train import seed_everything, train
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# Factory keyword arguments per model: 1 input channel, 10 classes, stride-2 stem (see the docstring).
+MODELS: dict[str, dict[str, Any]] = {
+    "mobilenetv2": {"width_mult": 0.5, "stem_stride": 2},
+    "resnet20": {"width_mult": 1.0, "stem_stride": 2},
+}
+GOALS = {
+    "baseline_accuracy": 0.92,
+    "pruned_speedup": 2.5,
+    "pruned_loss_pt": 0.5,
+    "final_speedup": 5.0,
+    "final_loss_pt": 1.0,
+}
+
+
+def fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Debian's dataset-fashion-mnist (IDX gz): float32 [N, 1, 28, 28] in [0, 1] and int64 labels."""
+
+    def read(name: str, offset: int) -> np.ndarray:
+        path = FASHION_MNIST / name
+        if not path.exists():
+            sys.exit(f"error: {path} not found: apt-get install dataset-fashion-mnist")
+        return np.frombuffer(gzip.decompress(path.read_bytes()), dtype=np.uint8, offset=offset)
+
+    def images(name: str) -> np.ndarray:
+        return (read(name, 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0).copy()
+
+    return (
+        images("train-images-idx3-ubyte.gz"),
+        read("train-labels-idx1-ubyte.gz", 8).astype(np.int64),
+        images("t10k-images-idx3-ubyte.gz"),
+        read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64),
+    )
+
+
+def config(quick: bool, target_speedup: float) -> dict[str, Any]:
+    if quick:
+        return {
+            "train_samples": 256,
+            "test_samples": 128,
+            "baseline_epochs": 0.5,
+            "prune_epochs_per_step": 0.1,
+            "prune_step": 0.4,
+            "max_amount": 0.4,
+            "distill_epochs": 0.1,
+            "qat_epochs": 0.1,
+            "target_speedup": 1.2,
+            "calibration_samples": 32,
+        }
+    return {
+        "train_samples": 40000,
+        "test_samples": 10000,
+        "baseline_epochs": 2,
+        "prune_epochs_per_step": 0.15,
+        "prune_step": 0.15,
+        "max_amount": 0.85,
+        "distill_epochs": 0.3,
+        "qat_epochs": 0.1,
+        "target_speedup": target_speedup,
+        "calibration_samples": 256,
+    }
+
+
+def train_fp32(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, seed: int) -> None:
+    """Adam with the learning rate stepped down (as bench/common.train_baseline); no augmentation, which
+    costs accuracy in runs this short."""
+    for index, (share, lr) in enumerate([(0.6, 2e-3), (0.25, 7e-4), (0.15, 2e-4)]):
+        train(model, x, y, epochs=epochs * share, lr=lr, seed=seed + index)
+
+
+def export(
+    model: nn.Module, folder: Path, stem: str, precision: str, data: CompressionData, cfg: dict
+) -> dict:
+    """ONNX and TFLite files of `model` through convert (verified), with their accuracy on the test set."""
+    example = data.eval_x[:1]
+    calibration = data.train_x[: cfg["calibration_samples"]] if precision == "int8" else None
+    out: dict[str, Any] = {}
+    for fmt in ("onnx", "tflite"):
+        path = folder / f"{stem}.{fmt}"
+        started = time.perf_counter()
+        try:
+            report = convert_torch(
+                model.eval(),
+                example,
+                to=fmt,
+                precision=precision,
+                output=path,
+                calibration=calibration,
+                verify_inputs=data.eval_x[:64],
+                labels=data.eval_y[:64],
+            )
+        except Exception as err:  # noqa: BLE001 - a failed conversion is a result to report, not a crash
+            out[fmt] = {"error": str(err).splitlines()[0]}
+            continue
+        predictions = open_runner(path, threads=2).predict(data.eval_x).argmax(axis=1)
+        out[fmt] = {
+            "path": path,
+            "accuracy": float((predictions == data.eval_y).mean()),
+            "bytes": path.stat().st_size,
+            "int8_format": report.get("int8_format"),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    return out
+
+
+def run_model(arch: str, data: CompressionData, cfg: dict, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    progress = lambda msg: print(f"  {arch} {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    seed_everything(seed)
+    factory = getattr(zoo, arch)
+    baseline = factory(**MODELS[arch])
+    train_fp32(baseline, data.train_x, data.train_y, cfg["baseline_epochs"], seed)
+    baseline.eval()
+    progress(f"baseline trained in {time.perf_counter() - started:.0f}s")
+    prune_recipe = [
+        {"stage": "distill", "epochs": 0, "carry": True, "alpha": 0.7, "temperature": 4},
+        {
+            "stage": "prune_structured",
+            "norm": "l1",
+            "amount": cfg["prune_step"],
+            "max_amount": cfg["max_amount"],
+            "target_speedup": cfg["target_speedup"],
+            "threads": 1,
+            "epochs": cfg["prune_epochs_per_step"],
+            "lr": 1e-3,
+        },
+        {"stage": "distill", "epochs": cfg["distill_epochs"], "alpha": 0.7, "temperature": 4, "lr": 5e-4},
+    ]
+    pruned = compress_model(baseline, prune_recipe, data=data, seed=seed, progress=progress)
+    final_recipe = [
+        {"stage": "distill", "teacher": "given", "epochs": 0, "carry": True, "alpha": 0.7, "temperature": 4},
+        {
+            "stage": "qat",
+            "bits": 8,
+            "per_channel": True,
+            "epochs": cfg["qat_epochs"],
+            "lr": 1e-4,
+            "calibration_samples": cfg["calibration_samples"],
+        },
+    ]
+    final = compress_model(
+        pruned.model, final_recipe, data=data, seed=seed + 1, progress=progress, teacher=baseline
+    )
+    example = torch.as_tensor(data.eval_x[:1])
+    base_stats, pruned_stats = model_stats(baseline, example), model_stats(pruned.model, example)
+    with tempfile.TemporaryDirectory(prefix="bench-cnn-") as tmp:
+        folder = Path(tmp)
+        files = {
+            "fp32": export(baseline, folder, f"{arch}-fp32", "fp32", data, cfg),
+            "pruned": export(pruned.model, folder, f"{arch}-pruned", "fp32", data, cfg),
+            "final": export(final.model, folder, f"{arch}-final-int8", "int8", data, cfg),
+        }
+        progress("exported; timing the six files with the runner on local, 1 thread")
+        timed = {
+            f"{stage}.{fmt}": entry["path"]
+            for stage, formats in files.items()
+            for fmt, entry in formats.items()
+            if "path" in entry
+        }
+        p50 = time_files(timed, "local", threads=1, rounds=3)
+
+    def accuracy(stage: str, fmt: str) -> float | None:
+        return files[stage][fmt].get("accuracy")
+
+    def speedup(stage: str, fmt: str) -> float | None:
+        base, other = p50.get(f"fp32.{fmt}"), p50.get(f"{stage}.{fmt}")
+        return round(base / other, 3) if base and other else None
+
+    result: dict[str, Any] = {
+        "dataset": f"fashion-mnist ({len(data.train_y)} training images, {len(data.eval_y)} test images)",
+        "fp32_accuracy": accuracy("fp32", "onnx"),
+        "pruned_accuracy": accuracy("pruned", "onnx"),
+        "final_accuracy": accuracy("final", "onnx"),
+        "accuracy_tflite": {stage: accuracy(stage, "tflite") for stage in files},
+        "macs_ratio": round(base_stats.macs / pruned_stats.macs, 3),
+        "params_ratio": round(base_stats.params / pruned_stats.params, 3),
+        "size_ratio": {
+            fmt: round(files["fp32"][fmt]["bytes"] / files["final"][fmt]["bytes"], 3)
+            for fmt in ("onnx", "tflite")
+            if "bytes" in files["fp32"][fmt] and "bytes" in files["final"][fmt]
+        },
+        "speedup_pruned_fp32_onnx": speedup("pruned", "onnx"),
+        "speedup_pruned_fp32_tflite": speedup("pruned", "tflite"),
+        "speedup_final_onnx": speedup("final", "onnx"),
+        "speedup_final_tflite": speedup("final", "tflite"),
+        "p50_ms": {name: round(ms, 4) for name, ms in p50.items()},
+        "int8_format_onnx": files["final"]["onnx"].get("int8_format"),
+        "macs": {"fp32": base_stats.macs, "pruned": pruned_stats.macs},
+        "params": {"fp32": base_stats.params, "pruned": pruned_stats.params},
+        "prune_steps": next(r.details for r in pruned.reports if r.stage == "prune_structured").get("steps"),
+        "errors": {f"{s}.{f}": e["error"] for s, fs in files.items() for f, e in fs.items() if "error" in e},
+        "model": {"factory": f"edgedeploy.models.zoo:{arch}", **MODELS[arch]},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    result["goals_met"] = goals_met(result)
+    return result
+
+
+def goals_met(r: dict[str, Any]) -> dict[str, bool]:
+    base = r["fp32_accuracy"] or 0.0
+
+    def loss_pt(value: float | None) -> float:
+        return 100 * (base - value) if value is not None else float("inf")
+
+    tflite = r["accuracy_tflite"]
+    return {
+        "baseline_accuracy": base >= GOALS["baseline_accuracy"],
+        "pruned": (r["speedup_pruned_fp32_onnx"] or 0) >= GOALS["pruned_speedup"]
+        and (r["speedup_pruned_fp32_tflite"] or 0) >= GOALS["pruned_speedup"]
+        and loss_pt(r["pruned_accuracy"]) <= GOALS["pruned_loss_pt"],
+        "final_onnx": (r["speedup_final_onnx"] or 0) >= GOALS["final_speedup"]
+        and loss_pt(r["final_accuracy"]) <= GOALS["final_loss_pt"],
+        "final_tflite": (r["speedup_final_tflite"] or 0) >= GOALS["final_speedup"]
+        and loss_pt(tflite.get("final")) <= GOALS["final_loss_pt"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run on a few hundred images")
+    parser.add_argument("--only", choices=sorted(MODELS), action="append")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-speedup", type=float, default=2.8, help="prune until this much faster")
+    args = parser.parse_args()
+    # The converters print progress on stdout (some from C++): send fd 1 to stderr until the JSON.
+    json_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    started = time.perf_counter()
+    torch.set_num_threads(2)
+    cfg = config(args.quick, args.target_speedup)
+    train_x, train_y, test_x, test_y = fashion_mnist()
+    rng = np.random.default_rng(args.seed)
+    pick = rng.permutation(len(train_y))[: cfg["train_samples"]]
+    data = CompressionData(
+        train_x[pick], train_y[pick], test_x[: cfg["test_samples"]], test_y[: cfg["test_samples"]]
+    )
+    doc: dict[str, Any] = {"quick": args.quick, "config": cfg, "goals": GOALS, "seed": args.seed}
+    for arch in args.only or list(MODELS):
+        print(f"{arch}:", file=sys.stderr, flush=True)
+        doc[arch] = run_model(arch, data, cfg, args.seed)
+    doc["seconds"] = round(time.perf_counter() - started, 1)
+    json_out.write(json.dumps(doc, indent=2, default=str) + "\n")
+    json_out.flush()
+
+
+if __name__ == "__main__":
+    main()

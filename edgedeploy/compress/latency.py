@@ -1,0 +1,25 @@
+"""Measured latency of candidate models, for stages that stop at a speed goal (NetAdapt-style).
+
+Each model file is timed by the stand-alone runner on a target from the inventory
+(`local` by default), the same way `edgedeploy profile` and convert's int8 choice time files, taking
+turns so that a background burst lands on every candidate alike. `time_files` is the one call into the
+runner client, so moving that client (profile_job.time_models) changes one line here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def time_files(
+    models: dict[str, Path], target: str = "local", threads: int = 1, rounds: int = 3
+) -> dict[str, float]:
+    """Median p50 latency (ms) of each model file on `target`, timed by the runner at `threads`."""
+    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.profile_job import time_models
+
+    device = load_inventory().get(target)
+    with open_transport(device) as transport:
+        timed = time_models(transport, device, models, threads=threads, rounds=rounds)
+    return {name: float(ms) for name, ms in timed["p50_ms"].items()}
