@@ -1,0 +1,468 @@
+"""`edgedeploy tune`: search compression recipes, export formats and thread counts together, measured
+on the target, for the models that are best on accuracy, latency and size at once.
+
+Each trial: the search (Optuna, multi-objective) picks training settings -> a recipe trained by the
+compress pipeline -> every export of the space converted and verified (the convert path) -> accuracy
+of the exported file on the validation data -> profiled on a free device of the target by the runner
+(the profile path), one profile stored per export and thread count with its accuracy.
+
+Files under -o DIR: `study.db` (the Optuna study: resume with the same --study), `trials/` (every
+exported file), `profiles/` (every trial's profile, unless --profiles-dir), `tune.json` (this result),
+`recommended.<ext>` and `recommended.profile.json` (the fastest model within the accuracy floor).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
+
+DEFAULT_STUDY = "tune"
+EXIT_NOTHING_MEETS_FLOOR = 3
+
+
+@dataclass
+class TuneOptions:
+    model: str
+    data: str
+    target: str
+    output: Path
+    trials: int = 10
+    max_accuracy_drop: float = 1.0
+    objectives: str = "accuracy,latency,size"
+    space: Path | None = None
+    study: str = DEFAULT_STUDY
+    arch: str | None = None
+    seed: int = 0
+    runs: int = 50
+    eval_samples: int = 2000
+    train_samples: int | None = None
+    inventory: Path | None = None
+    trust_new: bool = False
+    profiles_dir: Path | None = None
+    data_options: Any = None
+    say: Callable[[str], None] = field(default=lambda _m: None)
+
+
+class NothingMeetsFloor(EdgeDeployError):
+    """No measured variant is within the accuracy floor; the message says the best found."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_NOTHING_MEETS_FLOOR)
+
+
+def run(opts: TuneOptions) -> dict[str, Any]:
+    from edgedeploy.compress_job import DataOptions, load_compression_data, load_torch_model
+    from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.tune.pool import DevicePool
+    from edgedeploy.tune.search import open_study, parse_objectives
+    from edgedeploy.tune.space import load_space
+
+    # Everything the user can get wrong is checked before any training starts.
+    if opts.trials < 1:
+        raise UsageError("--trials must be >= 1")
+    if not 0 <= opts.max_accuracy_drop <= 100:
+        raise UsageError("--max-accuracy-drop is in accuracy points, 0..100 (e.g. 1 for one point)")
+    if opts.output.exists() and not opts.output.is_dir():
+        raise UsageError(f"--output {opts.output} exists and is not a directory")
+    objectives = parse_objectives(opts.objectives)
+    space = load_space(opts.space)
+    targets = load_inventory(opts.inventory).resolve(opts.target)
+    model = load_torch_model(opts.model, opts.arch)
+    data = load_compression_data(opts.data, opts.data_options or DataOptions(), opts.train_samples, opts.seed)
+    if not data.labelled:
+        raise UsageError(f"--data {opts.data}: tune needs labelled validation data to measure accuracy")
+
+    out = opts.output
+    out.mkdir(parents=True, exist_ok=True)
+    store_root = opts.profiles_dir or out / "profiles"
+    pool = DevicePool(targets, out / "locks")
+    eval_x, eval_y = _eval_arrays(data, opts.eval_samples)
+    calibration = data.train_inputs(256).numpy()
+    example = data.example().numpy()
+    for note in space.notes:
+        opts.say(note)
+
+    opts.say(f"baseline: exporting {opts.model} to ONNX fp32, accuracy on {len(eval_y)} validation inputs")
+    baseline = _export(model, "onnx-fp32", example, calibration, eval_x, eval_y, out / "trials" / "input")
+    floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
+    study = open_study(out, opts.study, objectives, opts.seed)
+    from edgedeploy.tune.search import fail_stale
+
+    stale = fail_stale(study)
+    if stale:
+        opts.say(f"study {opts.study}: trials {stale} were interrupted; marked failed, resuming")
+    context = _Context(
+        opts, space, objectives, model, data, pool, store_root, example, calibration, eval_x, eval_y, floor
+    )
+    done = _candidates_done(study)
+    input_point = space.input_model_point()
+    if not study.trials and input_point is not None:
+        # The input model as it is, first: the reference every compressed candidate is judged against.
+        study.enqueue_trial(input_point)
+    started = time.perf_counter()
+    messages: list[str] = []
+    while done < opts.trials:
+        messages += _run_candidate(study, context)
+        done += 1
+        if not pool.healthy():
+            messages.append("stopped: no device of the pool is left")
+            break
+    result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
+    (out / "tune.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if result["recommended"] is None:
+        best = result["best_found"]
+        detail = (
+            f"best found: accuracy {best['accuracy']:.4f} ({best['export']}, trial {best['trial']})"
+            if best
+            else "no trial produced a measured model"
+        )
+        raise NothingMeetsFloor(
+            f"no model within --max-accuracy-drop {opts.max_accuracy_drop:g} (accuracy >= {floor:.4f}, "
+            f"input model {baseline['accuracy']:.4f}); {detail}; all trials in {out / 'tune.json'}"
+        )
+    return result
+
+
+@dataclass
+class _Context:
+    opts: TuneOptions
+    space: Any
+    objectives: list[str]
+    model: Any
+    data: Any
+    pool: Any
+    store_root: Path
+    example: np.ndarray
+    calibration: np.ndarray
+    eval_x: np.ndarray
+    eval_y: np.ndarray
+    floor: float
+
+
+def _candidates_done(study: Any) -> int:
+    """Trained candidates already in the study: the trials the sampler asked for (not the added
+    variants) that got an outcome; one an interrupted tune left behind is not counted."""
+    return sum(
+        1 for t in study.trials if t.user_attrs.get("asked") and ({"export", "error"} & set(t.user_attrs))
+    )
+
+
+def _run_candidate(study: Any, ctx: _Context) -> list[str]:
+    """Train one candidate, measure each of its variants, tell the study. Returns messages to show."""
+    from optuna.trial import TrialState
+
+    from edgedeploy.tune.search import add_variant, variant_state
+    from edgedeploy.tune.space import recipe_for, suggest
+
+    opts, space = ctx.opts, ctx.space
+    trial = study.ask()
+    settings = suggest(trial, space)
+    asked_export = trial.suggest_categorical("export", space.exports)
+    asked_threads = trial.suggest_categorical("threads", space.threads)
+    training_params = {k: v for k, v in trial.params.items() if k not in ("export", "threads")}
+    training_dists = {k: v for k, v in trial.distributions.items() if k not in ("export", "threads")}
+    recipe = recipe_for(settings)
+    name = f"c{trial.number:03d}"
+    base = {"candidate": name, "trial": trial.number, "settings": settings, "recipe": recipe}
+    trial.set_user_attr("asked", True)
+    opts.say(f"trial {trial.number}: {_describe(settings)}")
+    try:
+        candidate, train_s = _train(ctx, recipe, trial.number)
+    except EdgeDeployError as err:
+        trial.set_user_attr("error", str(err))
+        study.tell(trial, state=TrialState.FAIL)
+        return [f"trial {trial.number}: training failed: {err}"]
+    messages: list[str] = []
+    variants: list[dict[str, Any]] = []
+    for export in space.exports:
+        attrs = {**base, "export": export, "train_seconds": round(train_s, 2)}
+        try:
+            exported = _export(
+                candidate,
+                export,
+                ctx.example,
+                ctx.calibration,
+                ctx.eval_x,
+                ctx.eval_y,
+                opts.output / "trials" / name,
+            )
+        except EdgeDeployError as err:
+            messages.append(f"trial {trial.number} {export}: export failed: {err}")
+            variants.append({**attrs, "status": "failed", "error": str(err), "threads": None})
+            continue
+        attrs.update(file=exported["file"], size_bytes=exported["size_bytes"], accuracy=exported["accuracy"])
+        if exported["accuracy"] < ctx.floor:
+            # Pruned before any device time: it cannot be recommended whatever its latency.
+            variants.append(
+                {
+                    **attrs,
+                    "status": "pruned",
+                    "threads": None,
+                    "reason": f"accuracy {exported['accuracy']:.4f} < floor {ctx.floor:.4f}",
+                }
+            )
+            continue
+        for threads in space.threads:
+            variants.append(_measure(ctx, {**attrs, "threads": threads}))
+            if variants[-1].get("error"):
+                messages.append(f"trial {trial.number} {export} threads {threads}: {variants[-1]['error']}")
+
+    # The asked trial is told the variant it suggested (or, when that one was pruned or failed, the
+    # first measured one, so the sampler learns from a real point); the rest are added.
+    def rank(v: dict[str, Any]) -> tuple[int, int]:
+        return (
+            v["export"] != asked_export or v.get("threads") not in (asked_threads, None),
+            v.get("status") != "measured",
+        )
+
+    variants.sort(key=rank)
+    own, others = variants[0], variants[1:]
+    for key, value in own.items():
+        trial.set_user_attr(key, value)
+    state, values = variant_state(own, ctx.objectives)
+    if own.get("threads") is not None and own["threads"] != asked_threads:
+        trial.set_user_attr("note", f"measured at {own['threads']} threads")
+    study.tell(trial, values=values, state=state) if values else study.tell(trial, state=state)
+    for variant in others:
+        add_variant(
+            study, training_params, training_dists, variant, space.exports, space.threads, ctx.objectives
+        )
+    return messages
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    parts = [
+        f"structured {settings['structured_amount']:g}" if settings["structured_amount"] else "",
+        f"sparsity {settings['sparsity']:g}" if settings["sparsity"] else "",
+        f"cluster {settings['cluster']}" if settings["cluster"] else "",
+        "distill" if settings["distill"] else "",
+    ]
+    chosen = [p for p in parts if p]
+    return (", ".join(chosen) + f", {settings['epochs']:g} epochs") if chosen else "the input model as it is"
+
+
+def _train(ctx: _Context, recipe: list[dict[str, Any]], number: int) -> tuple[Any, float]:
+    from edgedeploy.compress.pipeline import compress_model
+
+    started = time.perf_counter()
+    if not recipe:
+        return copy.deepcopy(ctx.model).eval(), 0.0
+    result = compress_model(ctx.model, recipe, data=ctx.data, seed=ctx.opts.seed + number)
+    return result.model.eval(), time.perf_counter() - started
+
+
+def _export(
+    model: Any,
+    export: str,
+    example: np.ndarray,
+    calibration: np.ndarray,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    folder: Path,
+) -> dict[str, Any]:
+    """Convert (verified) and measure top-1 accuracy of the exported file on the validation inputs."""
+    from edgedeploy.convert.api import convert_torch
+    from edgedeploy.tune.space import EXPORTS
+
+    to, precision, int8_format = EXPORTS[export]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{export}.{to}"
+    conversion = convert_torch(
+        model,
+        example=example,
+        to=to,
+        precision=precision,
+        output=path,
+        calibration=calibration if precision == "int8" else None,
+        verify_inputs=eval_x,
+        labels=eval_y,
+        int8_format=int8_format,
+    )
+    accuracy = conversion["verification"].get("accuracy")
+    if accuracy is None:
+        raise UsageError(f"{path}: the conversion measured no accuracy (are the labels class indices?)")
+    return {"file": str(path), "size_bytes": path.stat().st_size, "accuracy": float(accuracy)}
+
+
+def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Profile one exported file on a free device of the pool; a failing device is set aside and the
+    next free one tried, so an unreachable board fails this measurement, never the study."""
+    from edgedeploy.profile_job import profile_model
+    from edgedeploy.tune.pool import NoDeviceLeft
+
+    opts = ctx.opts
+    while True:
+        try:
+            with ctx.pool.device() as target:
+                try:
+                    profile = profile_model(
+                        Path(attrs["file"]),
+                        target.name,
+                        runs=opts.runs,
+                        warmup=5,
+                        threads=attrs["threads"],
+                        inventory=opts.inventory,
+                        trust_new=opts.trust_new,
+                        progress=False,
+                        store_root=ctx.store_root,
+                        accuracy=attrs["accuracy"],
+                        tags={
+                            "tune": {
+                                "study": opts.study,
+                                "trial": attrs["trial"],
+                                "candidate": attrs["candidate"],
+                                "export": attrs["export"],
+                                "settings": attrs["settings"],
+                                "device": target.name,
+                            }
+                        },
+                    )
+                except TargetError as err:
+                    ctx.pool.mark_failed(target, str(err))
+                    opts.say(f"device {target.name} set aside: {err}")
+                    continue
+        except NoDeviceLeft as err:
+            return {**attrs, "status": "failed", "error": str(err)}
+        latency = profile["latency_ms"]
+        return {
+            **attrs,
+            "status": "measured",
+            "device": target.name,
+            "emulated": profile.get("emulated", False),
+            "p50_ms": latency["p50"],
+            "p90_ms": latency.get("p90"),
+            "peak_rss_mb": (profile.get("memory") or {}).get("peak_rss_mb"),
+            "energy_mj": (profile.get("power") or {}).get("energy_per_inference_mj"),
+            "power_source": (profile.get("power") or {}).get("source"),
+            "runtime": (profile.get("runtime") or {}).get("name"),
+            "profile": profile["path"],
+        }
+
+
+def _eval_arrays(data: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` validation inputs and labels as arrays (what the exported files are scored on)."""
+    import torch
+
+    xs, ys, count = [], [], 0
+    for xb, yb in data.splits.val_loader():
+        xs.append(torch.as_tensor(xb).numpy().astype(np.float32))
+        ys.append(torch.as_tensor(yb).numpy().astype(np.int64))
+        count += len(xs[-1])
+        if count >= limit:
+            break
+    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+
+
+def _result(
+    study: Any,
+    ctx: _Context,
+    baseline: dict[str, Any],
+    messages: list[str],
+    seconds: float,
+    stale: list[int],
+) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
+    out = ctx.opts.output
+    trials = []
+    for t in study.trials:
+        attrs = dict(t.user_attrs)
+        attrs.pop("asked", None)
+        trials.append({"number": t.number, "state": t.state.name, **attrs})
+    measured = [t for t in trials if t["state"] == TrialState.COMPLETE.name]
+    front_numbers = {t.number for t in study.best_trials} if measured else set()
+    front = sorted(
+        (t for t in measured if t["number"] in front_numbers), key=lambda t: (t["p50_ms"], t["size_bytes"])
+    )
+    feasible = [t for t in measured if t["accuracy"] >= ctx.floor]
+    scored = [t for t in trials if t.get("accuracy") is not None]
+    best_found = max(scored, key=lambda t: t["accuracy"], default=None)
+    recommended = min(feasible, key=lambda t: (t["p50_ms"], t["size_bytes"]), default=None)
+    files: dict[str, str] = {}
+    if recommended is not None:
+        source = Path(recommended["file"])
+        target_file = out / f"recommended{source.suffix}"
+        shutil.copyfile(source, target_file)
+        shutil.copyfile(recommended["profile"], out / "recommended.profile.json")
+        files = {"model": str(target_file), "profile": str(out / "recommended.profile.json")}
+    devices = ctx.pool.used
+    return {
+        "model": ctx.opts.model,
+        "data": ctx.data.splits.describe(),
+        "target": ctx.opts.target,
+        "devices": {"used": devices, "set_aside": ctx.pool.failed},
+        "study": {"name": ctx.opts.study, "storage": str(out / "study.db"), "interrupted_trials": stale},
+        "objectives": ctx.objectives,
+        "space": ctx.space.describe(),
+        "input_model": {"accuracy": baseline["accuracy"], "size_bytes": baseline["size_bytes"]},
+        "accuracy_floor": ctx.floor,
+        "max_accuracy_drop_pct": ctx.opts.max_accuracy_drop,
+        "eval_samples": len(ctx.eval_y),
+        "seconds": round(seconds, 1),
+        "counts": {
+            state: sum(1 for t in trials if t["state"] == state) for state in ("COMPLETE", "PRUNED", "FAIL")
+        },
+        "pareto": front,
+        "recommended": recommended,
+        "recommended_files": files,
+        "best_found": best_found,
+        "messages": messages,
+        "trials": trials,
+    }
+
+
+def print_report(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for message in result["messages"]:
+        console.print(f"[yellow]{message}[/]", highlight=False)
+    table = Table(title=f"Pareto front on {result['target']} ({', '.join(result['objectives'])})")
+    for column in (
+        "trial",
+        "accuracy",
+        "p50 ms",
+        "size KB",
+        "peak MB",
+        "export",
+        "threads",
+        "device",
+        "settings",
+    ):
+        table.add_column(column, justify="left" if column in ("export", "device", "settings") else "right")
+    for t in result["pareto"]:
+        table.add_row(
+            str(t["number"]),
+            f"{t['accuracy']:.4f}",
+            f"{t['p50_ms']:.3f}",
+            f"{t['size_bytes'] / 1000:.1f}",
+            "n/a" if t.get("peak_rss_mb") is None else f"{t['peak_rss_mb']:.1f}",
+            t["export"],
+            str(t["threads"]),
+            t["device"] + (" (emulated)" if t.get("emulated") else ""),
+            _describe(t["settings"]),
+        )
+    console.print(table)
+    counts = result["counts"]
+    console.print(
+        f"{counts['COMPLETE']} measured, {counts['PRUNED']} pruned (below accuracy floor "
+        f"{result['accuracy_floor']:.4f}), {counts['FAIL']} failed; devices used: "
+        + ", ".join(f"{name} x{n}" for name, n in result["devices"]["used"].items())
+    )
+    rec = result["recommended"]
+    console.print(
+        f"recommended: trial {rec['number']} {rec['export']} at {rec['threads']} threads, accuracy "
+        f"{rec['accuracy']:.4f} (input {result['input_model']['accuracy']:.4f}), p50 {rec['p50_ms']:.3f} ms, "
+        f"{rec['size_bytes']:,} B -> {result['recommended_files']['model']}"
+    )

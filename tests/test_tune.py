@@ -1,0 +1,243 @@
+"""`edgedeploy tune` end to end on small real data (scikit-learn digits, a tiny MLP, short training):
+compress -> convert (verified) -> accuracy of the exported file -> runner profile on real targets."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgedeploy.deploy.inventory import Target
+from edgedeploy.errors import UsageError
+from edgedeploy.tune.pool import DevicePool, NoDeviceLeft
+from edgedeploy.tune.space import load_space, recipe_for
+
+# A 64-32-10 MLP trained for a moment on the digits (full batch) so accuracies mean something.
+MODELS = """
+import torch
+from torch import nn
+
+
+def digits_mlp() -> nn.Module:
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    digits = load_digits()
+    x = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
+    y = torch.tensor(digits.target)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
+"""
+
+SMALL_SPACE = {
+    "training": {"structured_amount": [0.0, 0.25], "epochs": [0.5]},
+    "exports": ["onnx-fp32", "onnx-int8-dynamic"],
+    "threads": [1],
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "tunemodels.py").write_text(MODELS)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SMALL_SPACE))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def tune(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+    from edgedeploy import cli
+
+    monkeypatch.setattr(sys, "argv", ["edgedeploy", "tune", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+BASE = ["tunemodels:digits_mlp", "--data", "digits", "--runs", "5", "--space", "space.yaml", "-o", "out"]
+
+
+def test_tune_on_local_measures_exports_and_resumes(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "2", "--max-accuracy-drop", "5")
+    assert code == 0, err
+    assert "Pareto front on local" in out and "recommended: trial" in out
+    result = json.loads((workdir / "out/tune.json").read_text())
+    # Two trained candidates x two exports x one thread count: four trials in the study.
+    assert len(result["trials"]) == 4 and result["counts"]["FAIL"] == 0
+    first = [t for t in result["trials"] if t["candidate"] == "c000"]
+    assert {t["settings"]["structured_amount"] for t in first} == {0.0}  # the input model is trial 0
+    rec = result["recommended"]
+    assert rec["accuracy"] >= result["accuracy_floor"] > 0.5
+    assert Path(result["recommended_files"]["model"]).read_bytes() == Path(rec["file"]).read_bytes()
+    # Each measured trial's profile carries the accuracy measured on the exported file and the trial.
+    measured = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    assert measured and result["pareto"]
+    for t in measured:
+        profile = json.loads(Path(t["profile"]).read_text())
+        assert profile["model"]["accuracy"] == t["accuracy"]
+        assert profile["tags"]["tune"]["device"] == "local" == t["device"]
+        assert profile["settings"]["threads"] == t["threads"] and profile["latency_ms"]["n"] == 5
+    rec_profile = json.loads((workdir / "out/recommended.profile.json").read_text())
+    assert rec_profile["model"]["sha256"]
+
+    # Resume: the study holds 2 candidates; --trials 3 trains exactly one more.
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "3", "--max-accuracy-drop", "5")
+    assert code == 0, err
+    result = json.loads((workdir / "out/tune.json").read_text())
+    assert len({t["candidate"] for t in result["trials"]}) == 3 and len(result["trials"]) == 6
+    with sqlite3.connect(workdir / "out/study.db") as db:
+        assert db.execute("select count(*) from trials").fetchone()[0] == 6
+
+
+def test_tune_on_a_group_uses_both_devices_and_survives_a_dead_one(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = {
+        "all": {
+            "children": {
+                "pair": {
+                    "hosts": {
+                        "dev-a": {"ansible_connection": "local", "edgedeploy_workdir": str(workdir / "a")},
+                        "dev-dead": {
+                            "ansible_host": "127.0.0.1",
+                            "ansible_port": 1,
+                            "ansible_user": "nobody",
+                        },
+                        "dev-b": {"ansible_connection": "local", "edgedeploy_workdir": str(workdir / "b")},
+                    }
+                }
+            }
+        }
+    }
+    (workdir / "inv.yml").write_text(yaml.safe_dump(inventory))
+    code, out, err = tune(
+        monkeypatch,
+        capsys,
+        *BASE,
+        "--trials",
+        "1",
+        "--target",
+        "pair",
+        "--inventory",
+        "inv.yml",
+        "--max-accuracy-drop",
+        "50",
+    )
+    assert code == 0, err
+    result = json.loads((workdir / "out/tune.json").read_text())
+    assert "dev-dead" in result["devices"]["set_aside"]
+    assert "device dev-dead set aside" in err
+    devices = {t["device"] for t in result["trials"] if t["state"] == "COMPLETE"}
+    assert devices == {"dev-a", "dev-b"}  # one measurement per device at a time, both used
+
+
+def test_tune_says_the_best_found_when_nothing_meets_the_floor(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two shared values per layer ruins the MLP, and the input model itself is not in this space.
+    (workdir / "space.yaml").write_text(
+        yaml.safe_dump({"training": {"cluster": [2], "epochs": [0.1]}, "exports": ["onnx-fp32"]})
+    )
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "1", "--max-accuracy-drop", "0")
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert (
+        lines[-1].startswith("error: no model within --max-accuracy-drop 0")
+        and "best found: accuracy" in lines[-1]
+    )
+    result = json.loads((workdir / "out/tune.json").read_text())
+    assert result["counts"]["PRUNED"] == 1 and result["recommended"] is None  # never profiled
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--target", "nosuchboard"], "error: unknown target 'nosuchboard'"),
+        (["--objectives", "accuracy,speed"], "error: --objectives 'accuracy,speed'"),
+        (["--trials", "0"], "error: --trials must be >= 1"),
+    ],
+)
+def test_tune_bad_input_is_one_line(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    expected: str,
+) -> None:
+    code, out, err = tune(monkeypatch, capsys, *BASE, *args)
+    assert code == 2 and err.strip().startswith(expected) and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "out").exists()  # refused before any work
+
+
+def test_space_with_no_valid_point_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"training": {"sparsity": [1.5, -1]}}))
+    with pytest.raises(UsageError, match=r"bad.yaml: no valid point for sparsity"):
+        load_space(bad)
+    bad.write_text(yaml.safe_dump({"exports": ["tflite-int8"]}))
+    with pytest.raises(UsageError, match=r"no valid point: no exports left"):
+        load_space(bad, tflite_ok=False)
+    bad.write_text(yaml.safe_dump({"training": {"rank": [4]}}))
+    with pytest.raises(UsageError, match=r"unknown training axis 'rank'"):
+        load_space(bad)
+
+
+def test_default_space_loads_and_builds_recipes() -> None:
+    space = load_space(None, tflite_ok=True)
+    assert set(space.training) == {"structured_amount", "sparsity", "cluster", "distill", "epochs"}
+    assert "tflite-int8" in space.exports and space.threads == [1, 2]
+    settings = {"structured_amount": 0.5, "sparsity": 0.8, "cluster": 16, "distill": True, "epochs": 2.0}
+    stages = [s["stage"] for s in recipe_for(settings)]
+    assert stages == ["prune_structured", "prune", "distill", "cluster"]
+    from edgedeploy.compress.pipeline import load_recipe
+
+    assert len(load_recipe(recipe_for(settings))) == 4  # every built recipe is a valid recipe
+    off = {"structured_amount": 0.0, "sparsity": 0.0, "cluster": 0, "distill": False, "epochs": 1.0}
+    assert recipe_for(off) == []
+
+
+def test_pool_holds_one_measurement_per_device(tmp_path: Path) -> None:
+    pool = DevicePool([Target("a"), Target("b")], tmp_path / "locks")
+    active: dict[str, int] = {"a": 0, "b": 0}
+    overlap: list[str] = []
+    guard = threading.Lock()
+
+    def measure() -> None:
+        with pool.device() as target:
+            with guard:
+                active[target.name] += 1
+                if active[target.name] > 1:
+                    overlap.append(target.name)
+            time.sleep(0.01)
+            with guard:
+                active[target.name] -= 1
+
+    threads = [threading.Thread(target=measure) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlap and pool.used == {"a": 4, "b": 4} or sum(pool.used.values()) == 8 and not overlap
+    pool.mark_failed(Target("a"), "unreachable")
+    with pool.device() as target:
+        assert target.name == "b"
+    pool.mark_failed(Target("b"), "unreachable")
+    with pytest.raises(NoDeviceLeft, match="a: unreachable; b: unreachable"), pool.device():
+        pass
