@@ -93,7 +93,16 @@ def run(opts: TuneOptions) -> dict[str, Any]:
         opts.say(note)
 
     opts.say(f"baseline: exporting {opts.model} to ONNX fp32, accuracy on {len(eval_y)} validation inputs")
-    baseline = _export(model, "onnx-fp32", example, calibration, eval_x, eval_y, out / "trials" / "input")
+    baseline = _export(
+        model,
+        "onnx-fp32",
+        example,
+        calibration,
+        eval_x,
+        eval_y,
+        out / "trials" / "input",
+        out / "convert.log",
+    )
     floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
     study = open_study(out, opts.study, objectives, opts.seed)
     from edgedeploy.tune.search import fail_stale
@@ -105,15 +114,30 @@ def run(opts: TuneOptions) -> dict[str, Any]:
         opts, space, objectives, model, data, pool, store_root, example, calibration, eval_x, eval_y, floor
     )
     done = _candidates_done(study)
+    context.trained = {
+        recipe_key(t.user_attrs["recipe"]): t.number
+        for t in study.trials
+        if t.user_attrs.get("asked") and "recipe" in t.user_attrs
+    }
+    points = space.distinct_recipes()
     input_point = space.input_model_point()
     if not study.trials and input_point is not None:
         # The input model as it is, first: the reference every compressed candidate is judged against.
         study.enqueue_trial(input_point)
     started = time.perf_counter()
     messages: list[str] = []
+    asks = 0
     while done < opts.trials:
-        messages += _run_candidate(study, context)
-        done += 1
+        if points is not None and len(context.trained) >= points:
+            messages.append(f"the space holds {points} distinct recipes; all are trained ({done} candidates)")
+            break
+        asks += 1
+        if asks > 10 * opts.trials + 20:
+            messages.append("stopped: the sampler keeps proposing recipes already trained")
+            break
+        new_messages, trained = _run_candidate(study, context)
+        messages += new_messages
+        done += trained
         if not pool.healthy():
             messages.append("stopped: no device of the pool is left")
             break
@@ -147,6 +171,12 @@ class _Context:
     eval_x: np.ndarray
     eval_y: np.ndarray
     floor: float
+    trained: dict[str, int] = field(default_factory=dict)
+    """Recipe (as JSON) -> the trial that trained it: a repeated proposal is not trained again."""
+
+
+def recipe_key(recipe: list[dict[str, Any]]) -> str:
+    return json.dumps(recipe, sort_keys=True)
 
 
 def _candidates_done(study: Any) -> int:
@@ -157,8 +187,9 @@ def _candidates_done(study: Any) -> int:
     )
 
 
-def _run_candidate(study: Any, ctx: _Context) -> list[str]:
-    """Train one candidate, measure each of its variants, tell the study. Returns messages to show."""
+def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
+    """Train one candidate, measure each of its variants, tell the study. Returns the messages to
+    show and whether a candidate was trained (False: the proposal repeats a trained recipe)."""
     from optuna.trial import TrialState
 
     from edgedeploy.tune.search import add_variant, variant_state
@@ -175,13 +206,22 @@ def _run_candidate(study: Any, ctx: _Context) -> list[str]:
     name = f"c{trial.number:03d}"
     base = {"candidate": name, "trial": trial.number, "settings": settings, "recipe": recipe}
     trial.set_user_attr("asked", True)
+    previous = ctx.trained.get(recipe_key(recipe))
+    if previous is not None:
+        # Same recipe as a trained candidate (e.g. epochs differ with every stage off): its variants
+        # are already in the study, so this proposal is pruned instead of trained and measured again.
+        trial.set_user_attr("duplicate_of", previous)
+        study.tell(trial, state=TrialState.PRUNED)
+        return [], False
+    ctx.trained[recipe_key(recipe)] = trial.number
     opts.say(f"trial {trial.number}: {_describe(settings)}")
     try:
         candidate, train_s = _train(ctx, recipe, trial.number)
     except EdgeDeployError as err:
         trial.set_user_attr("error", str(err))
+        trial.set_user_attr("recipe", recipe)
         study.tell(trial, state=TrialState.FAIL)
-        return [f"trial {trial.number}: training failed: {err}"]
+        return [f"trial {trial.number}: training failed: {err}"], True
     messages: list[str] = []
     variants: list[dict[str, Any]] = []
     for export in space.exports:
@@ -195,6 +235,7 @@ def _run_candidate(study: Any, ctx: _Context) -> list[str]:
                 ctx.eval_x,
                 ctx.eval_y,
                 opts.output / "trials" / name,
+                opts.output / "convert.log",
             )
         except EdgeDeployError as err:
             messages.append(f"trial {trial.number} {export}: export failed: {err}")
@@ -237,7 +278,7 @@ def _run_candidate(study: Any, ctx: _Context) -> list[str]:
         add_variant(
             study, training_params, training_dists, variant, space.exports, space.threads, ctx.objectives
         )
-    return messages
+    return messages, True
 
 
 def _describe(settings: dict[str, Any]) -> str:
@@ -253,11 +294,13 @@ def _describe(settings: dict[str, Any]) -> str:
 
 def _train(ctx: _Context, recipe: list[dict[str, Any]], number: int) -> tuple[Any, float]:
     from edgedeploy.compress.pipeline import compress_model
+    from edgedeploy.convert.files import native_output_to
 
     started = time.perf_counter()
     if not recipe:
         return copy.deepcopy(ctx.model).eval(), 0.0
-    result = compress_model(ctx.model, recipe, data=ctx.data, seed=ctx.opts.seed + number)
+    with native_output_to(ctx.opts.output / "convert.log"):
+        result = compress_model(ctx.model, recipe, data=ctx.data, seed=ctx.opts.seed + number)
     return result.model.eval(), time.perf_counter() - started
 
 
@@ -269,25 +312,29 @@ def _export(
     eval_x: np.ndarray,
     eval_y: np.ndarray,
     folder: Path,
+    log: Path,
 ) -> dict[str, Any]:
     """Convert (verified) and measure top-1 accuracy of the exported file on the validation inputs."""
     from edgedeploy.convert.api import convert_torch
+    from edgedeploy.convert.files import native_output_to
     from edgedeploy.tune.space import EXPORTS
 
     to, precision, int8_format = EXPORTS[export]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{export}.{to}"
-    conversion = convert_torch(
-        model,
-        example=example,
-        to=to,
-        precision=precision,
-        output=path,
-        calibration=calibration if precision == "int8" else None,
-        verify_inputs=eval_x,
-        labels=eval_y,
-        int8_format=int8_format,
-    )
+    # The converters' own chatter goes to the log (as quickstart does), the trial lines stay readable.
+    with native_output_to(log):
+        conversion = convert_torch(
+            model,
+            example=example,
+            to=to,
+            precision=precision,
+            output=path,
+            calibration=calibration if precision == "int8" else None,
+            verify_inputs=eval_x,
+            labels=eval_y,
+            int8_format=int8_format,
+        )
     accuracy = conversion["verification"].get("accuracy")
     if accuracy is None:
         raise UsageError(f"{path}: the conversion measured no accuracy (are the labels class indices?)")
@@ -331,6 +378,9 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
                     ctx.pool.mark_failed(target, str(err))
                     opts.say(f"device {target.name} set aside: {err}")
                     continue
+                except UsageError as err:
+                    # The runner refused this file (bad input, not a bad device): this variant fails.
+                    return {**attrs, "status": "failed", "error": str(err)}
         except NoDeviceLeft as err:
             return {**attrs, "status": "failed", "error": str(err)}
         latency = profile["latency_ms"]

@@ -76,6 +76,21 @@ class SearchSpace:
             point[axis] = off
         return point
 
+    def distinct_recipes(self) -> int | None:
+        """How many different recipes the training axes give (None: a range makes it unbounded), so
+        that a study stops when it has trained them all instead of asking forever."""
+        import itertools
+        import json
+
+        if any(isinstance(v, Range) for v in self.training.values()):
+            return None
+        axes = list(self.training)
+        recipes = {
+            json.dumps(recipe_for({**AXIS_OFF, **dict(zip(axes, combo, strict=True))}), sort_keys=True)
+            for combo in itertools.product(*(self.training[a] for a in axes))  # type: ignore[misc]
+        }
+        return len(recipes)
+
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source,
