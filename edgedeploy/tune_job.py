@@ -100,7 +100,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
         calibration,
         eval_x,
         eval_y,
-        out / "trials" / "input",
+        out / "trials" / f"{opts.study}-input",
         out / "convert.log",
     )
     floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
@@ -234,7 +234,7 @@ def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
                 ctx.calibration,
                 ctx.eval_x,
                 ctx.eval_y,
-                opts.output / "trials" / name,
+                opts.output / "trials" / f"{opts.study}-{name}",
                 opts.output / "convert.log",
             )
         except EdgeDeployError as err:
@@ -321,7 +321,8 @@ def _export(
 
     to, precision, int8_format = EXPORTS[export]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{export}.{to}"
+    # Named after its folder too: the profile store and `profiles report` tell variants apart by stem.
+    path = folder / f"{folder.name}-{export}.{to}"
     # The converters' own chatter goes to the log (as quickstart does), the trial lines stay readable.
     with native_output_to(log):
         conversion = convert_torch(

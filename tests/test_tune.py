@@ -103,11 +103,14 @@ def test_tune_on_local_measures_exports_and_resumes(
     # Each measured trial's profile carries the accuracy measured on the exported file and the trial.
     measured = [t for t in variants if t["state"] == "COMPLETE"]
     assert measured and result["pareto"]
+    names = set()
     for t in measured:
         profile = json.loads(Path(t["profile"]).read_text())
+        names.add(profile["model"]["name"])  # what `profiles report` tells variants apart by
         assert profile["model"]["accuracy"] == t["accuracy"]
         assert profile["tags"]["tune"]["device"] == "local" == t["device"]
         assert profile["settings"]["threads"] == t["threads"] and profile["latency_ms"]["n"] == 5
+    assert len(names) == len(measured) == 4 and "tune-c000-onnx-fp32" in names
     # A pruned model is smaller on disk: size is measured, not assumed.
     sizes = {(bool(t["recipe"]), t["export"]): t["size_bytes"] for t in variants}
     assert sizes[(True, "onnx-fp32")] < sizes[(False, "onnx-fp32")]
@@ -235,3 +238,20 @@ def test_pool_holds_one_measurement_per_device(tmp_path: Path) -> None:
     pool.mark_failed(Target("b"), "unreachable")
     with pytest.raises(NoDeviceLeft, match="a: unreachable; b: unreachable"), pool.device():
         pass
+
+
+def test_tune_on_an_ssh_target_with_json(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sshd
+) -> None:
+    # The device's Python is this venv's, which has the runtimes (as a provisioned board would).
+    (workdir / "inv.yml").write_text(sshd.inventory_yaml("board", ansible_python_interpreter=sys.executable))
+    space = {"training": {"structured_amount": [0.0]}, "exports": ["onnx-fp32"], "threads": [1]}
+    (workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    args = ["--trials", "1", "--target", "board", "--inventory", "inv.yml", "--json"]
+    code, out, err = tune(monkeypatch, capsys, *BASE, *args)
+    assert code == 0, err
+    result = json.loads(out)  # --json: one document on stdout, nothing else
+    rec = result["recommended"]
+    assert rec["device"] == "board" and rec["p50_ms"] > 0
+    profile = json.loads(Path(rec["profile"]).read_text())
+    assert profile["target"]["connection"] == "ssh" and profile["model"]["accuracy"] == rec["accuracy"]
