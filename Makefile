@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 ARCH   := $(shell uname -m)
 comma  := ,
 # litert-torch (torch -> TFLite) only ships x86_64 wheels.
-EXTRAS := dev,models$(if $(filter x86_64,$(ARCH)),$(comma)litert)
+EXTRAS := dev,models,ray$(if $(filter x86_64,$(ARCH)),$(comma)litert)
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint venv system-deps bench clean

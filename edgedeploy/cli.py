@@ -706,6 +706,13 @@ def tune(
     profiles_dir: Annotated[
         Path | None, typer.Option(help="Profile store for every trial's profile (default: DIR/profiles).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Train candidates as Ray tasks: `local` (a Ray instance here) or an address."),
+    ] = None,
+    ray_parallel: Annotated[
+        int | None, typer.Option(help="With --ray: candidates training at once (default: cluster CPUs).")
+    ] = None,
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
@@ -719,7 +726,8 @@ def tune(
             model=model, data=data, target=target, output=output, trials=trials,
             max_accuracy_drop=max_accuracy_drop, objectives=objectives, space=space, study=study,
             arch=arch, seed=seed, runs=runs, eval_samples=eval_samples, train_samples=train_samples,
-            inventory=inventory, trust_new=trust_new, profiles_dir=profiles_dir,
+            inventory=inventory, trust_new=trust_new, profiles_dir=profiles_dir, ray=ray,
+            ray_parallel=ray_parallel,
             data_options=compress_job.DataOptions(batch_size=batch_size), say=say,
         )
     )  # fmt: skip

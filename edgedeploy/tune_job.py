@@ -13,7 +13,6 @@ exported file), `profiles/` (every trial's profile, unless --profiles-dir), `tun
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import time
@@ -49,6 +48,9 @@ class TuneOptions:
     inventory: Path | None = None
     trust_new: bool = False
     profiles_dir: Path | None = None
+    ray: str | None = None
+    """None: candidates train in this process; `local` or a Ray address: as Ray tasks there."""
+    ray_parallel: int | None = None
     data_options: Any = None
     say: Callable[[str], None] = field(default=lambda _m: None)
 
@@ -93,16 +95,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
         opts.say(note)
 
     opts.say(f"baseline: exporting {opts.model} to ONNX fp32, accuracy on {len(eval_y)} validation inputs")
-    baseline = _export(
-        model,
-        "onnx-fp32",
-        example,
-        calibration,
-        eval_x,
-        eval_y,
-        out / "trials" / f"{opts.study}-input",
-        out / "convert.log",
-    )
+    baseline = _baseline(model, data, space, example, calibration, eval_x, eval_y, opts)
     floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
     study = open_study(out, opts.study, objectives, opts.seed)
     from edgedeploy.tune.search import fail_stale
@@ -126,21 +119,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
         study.enqueue_trial(input_point)
     started = time.perf_counter()
     messages: list[str] = []
-    asks = 0
-    while done < opts.trials:
-        if points is not None and len(context.trained) >= points:
-            messages.append(f"the space holds {points} distinct recipes; all are trained ({done} candidates)")
-            break
-        asks += 1
-        if asks > 10 * opts.trials + 20:
-            messages.append("stopped: the sampler keeps proposing recipes already trained")
-            break
-        new_messages, trained = _run_candidate(study, context)
-        messages += new_messages
-        done += trained
-        if not pool.healthy():
-            messages.append("stopped: no device of the pool is left")
-            break
+    messages += _search(study, context, done, points)
     result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
     (out / "tune.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     if result["recommended"] is None:
@@ -171,12 +150,86 @@ class _Context:
     eval_x: np.ndarray
     eval_y: np.ndarray
     floor: float
+    executor: dict[str, Any] = field(default_factory=dict)
     trained: dict[str, int] = field(default_factory=dict)
     """Recipe (as JSON) -> the trial that trained it: a repeated proposal is not trained again."""
 
 
 def recipe_key(recipe: list[dict[str, Any]]) -> str:
     return json.dumps(recipe, sort_keys=True)
+
+
+def _baseline(
+    model: Any,
+    data: Any,
+    space: Any,
+    example: np.ndarray,
+    calibration: np.ndarray,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    opts: TuneOptions,
+) -> dict[str, Any]:
+    """The input model's ONNX fp32 file and its accuracy: the reference of the accuracy floor."""
+    from edgedeploy.tune.candidate import CandidateJob, export_file
+
+    folder = opts.output / "trials" / f"{opts.study}-input"
+    folder.mkdir(parents=True, exist_ok=True)
+    job = CandidateJob(
+        model, data, [], opts.seed, ["onnx-fp32"], example, calibration, eval_x, eval_y, stem=folder.name
+    )
+    path, accuracy = export_file(model.eval(), "onnx-fp32", job, folder, opts.output / "convert.log")
+    return {"file": str(path), "size_bytes": path.stat().st_size, "accuracy": accuracy}
+
+
+def _search(study: Any, ctx: _Context, done: int, points: int | None) -> list[str]:
+    """Propose, build (here, or as Ray tasks) and finish candidates until the study holds
+    --trials of them. With Ray, up to `parallel` candidates train at once on the cluster; their
+    device measurements still happen here, one per device at a time (the pool's locks)."""
+    from optuna.trial import TrialState
+
+    from edgedeploy.tune.distributed import make_executor
+
+    opts = ctx.opts
+    messages: list[str] = []
+    executor = make_executor(opts.ray, opts.ray_parallel)
+    ctx.executor = {
+        "kind": "local" if executor.local else "ray",
+        "address": opts.ray,
+        "parallel": executor.parallel,
+    }
+    pending: dict[Any, _Proposal] = {}
+    asks = 0
+    try:
+        while True:
+            exhausted = points is not None and len(ctx.trained) >= points
+            while not exhausted and done + len(pending) < opts.trials and len(pending) < executor.parallel:
+                asks += 1
+                if asks > 10 * opts.trials + 20:
+                    messages.append("stopped: the sampler keeps proposing recipes already trained")
+                    exhausted = True
+                    break
+                proposal = _propose(study, ctx)
+                if proposal is not None:
+                    pending[executor.submit(_job(ctx, proposal, log=executor.local))] = proposal
+                exhausted = points is not None and len(ctx.trained) >= points
+            if not pending:
+                if points is not None and len(ctx.trained) >= points and done < opts.trials:
+                    messages.append(
+                        f"the space holds {points} distinct recipes; all are trained ({done} candidates)"
+                    )
+                break
+            handle, build = executor.wait_one(list(pending))
+            proposal = pending.pop(handle)
+            messages += _finish(study, ctx, proposal, build)
+            done += 1
+            if not ctx.pool.healthy():
+                messages.append("stopped: no device of the pool is left")
+                for rest in pending.values():
+                    study.tell(rest.trial, state=TrialState.FAIL)
+                break
+    finally:
+        executor.close()
+    return messages
 
 
 def _candidates_done(study: Any) -> int:
@@ -187,24 +240,30 @@ def _candidates_done(study: Any) -> int:
     )
 
 
-def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
-    """Train one candidate, measure each of its variants, tell the study. Returns the messages to
-    show and whether a candidate was trained (False: the proposal repeats a trained recipe)."""
+@dataclass
+class _Proposal:
+    trial: Any
+    settings: dict[str, Any]
+    recipe: list[dict[str, Any]]
+    name: str
+    asked_export: str
+    asked_threads: int
+    training_params: dict[str, Any]
+    training_dists: dict[str, Any]
+
+
+def _propose(study: Any, ctx: _Context) -> _Proposal | None:
+    """Ask the study for a trial and its training settings; None when it repeats a trained recipe."""
     from optuna.trial import TrialState
 
-    from edgedeploy.tune.search import add_variant, variant_state
     from edgedeploy.tune.space import recipe_for, suggest
 
-    opts, space = ctx.opts, ctx.space
+    space = ctx.space
     trial = study.ask()
     settings = suggest(trial, space)
     asked_export = trial.suggest_categorical("export", space.exports)
     asked_threads = trial.suggest_categorical("threads", space.threads)
-    training_params = {k: v for k, v in trial.params.items() if k not in ("export", "threads")}
-    training_dists = {k: v for k, v in trial.distributions.items() if k not in ("export", "threads")}
     recipe = recipe_for(settings)
-    name = f"c{trial.number:03d}"
-    base = {"candidate": name, "trial": trial.number, "settings": settings, "recipe": recipe}
     trial.set_user_attr("asked", True)
     previous = ctx.trained.get(recipe_key(recipe))
     if previous is not None:
@@ -212,36 +271,76 @@ def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
         # are already in the study, so this proposal is pruned instead of trained and measured again.
         trial.set_user_attr("duplicate_of", previous)
         study.tell(trial, state=TrialState.PRUNED)
-        return [], False
+        return None
     ctx.trained[recipe_key(recipe)] = trial.number
-    opts.say(f"trial {trial.number}: {_describe(settings)}")
-    try:
-        candidate, train_s = _train(ctx, recipe, trial.number)
-    except EdgeDeployError as err:
-        trial.set_user_attr("error", str(err))
-        trial.set_user_attr("recipe", recipe)
+    ctx.opts.say(f"trial {trial.number}: {_describe(settings)}")
+    return _Proposal(
+        trial=trial,
+        settings=settings,
+        recipe=recipe,
+        name=f"c{trial.number:03d}",
+        asked_export=asked_export,
+        asked_threads=asked_threads,
+        training_params={k: v for k, v in trial.params.items() if k not in ("export", "threads")},
+        training_dists={k: v for k, v in trial.distributions.items() if k not in ("export", "threads")},
+    )
+
+
+def _job(ctx: _Context, proposal: _Proposal, log: bool = True) -> Any:
+    from edgedeploy.tune.candidate import CandidateJob
+
+    return CandidateJob(
+        model=ctx.model,
+        data=ctx.data,
+        recipe=proposal.recipe,
+        seed=ctx.opts.seed + proposal.trial.number,
+        exports=ctx.space.exports,
+        example=ctx.example,
+        calibration=ctx.calibration,
+        eval_x=ctx.eval_x,
+        eval_y=ctx.eval_y,
+        stem=f"{ctx.opts.study}-{proposal.name}",
+        log=ctx.opts.output / "convert.log" if log else None,
+    )
+
+
+def _finish(study: Any, ctx: _Context, proposal: _Proposal, build: dict[str, Any]) -> list[str]:
+    """Write the candidate's files, measure each within the floor on the pool, tell the study."""
+    from optuna.trial import TrialState
+
+    from edgedeploy.tune.search import add_variant, variant_state
+
+    opts, space, trial = ctx.opts, ctx.space, proposal.trial
+    base = {
+        "candidate": proposal.name,
+        "trial": trial.number,
+        "settings": proposal.settings,
+        "recipe": proposal.recipe,
+    }
+    if "error" in build:
+        trial.set_user_attr("error", build["error"])
+        trial.set_user_attr("recipe", proposal.recipe)
         study.tell(trial, state=TrialState.FAIL)
-        return [f"trial {trial.number}: training failed: {err}"], True
+        return [f"trial {trial.number}: training failed: {build['error']}"]
+    folder = opts.output / "trials" / f"{opts.study}-{proposal.name}"
+    folder.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
     variants: list[dict[str, Any]] = []
     for export in space.exports:
-        attrs = {**base, "export": export, "train_seconds": round(train_s, 2)}
-        try:
-            exported = _export(
-                candidate,
-                export,
-                ctx.example,
-                ctx.calibration,
-                ctx.eval_x,
-                ctx.eval_y,
-                opts.output / "trials" / f"{opts.study}-{name}",
-                opts.output / "convert.log",
-            )
-        except EdgeDeployError as err:
-            messages.append(f"trial {trial.number} {export}: export failed: {err}")
-            variants.append({**attrs, "status": "failed", "error": str(err), "threads": None})
+        exported = build["exports"][export]
+        attrs = {
+            **base,
+            "export": export,
+            "train_seconds": round(build["train_seconds"], 2),
+            "built_by": build.get("built_by"),
+        }
+        if "error" in exported:
+            messages.append(f"trial {trial.number} {export}: export failed: {exported['error']}")
+            variants.append({**attrs, "status": "failed", "error": exported["error"], "threads": None})
             continue
-        attrs.update(file=exported["file"], size_bytes=exported["size_bytes"], accuracy=exported["accuracy"])
+        path = folder / exported["name"]
+        path.write_bytes(exported["data"])
+        attrs.update(file=str(path), size_bytes=exported["size_bytes"], accuracy=exported["accuracy"])
         if exported["accuracy"] < ctx.floor:
             # Pruned before any device time: it cannot be recommended whatever its latency.
             variants.append(
@@ -260,9 +359,9 @@ def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
 
     # The asked trial is told the variant it suggested (or, when that one was pruned or failed, the
     # first measured one, so the sampler learns from a real point); the rest are added.
-    def rank(v: dict[str, Any]) -> tuple[int, int]:
+    def rank(v: dict[str, Any]) -> tuple[bool, bool]:
         return (
-            v["export"] != asked_export or v.get("threads") not in (asked_threads, None),
+            v["export"] != proposal.asked_export or v.get("threads") not in (proposal.asked_threads, None),
             v.get("status") != "measured",
         )
 
@@ -271,14 +370,20 @@ def _run_candidate(study: Any, ctx: _Context) -> tuple[list[str], bool]:
     for key, value in own.items():
         trial.set_user_attr(key, value)
     state, values = variant_state(own, ctx.objectives)
-    if own.get("threads") is not None and own["threads"] != asked_threads:
+    if own.get("threads") is not None and own["threads"] != proposal.asked_threads:
         trial.set_user_attr("note", f"measured at {own['threads']} threads")
     study.tell(trial, values=values, state=state) if values else study.tell(trial, state=state)
     for variant in others:
         add_variant(
-            study, training_params, training_dists, variant, space.exports, space.threads, ctx.objectives
+            study,
+            proposal.training_params,
+            proposal.training_dists,
+            variant,
+            space.exports,
+            space.threads,
+            ctx.objectives,
         )
-    return messages, True
+    return messages
 
 
 def _describe(settings: dict[str, Any]) -> str:
@@ -290,56 +395,6 @@ def _describe(settings: dict[str, Any]) -> str:
     ]
     chosen = [p for p in parts if p]
     return (", ".join(chosen) + f", {settings['epochs']:g} epochs") if chosen else "the input model as it is"
-
-
-def _train(ctx: _Context, recipe: list[dict[str, Any]], number: int) -> tuple[Any, float]:
-    from edgedeploy.compress.pipeline import compress_model
-    from edgedeploy.convert.files import native_output_to
-
-    started = time.perf_counter()
-    if not recipe:
-        return copy.deepcopy(ctx.model).eval(), 0.0
-    with native_output_to(ctx.opts.output / "convert.log"):
-        result = compress_model(ctx.model, recipe, data=ctx.data, seed=ctx.opts.seed + number)
-    return result.model.eval(), time.perf_counter() - started
-
-
-def _export(
-    model: Any,
-    export: str,
-    example: np.ndarray,
-    calibration: np.ndarray,
-    eval_x: np.ndarray,
-    eval_y: np.ndarray,
-    folder: Path,
-    log: Path,
-) -> dict[str, Any]:
-    """Convert (verified) and measure top-1 accuracy of the exported file on the validation inputs."""
-    from edgedeploy.convert.api import convert_torch
-    from edgedeploy.convert.files import native_output_to
-    from edgedeploy.tune.space import EXPORTS
-
-    to, precision, int8_format = EXPORTS[export]
-    folder.mkdir(parents=True, exist_ok=True)
-    # Named after its folder too: the profile store and `profiles report` tell variants apart by stem.
-    path = folder / f"{folder.name}-{export}.{to}"
-    # The converters' own chatter goes to the log (as quickstart does), the trial lines stay readable.
-    with native_output_to(log):
-        conversion = convert_torch(
-            model,
-            example=example,
-            to=to,
-            precision=precision,
-            output=path,
-            calibration=calibration if precision == "int8" else None,
-            verify_inputs=eval_x,
-            labels=eval_y,
-            int8_format=int8_format,
-        )
-    accuracy = conversion["verification"].get("accuracy")
-    if accuracy is None:
-        raise UsageError(f"{path}: the conversion measured no accuracy (are the labels class indices?)")
-    return {"file": str(path), "size_bytes": path.stat().st_size, "accuracy": float(accuracy)}
 
 
 def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -453,6 +508,7 @@ def _result(
         "target": ctx.opts.target,
         "devices": {"used": devices, "set_aside": ctx.pool.failed},
         "study": {"name": ctx.opts.study, "storage": str(out / "study.db"), "interrupted_trials": stale},
+        "executor": ctx.executor,
         "objectives": ctx.objectives,
         "space": ctx.space.describe(),
         "input_model": {"accuracy": baseline["accuracy"], "size_bytes": baseline["size_bytes"]},

@@ -255,3 +255,68 @@ def test_tune_on_an_ssh_target_with_json(
     assert rec["device"] == "board" and rec["p50_ms"] > 0
     profile = json.loads(Path(rec["profile"]).read_text())
     assert profile["target"]["connection"] == "ssh" and profile["model"]["accuracy"] == rec["accuracy"]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path: Path):
+    """A real local Ray cluster (`ray start --head --block`, 2 CPUs, loopback), stopped after."""
+    pytest.importorskip("ray")
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    # A short temp dir: Ray's socket paths must stay under the 107-byte AF_UNIX limit.
+    temp = Path(f"/tmp/ray-{os.getpid()}-{port}")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        import ray
+
+        for _ in range(120):  # the head is up when a driver can join it
+            try:
+                ray.init(address=address, log_to_driver=False)
+                ray.shutdown()
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if head.poll() is not None:
+                    pytest.fail("ray start --head exited")
+                time.sleep(1)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: stopping it stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_tune_trains_candidates_as_ray_tasks(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ray_cluster: str
+) -> None:
+    import os
+
+    space = {"training": {"structured_amount": [0.0, 0.25]}, "exports": ["onnx-fp32"], "threads": [1]}
+    (workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "2", "--ray", ray_cluster, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["executor"] == {"kind": "ray", "address": ray_cluster, "parallel": 2}
+    trials = json.loads((workdir / "out/tune.json").read_text())["trials"]
+    measured = [t for t in trials if t["state"] == "COMPLETE"]
+    assert len(measured) == 2 and {bool(t["recipe"]) for t in measured} == {False, True}
+    # Built by Ray workers, measured here (the device pool stays in the driver).
+    assert all(t["built_by"]["pid"] != os.getpid() for t in measured)
+    assert all(Path(t["profile"]).is_file() for t in measured)
