@@ -122,6 +122,12 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     messages += _search(study, context, done, points)
     result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
     (out / "tune.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if result["recommended"] is None and not pool.healthy():
+        reasons = "; ".join(f"{name}: {why}" for name, why in pool.failed.items())
+        raise TargetError(
+            f"no device of target {opts.target!r} could measure ({reasons}); the trained candidates "
+            f"are in {out / 'trials'}, rerun with the same --study to resume"
+        )
     if result["recommended"] is None:
         best = result["best_found"]
         detail = (

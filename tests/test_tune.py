@@ -320,3 +320,20 @@ def test_tune_trains_candidates_as_ray_tasks(
     # Built by Ray workers, measured here (the device pool stays in the driver).
     assert all(t["built_by"]["pid"] != os.getpid() for t in measured)
     assert all(Path(t["profile"]).is_file() for t in measured)
+
+
+def test_tune_with_its_only_device_unreachable_is_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = {"gone": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}}
+    (workdir / "inv.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    space = {"training": {"structured_amount": [0.0]}, "exports": ["onnx-fp32"], "threads": [1]}
+    (workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    code, out, err = tune(
+        monkeypatch, capsys, *BASE, "--trials", "1", "--target", "gone", "--inventory", "inv.yml"
+    )
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: no device of target 'gone' could measure (gone: ") and "resume" in last
+    result = json.loads((workdir / "out/tune.json").read_text())
+    assert result["counts"]["FAIL"] == 1 and "gone" in result["devices"]["set_aside"]
