@@ -535,10 +535,13 @@ def _result(
 
 
 def print_report(result: dict[str, Any]) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Piped into a file or a CI log, rich would wrap the settings column at 80 characters.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     for message in result["messages"]:
         console.print(f"[yellow]{message}[/]", highlight=False)
     table = Table(title=f"Pareto front on {result['target']} ({', '.join(result['objectives'])})")
