@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ARCH   := $(shell uname -m)
 comma  := ,
 # litert-torch (torch -> TFLite) only ships x86_64 wheels.
-EXTRAS := dev,compress,models$(if $(filter x86_64,$(ARCH)),$(comma)litert)
+EXTRAS := dev,compress,models,ray$(if $(filter x86_64,$(ARCH)),$(comma)litert)
 STAMP  := $(VENV)/.installed
 # Pythons that also run the torch-free part of the suite, each in its own core-only venv (.venv-py312...).
 CORE_PYTHONS := 3.12 3.13

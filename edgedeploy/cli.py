@@ -711,6 +711,79 @@ def quickstart(
     )
 
 
+@app.command()
+def tune(
+    model: Annotated[str, typer.Argument(help="Torch model: module:factory or state_dict/module file.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Labelled training/validation data, as `compress --data` takes it (mnist, fashion-mnist, "
+            "digits, an image folder, an .npz, module:factory).",
+        ),
+    ],
+    target: TargetOpt = "local",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Tune directory: study, trial files, recommended model.")
+    ] = Path("out/tune"),
+    trials: Annotated[
+        int, typer.Option(help="Trained candidates in the study (a resumed study counts what it holds).")
+    ] = 10,
+    max_accuracy_drop: Annotated[
+        float,
+        typer.Option(help="Accuracy points the recommended model may lose against the input model."),
+    ] = 1.0,
+    objectives: Annotated[
+        str, typer.Option(help="Comma-separated: accuracy, latency, size, peak_memory, energy.")
+    ] = "accuracy,latency,size",
+    space: Annotated[
+        Path | None, typer.Option(help="Search space YAML (default: edgedeploy/tune/default_space.yaml).")
+    ] = None,
+    study: Annotated[
+        str, typer.Option(help="Study name in DIR/study.db; the same name resumes an interrupted tune.")
+    ] = "tune",
+    arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
+    runs: Annotated[int, typer.Option(help="Timed inferences per profile.")] = 50,
+    eval_samples: Annotated[
+        int, typer.Option(help="Validation inputs each exported file is scored on.")
+    ] = 2000,
+    train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (sampler and training).")] = 0,
+    profiles_dir: Annotated[
+        Path | None, typer.Option(help="Profile store for every trial's profile (default: DIR/profiles).")
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Train candidates as Ray tasks: `local` (a Ray instance here) or an address."),
+    ] = None,
+    ray_parallel: Annotated[
+        int | None, typer.Option(help="With --ray: candidates training at once (default: cluster CPUs).")
+    ] = None,
+    inventory: InventoryOpt = None,
+    trust_new: TrustNewOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search recipes, export formats and threads for the best accuracy/latency/size on the target."""
+    from edgedeploy import compress_job, tune_job
+
+    say = (lambda m: typer.echo(m, err=True)) if not as_json else (lambda _m: None)
+    result = tune_job.run(
+        tune_job.TuneOptions(
+            model=model, data=data, target=target, output=output, trials=trials,
+            max_accuracy_drop=max_accuracy_drop, objectives=objectives, space=space, study=study,
+            arch=arch, seed=seed, runs=runs, eval_samples=eval_samples, train_samples=train_samples,
+            inventory=inventory, trust_new=trust_new, profiles_dir=profiles_dir, ray=ray,
+            ray_parallel=ray_parallel,
+            data_options=compress_job.DataOptions(batch_size=batch_size), say=say,
+        )
+    )  # fmt: skip
+    if as_json:
+        print_json({k: v for k, v in result.items() if k != "trials"})
+    else:
+        tune_job.print_report(result)
+
+
 def main() -> None:
     """Console entry point: every user-facing failure becomes one line on stderr and an exit code."""
     try:

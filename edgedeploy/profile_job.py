@@ -66,8 +66,13 @@ def profile_model(
     store_root: Path | None = None,
     on_status: Callable[[str], None] | None = None,
     checksum: bool = False,
+    accuracy: float | None = None,
+    tags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure `model` on one target and store the profile; returns the profile with its `path`.
+
+    `accuracy` (measured by the caller on this very file) is recorded as `model.accuracy`, which
+    `profiles report` plots; `tags` (e.g. which tune trial measured what) are stored as `tags`.
 
     Each repeat is a fresh runner process (load, warm-up, timed runs), so the spread across repeats
     includes what changes between processes, not only between loops. The timed runs go on past
@@ -139,6 +144,10 @@ def profile_model(
         repeats=[_repeat_summary(d) for d in docs] if repeats > 1 else None,
         repeat_spread=_spread(docs) if repeats > 1 else None,
     )
+    if accuracy is not None:
+        profile["model"]["accuracy"] = accuracy
+    if tags:
+        profile["tags"] = tags
     profile["path"] = str(write_profile(profile, store_root))
     return profile
 

@@ -26,6 +26,8 @@ def test_quickstart_small(tmp_path: Path) -> None:
         assert row["latency_p50_ms"] > 0 and row["peak_rss_mb"] > 0
         profile = json.loads((tmp_path / row["profile"]).read_text())
         assert profile["target"]["name"] == "local" and profile["latency_ms"]["n"] == 20
+        # The accuracy measured on the exported file travels with its profile (the report plots it).
+        assert profile["model"]["accuracy"] == row["accuracy"]
     assert rows["comp-int8.onnx"]["size_bytes"] < rows["base-fp32.onnx"]["size_bytes"] / 3
     assert rows["comp-fp32.onnx"]["zipped_bytes"] < rows["base-fp32.onnx"]["zipped_bytes"] / 5
     compression = summary["compression"]

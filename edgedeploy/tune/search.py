@@ -1,0 +1,124 @@
+"""The Optuna side of `tune`: the study (SQLite under the tune directory), its objectives, and how
+the measured variants of one trained candidate are told to it.
+
+One trained candidate gives several measured variants (exports x threads). The trial the sampler
+asked for is told the variant matching the export/threads it suggested; the other variants are added
+as finished trials (`study.add_trial`) with their own export/threads parameters, so the sampler and
+the Pareto front see every measurement without retraining anything. A variant whose exported file
+is below the accuracy floor is not profiled (no device time spent) and is stored as PRUNED with its
+accuracy: Optuna has no objective values for it, so it cannot be a COMPLETE trial.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from edgedeploy.errors import UsageError
+
+# objective -> (direction, user attribute holding the measured value)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("maximize", "accuracy"),
+    "latency": ("minimize", "p50_ms"),
+    "size": ("minimize", "size_bytes"),
+    "peak_memory": ("minimize", "peak_rss_mb"),
+    "energy": ("minimize", "energy_mj"),
+}
+STUDY_FILE = "study.db"
+
+
+def parse_objectives(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in OBJECTIVES]
+    if not names or bad:
+        raise UsageError(f"--objectives {text!r}: expected a comma-separated list of {', '.join(OBJECTIVES)}")
+    return list(dict.fromkeys(names))
+
+
+def open_study(directory: Path, name: str, objectives: list[str], seed: int) -> Any:
+    """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [OBJECTIVES[o][0] for o in objectives]
+    sampler = (
+        optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+        if len(objectives) > 1
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+    )
+    storage = f"sqlite:///{(directory / STUDY_FILE).resolve()}"
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True
+        )
+    except ValueError as err:
+        raise UsageError(f"study {name!r} in {directory / STUDY_FILE}: {err}") from err
+    if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+        stored = study.user_attrs.get("objectives")
+        raise UsageError(
+            f"study {name!r} in {directory / STUDY_FILE} was started with --objectives "
+            f"{','.join(stored) if stored else '(other)'}: resume with the same, or give another --study"
+        )
+    study.set_user_attr("objectives", objectives)
+    return study
+
+
+def fail_stale(study: Any) -> list[int]:
+    """Trials left RUNNING by an interrupted tune: marked FAIL so the study can go on."""
+    from optuna.trial import TrialState
+
+    stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in stale:
+        study.tell(number, state=TrialState.FAIL)
+    return stale
+
+
+def values_of(attrs: dict[str, Any], objectives: list[str]) -> list[float] | None:
+    """Objective values from a variant's measured attributes (None when one is not measured)."""
+    values = []
+    for objective in objectives:
+        value = attrs.get(OBJECTIVES[objective][1])
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return None
+        values.append(float(value))
+    return values
+
+
+def add_variant(
+    study: Any,
+    training_params: dict[str, Any],
+    training_dists: dict[str, Any],
+    variant: dict[str, Any],
+    exports: list[str],
+    threads: list[int],
+    objectives: list[str],
+) -> None:
+    """Store a measured (or pruned / failed) variant of a candidate as a finished trial."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    params = {**training_params, "export": variant["export"]}
+    dists = {**training_dists, "export": CategoricalDistribution(exports)}
+    if variant.get("threads") is not None:
+        params["threads"] = variant["threads"]
+        dists["threads"] = CategoricalDistribution(threads)
+    state, values = variant_state(variant, objectives)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=state,
+            params=params,
+            distributions=dists,
+            values=values,
+            user_attrs=variant,
+        )
+    )
+
+
+def variant_state(variant: dict[str, Any], objectives: list[str]) -> tuple[Any, list[float] | None]:
+    from optuna.trial import TrialState
+
+    if variant.get("status") == "pruned":
+        return TrialState.PRUNED, None
+    values = values_of(variant, objectives) if variant.get("status") == "measured" else None
+    return (TrialState.COMPLETE, values) if values is not None else (TrialState.FAIL, None)
