@@ -204,9 +204,12 @@ def test_interrupted_run_resumes_without_redoing_finished_pairs(
     store = tmp_path / "store"
     args = ["fleet", "profile", *map(str, models), "--target", "lab", "--inventory", str(inv)]
     args += ["--runs", "5", "--warmup", "1", "--dir", str(store), "--workers", "1"]
+    # SIGINT back to its default in the child: a test run started in the background (`make test &`)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it.
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgedeploy", *args, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     journals = Path(os.environ["XDG_CACHE_HOME"]) / "edgedeploy" / "fleet"
     deadline = time.monotonic() + 300  # only a bound on a broken run; the normal wait is a's two jobs
