@@ -63,6 +63,9 @@ class NothingMeetsFloor(EdgeDeployError):
 
 
 def run(opts: TuneOptions) -> dict[str, Any]:
+    from edgedeploy.extras import require_compress
+
+    require_compress("tune", ("torch", "onnxscript", "torch_pruning", "optuna"))
     from edgedeploy.compress_job import DataOptions, load_compression_data, load_torch_model
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.tune.pool import DevicePool

@@ -27,7 +27,7 @@ def edgedeploy(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1800,  # a hang guard: compress trains, and a loaded machine is slow
     )
 
 

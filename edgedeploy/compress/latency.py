@@ -3,7 +3,7 @@
 Each model file is timed by the stand-alone runner on a target from the inventory
 (`local` by default), the same way `edgedeploy profile` and convert's int8 choice time files, taking
 turns so that a background burst lands on every candidate alike. `time_files` is the one call into the
-runner client, so moving that client (profile_job.time_models) changes one line here.
+runner client (deploy/runner_client.time_models).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def time_files(
     """Median p50 latency (ms) of each model file on `target`, timed by the runner at `threads`."""
     from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
-    from edgedeploy.profile_job import time_models
+    from edgedeploy.deploy.runner_client import time_models
 
     device = load_inventory().get(target)
     with open_transport(device) as transport:
