@@ -266,3 +266,25 @@ def test_trust_new_after_a_key_change_edits_only_that_host(sshd: SSHServer, tmp_
     assert real.stat().st_mode & 0o777 == 0o600 and sshd.known_hosts.is_symlink()
     again = run_cli("targets", "check", "box", "-i", str(inventory))
     assert again.returncode == 0, again.stderr
+
+
+def test_upload_folder_made_by_another_writer_meanwhile(sshd: SSHServer, tmp_path: Path) -> None:
+    """Two pushes at once: both see models/ missing, one makes it first, and the other's SFTP mkdir
+    answers only "Failure" (a fresh-clone run failed `writing ... failed: Failure` this way). The
+    folder appearing between our look and our mkdir is replayed here, on the real server."""
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"w" * 4096)
+    with _transport(tmp_path, sshd) as ssh:
+        sftp = ssh._sftp_client()
+        folder = f"{ssh.workdir}/models"
+        real_stat = sftp.stat
+
+        def stat_while_another_writer_makes_it(path: str):  # noqa: ANN202 - paramiko's SFTPAttributes
+            if path == folder and not (sshd.root / "device-workdir" / "models").exists():
+                (sshd.root / "device-workdir" / "models").mkdir()
+                raise FileNotFoundError(path)  # what our look saw, a moment before the other's mkdir
+            return real_stat(path)
+
+        sftp.stat = stat_while_another_writer_makes_it  # type: ignore[method-assign]
+        ssh.put(model, f"{folder}/m.bin")
+    assert (sshd.root / "device-workdir" / "models" / "m.bin").read_bytes() == model.read_bytes()

@@ -24,6 +24,7 @@ import logging
 import os
 import posixpath
 import select
+import stat
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -412,7 +413,13 @@ class SSHTransport(TransportBase):
                 missing.append(parent)
                 parent = posixpath.dirname(parent)
         for folder in reversed(missing):
-            sftp.mkdir(folder)
+            try:
+                sftp.mkdir(folder)
+            except OSError:
+                # Another writer (a second push, or the device script's own makedirs) may have made it
+                # between our stat and mkdir; SFTP says only "Failure" then: go on only if it is a folder now.
+                if not stat.S_ISDIR(sftp.stat(folder).st_mode or 0):
+                    raise
         return sftp.open(dest, "wb")
 
     def stat(self, remote: str) -> RemoteStat | None:
