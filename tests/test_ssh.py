@@ -276,15 +276,19 @@ def test_upload_folder_made_by_another_writer_meanwhile(sshd: SSHServer, tmp_pat
     model.write_bytes(b"w" * 4096)
     with _transport(tmp_path, sshd) as ssh:
         sftp = ssh._sftp_client()
+        Path(ssh.workdir).mkdir(exist_ok=True)
         folder = f"{ssh.workdir}/models"
+        made_meanwhile: list[str] = []
         real_stat = sftp.stat
 
         def stat_while_another_writer_makes_it(path: str):  # noqa: ANN202 - paramiko's SFTPAttributes
-            if path == folder and not (sshd.root / "device-workdir" / "models").exists():
-                (sshd.root / "device-workdir" / "models").mkdir()
+            if path == folder and not made_meanwhile:
+                Path(folder).mkdir()
+                made_meanwhile.append(path)
                 raise FileNotFoundError(path)  # what our look saw, a moment before the other's mkdir
             return real_stat(path)
 
         sftp.stat = stat_while_another_writer_makes_it  # type: ignore[method-assign]
         ssh.put(model, f"{folder}/m.bin")
-    assert (sshd.root / "device-workdir" / "models" / "m.bin").read_bytes() == model.read_bytes()
+    assert made_meanwhile == [folder]
+    assert Path(folder, "m.bin").read_bytes() == model.read_bytes()
