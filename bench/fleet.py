@@ -127,7 +127,7 @@ def measured_run(
     result = run_fleet(
         [model], group, inventory=inventory, runs=runs, warmup=10, workers=16, progress=False,
         store_root=store,
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     wall = time.perf_counter() - start
     time.sleep(SETTLE_S)
     cpu = device_cpu_seconds() - cpu_before

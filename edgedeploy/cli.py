@@ -1,4 +1,4 @@
-"""The `edgedeploy` command line: parses options, calls one module per verb, prints the result.
+"""The `edgedeploy` command line: parses options, calls the Python API (`edgedeploy.api`) or a job, prints.
 
 Keep this file thin and its imports cheap: every heavy framework is imported inside the command
 that needs it, so `edgedeploy --help` answers instantly.
@@ -136,9 +136,19 @@ def compress(
     as_json: JsonOpt = False,
 ) -> None:
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
-    from edgedeploy import compress_job
+    from edgedeploy import api, compress_job
 
-    data_options = compress_job.DataOptions(
+    result = api.compress(
+        model,
+        output,
+        recipe=recipe,
+        data=dataset,
+        arch=arch,
+        train_samples=train_samples,
+        seed=seed,
+        repeats=repeats,
+        teacher=teacher,
+        teacher_arch=teacher_arch,
         batch_size=batch_size,
         workers=workers,
         input_size=compress_job.parse_size(input_size),
@@ -146,29 +156,15 @@ def compress(
         mean=compress_job.parse_floats(mean, "--mean"),
         std=compress_job.parse_floats(std, "--std"),
         val_fraction=val_fraction,
-    )
-
-    result = compress_job.run(
-        model=model,
-        recipe=recipe,
-        output=output,
-        arch=arch,
-        dataset=dataset,
-        train_samples=train_samples,
-        seed=seed,
-        repeats=repeats,
-        show_progress=not as_json,
-        teacher=teacher,
-        teacher_arch=teacher_arch,
-        data_options=data_options,
         latency_target=None if latency_target.lower() == "none" else latency_target,
         inventory=inventory,
         trust_new=trust_new,
+        progress=not as_json,
     )
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        compress_job.print_report(result)
+        compress_job.print_report(result.to_dict())
 
 
 @app.command()
@@ -218,29 +214,29 @@ def convert(
     as_json: JsonOpt = False,
 ) -> None:
     """Convert to ONNX or TFLite and verify the result against the source model."""
-    from edgedeploy import convert_job
+    from edgedeploy import api, convert_job
 
-    result = convert_job.run(
-        model=model,
-        to=to,
-        precision=precision,
-        output=output,
+    result = api.convert(
+        model,
+        to,
+        precision,
+        output,
         calibration=calibration,
         int8_format=int8_format,
         arch=arch,
         input_shape=input_shape,
         tolerance=tolerance,
+        verify_metric=verify_metric,
         verify_samples=verify_samples,
         threads=threads,
         target=target,
         inventory=inventory,
         trust_new=trust_new,
-        verify_metric=verify_metric,
     )
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        convert_job.print_report(result)
+        convert_job.print_report(result.to_dict())
 
 
 @app.command()
@@ -253,13 +249,14 @@ def inspect(
     ] = None,
 ) -> None:
     """Describe a model: inputs/outputs, ops, parameters, sparsity, sizes, quantization, runtimes."""
+    from edgedeploy import api
     from edgedeploy.convert import inspect as inspect_mod
 
-    info = inspect_mod.inspect_model(model, _parse_shapes(shape or []))
+    info = api.inspect(model, _parse_shapes(shape or []))
     if as_json:
-        print_json(info)
+        print_json(info.to_dict())
     else:
-        inspect_mod.print_report(info)
+        inspect_mod.print_report(info.to_dict())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,22 +322,23 @@ def push(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
+    from edgedeploy import api
     from edgedeploy.deploy import push as push_mod
 
-    result = push_mod.push_to_target(
+    result = api.push(
         file,
         target,
         inventory=inventory,
         trust_new=trust_new,
         dry_run=dry_run,
-        progress=not as_json,
         checksum=checksum,
+        progress=not as_json,
     )
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        push_mod.print_result(result)
-    if not result.get("ok", True):  # a group push where some target failed
+        push_mod.print_result(result.to_dict())
+    if not result.ok:  # a group push where some target failed
         raise typer.Exit(1)
 
 
@@ -396,9 +394,9 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a model once on a target and fetch its outputs."""
-    from edgedeploy import profile_job
+    from edgedeploy import api, profile_job
 
-    result = profile_job.run_model(
+    result = api.run(
         model,
         target,
         inputs=_npy_inputs(ctx, inputs),
@@ -410,9 +408,9 @@ def run(
         trust_new=trust_new,
     )
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        profile_job.print_run(result)
+        profile_job.print_run(result.to_dict())
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -446,9 +444,9 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure latency, memory, thermal state and power on a target; store a device profile."""
-    from edgedeploy import profile_job
+    from edgedeploy import api, profile_job
 
-    doc = profile_job.profile_model(
+    result = api.profile(
         model,
         target,
         runs=runs,
@@ -469,9 +467,9 @@ def profile(
         progress=not as_json,
     )
     if as_json:
-        print_json(doc)
+        print_json(result.to_dict())
     else:
-        profile_job.print_profile(doc)
+        profile_job.print_profile(result.to_dict())
 
 
 @app.command()
@@ -521,9 +519,9 @@ def fleet_profile(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Profile every model on every target of a group, concurrently, isolating failures."""
-    from edgedeploy import fleet_job
+    from edgedeploy import api, fleet_job
 
-    result = fleet_job.run_fleet(
+    result = api.fleet_profile(
         models,
         target,
         inventory=inventory,
@@ -534,15 +532,15 @@ def fleet_profile(
         retries=retries,
         resume=resume,
         trust_new=trust_new,
-        progress=not as_json,
-        store_root=root,
+        profiles_dir=root,
         checksum=checksum,
+        progress=not as_json,
     )
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
         fleet_job.print_result(result)
-    raise typer.Exit(0 if all(row["status"] == "ok" for row in result["rows"]) else 1)
+    raise typer.Exit(0 if not result.failures else 1)
 
 
 ProfilesDirOpt = Annotated[
@@ -561,9 +559,11 @@ def profiles_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored profiles."""
-    from edgedeploy.profiles import index, store
+    from edgedeploy import api
+    from edgedeploy.profiles import store
 
-    rows = index.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
+    found = api.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
+    rows = [row.to_dict() for row in found]
     if as_json:
         print_json(rows)
     else:
@@ -573,9 +573,10 @@ def profiles_list(
 @profiles_app.command("show")
 def profiles_show(profile_id: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one stored profile."""
-    from edgedeploy.profiles import index, store
+    from edgedeploy import api
+    from edgedeploy.profiles import store
 
-    doc = index.load_profile(root, profile_id)
+    doc = api.load_profile(profile_id, root).to_dict()
     if as_json:
         print_json(doc)
     else:
@@ -585,9 +586,10 @@ def profiles_show(profile_id: str, root: ProfilesDirOpt = None, as_json: JsonOpt
 @profiles_app.command("compare")
 def profiles_compare(a: str, b: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
     """Compare two profiles; differences smaller than the measured spread are flagged as noise."""
+    from edgedeploy import api
     from edgedeploy.profiles import compare as compare_mod
 
-    doc = compare_mod.compare_profiles(root, a, b)
+    doc = api.compare_profiles(a, b, root).to_dict()
     if as_json:
         print_json(doc)
     else:

@@ -34,6 +34,7 @@ from edgedeploy.deploy.inventory import Target, cache_dir, load_inventory
 from edgedeploy.errors import EdgeDeployError, UsageError
 from edgedeploy.fileinfo import sha256_file
 from edgedeploy.profiles.schema import utc_now
+from edgedeploy.results import FleetResult, FleetRow
 
 RETRY_BACKOFF_S = 0.5
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -102,7 +103,7 @@ class _TargetState:
     target: Target
     jobs: list[Job]
     hung: str | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[FleetRow] = field(default_factory=list)
 
 
 class _ProgressView:
@@ -202,7 +203,7 @@ def run_fleet(
     progress: bool = True,
     store_root: Path | None = None,
     checksum: bool = False,
-) -> dict[str, Any]:
+) -> FleetResult:
     """Profile every model on every target of `target` (a group or host); one row per pair.
     `checksum`: the device's copies of runner and model are checked by sha256, not size and mtime."""
     from edgedeploy.profile_job import profile_model
@@ -260,57 +261,48 @@ def run_fleet(
             checksum=checksum,
         )
 
-    def run_job(state: _TargetState, job: Job, view: _ProgressView) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "target": job.target,
-            "model": str(job.model),
-            "model_name": job.model.stem,
-            "model_sha256": job.sha256,
-            "status": "error",
-            "error": None,
-            "profile_path": None,
-            "attempts": 0,
-            "seconds": 0.0,
-            "resumed": False,
-            "emulated": state.target.emulated,
-        }
+    def run_job(state: _TargetState, job: Job, view: _ProgressView) -> FleetRow:
+        row = FleetRow(
+            target=job.target,
+            model=str(job.model),
+            model_name=job.model.stem,
+            model_sha256=job.sha256,
+            emulated=state.target.emulated,
+        )
         if state.hung:
-            row["error"] = f"not attempted: {state.hung}"
+            row.error = f"not attempted: {state.hung}"
             return row
-        row["started"] = utc_now()
+        row.started = utc_now()
         start = time.monotonic()
         for attempt in range(retries + 1):
-            row["attempts"] = attempt + 1
+            row.attempts = attempt + 1
             view.status(job.target, f"{job.model.name} (attempt {attempt + 1})")
             try:
                 doc = _call_with_watchdog(lambda: profile_one(job, view), timeout)
             except JobTimeout as exc:
-                row["error"] = f"{job.target}: {exc}"
+                row.error = f"{job.target}: {exc}"
                 state.hung = f"{job.target} hung on {job.model.name} ({exc})"
                 break
             except UsageError as exc:  # the model or the settings: another try cannot help
-                row["error"] = _describe(exc)
+                row.error = _describe(exc)
                 break
             except Exception as exc:  # noqa: BLE001 - any device failure becomes this row, never the run's
-                row["error"] = _describe(exc)
+                row.error = _describe(exc)
                 if attempt < retries:
                     time.sleep(RETRY_BACKOFF_S * 2**attempt)
                 continue
-            row.update(
-                status="ok",
-                error=None,
-                profile_path=doc.get("path"),
-                p50_ms=(doc.get("latency_ms") or {}).get("p50"),
-            )
+            row.status, row.error = "ok", None
+            row.profile_path = doc.get("path")
+            row.p50_ms = (doc.get("latency_ms") or {}).get("p50")
             break
-        row["seconds"] = round(time.monotonic() - start, 3)
-        row["finished"] = utc_now()
+        row.seconds = round(time.monotonic() - start, 3)
+        row.finished = utc_now()
         return row
 
     def drain(state: _TargetState, view: _ProgressView) -> None:
         for job in state.jobs:
             row = run_job(state, job, view)
-            journal.append({"event": "job", **row})
+            journal.append({"event": "job", **row.to_dict()})
             state.rows.append(row)
             view.advance(job.target)
         view.status(state.target.name, "done" if not state.hung else "[red]hung[/]")
@@ -349,50 +341,46 @@ def run_fleet(
             )
             raise
 
-    rows: list[dict[str, Any]] = []
+    rows: list[FleetRow] = []
     for name, state in states.items():
-        by_key = {(r["target"], r["model_sha256"]): r for r in state.rows}
+        by_key = {(r.target, r.model_sha256): r for r in state.rows}
         for model in models:
             key = (name, digests[model])
             if key in by_key:
                 rows.append(by_key[key])
             else:
-                rows.append({**finished[key], "model": str(model), "resumed": True})
-    for row in rows:
-        row.pop("event", None)
-        row.pop("at", None)
-    return {
-        "run_id": journal.run_id,
-        "journal": str(journal.path),
-        "group": target,
-        "wall_s": round(time.monotonic() - started, 3),
-        "ok": sum(r["status"] == "ok" for r in rows),
-        "failed": sum(r["status"] != "ok" for r in rows),
-        "rows": rows,
-    }
+                resumed = FleetRow.from_dict(finished[key])
+                resumed.model, resumed.resumed = str(model), True
+                rows.append(resumed)
+    return FleetResult(
+        run_id=journal.run_id,
+        journal=journal.path,
+        group=target,
+        wall_s=round(time.monotonic() - started, 3),
+        rows=rows,
+    )
 
 
-def print_result(result: dict[str, Any]) -> None:
+def print_result(result: FleetResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"fleet run {result['run_id']} on {result['group']}")
+    table = Table(title=f"fleet run {result.run_id} on {result.group}")
     for col in ("target", "model", "status", "p50 ms", "time s", "profile / error"):
         table.add_column(col, overflow="fold")
-    for row in result["rows"]:
-        status = "[green]ok[/]" if row["status"] == "ok" else "[red]error[/]"
-        if row.get("resumed"):
+    for row in result.rows:
+        status = "[green]ok[/]" if row.ok else "[red]error[/]"
+        if row.resumed:
             status += " (resumed)"
-        p50 = row.get("p50_ms")
         table.add_row(
-            row["target"] + (" [yellow](emulated)[/]" if row.get("emulated") else ""),
-            Path(row["model"]).name,
+            row.target + (" [yellow](emulated)[/]" if row.emulated else ""),
+            Path(row.model).name,
             status,
-            f"{p50:.3f}" if isinstance(p50, float) else "-",
-            f"{row['seconds']:.1f}",
-            row["profile_path"] or row["error"] or "",
+            f"{row.p50_ms:.3f}" if isinstance(row.p50_ms, float) else "-",
+            f"{row.seconds:.1f}",
+            row.profile_path or row.error or "",
         )
     console = Console()
     console.print(table)
-    summary = f"{result['ok']} ok, {result['failed']} failed in {result['wall_s']:.1f} s"
-    console.print(f"{summary}; journal {result['journal']}")
+    summary = f"{result.succeeded} ok, {result.failed} failed in {result.wall_s:.1f} s"
+    console.print(f"{summary}; journal {result.journal}")

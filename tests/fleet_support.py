@@ -8,12 +8,14 @@ import copy
 import hashlib
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from edgedeploy.profiles.schema import SCHEMA_VERSION
+from tests.sshd import SSHServer
 
 
 def make_onnx(path: Path, hidden: int) -> Path:
@@ -62,6 +64,20 @@ def local_inventory(path: Path, hosts: dict[str, dict[str, Any]], group: str = "
         for name, extra in hosts.items()
     }
     path.write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": body}, "nobody": {}}}}))
+    return path
+
+
+def ssh_inventory(path: Path, servers: list[SSHServer], group: str) -> Path:
+    """An inventory whose `group` holds the running sshd `servers` as hosts box0, box1, ...; the
+    device's Python is this one (it has the runtimes); an unreachable box fails at once."""
+    hosts = {}
+    for i, server in enumerate(servers):
+        host = yaml.safe_load(server.inventory_yaml(f"box{i}"))["all"]["hosts"][f"box{i}"]
+        host["ansible_python_interpreter"] = sys.executable
+        host["edgedeploy_connect_retries"] = 0
+        host["edgedeploy_connect_timeout"] = 5
+        hosts[f"box{i}"] = host
+    path.write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": hosts}}}}))
     return path
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fleet_job import Journal, run_fleet
+from edgedeploy.results import FleetRow
 from tests.conftest import REPO, run_cli
 from tests.fleet_support import hanging_python, kill_recorded, local_inventory, make_onnx
 
@@ -37,25 +38,25 @@ def hang_pids(tmp_path: Path) -> Iterator[Path]:
     kill_recorded(pid_file)
 
 
-def _overlaps(a: dict, b: dict) -> bool:
-    return a["started"] < b["finished"] and b["started"] < a["finished"]
+def _overlaps(a: FleetRow, b: FleetRow) -> bool:
+    return a.started < b.finished and b.started < a.finished
 
 
 def test_targets_run_concurrently_one_job_per_device(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}, "c": {}})
     result = run_fleet(models, "lab", inventory=inv, workers=3, store_root=tmp_path / "store", **FAST)
 
-    assert [r["status"] for r in result["rows"]] == ["ok"] * 6, result["rows"]
-    assert {(r["target"], r["model_name"]) for r in result["rows"]} == {
+    assert [r.status for r in result.rows] == ["ok"] * 6, result.rows
+    assert {(r.target, r.model_name) for r in result.rows} == {
         (t, m) for t in "abc" for m in ("small", "wide")
     }
-    for row in result["rows"]:
-        profile = json.loads(Path(row["profile_path"]).read_text())
-        assert profile["target"]["name"] == row["target"]
-        assert profile["model"]["sha256"] == row["model_sha256"]
-    by_target: dict[str, list[dict]] = {}
-    for row in result["rows"]:
-        by_target.setdefault(row["target"], []).append(row)
+    for row in result.rows:
+        profile = json.loads(Path(row.profile_path).read_text())
+        assert profile["target"]["name"] == row.target
+        assert profile["model"]["sha256"] == row.model_sha256
+    by_target: dict[str, list[FleetRow]] = {}
+    for row in result.rows:
+        by_target.setdefault(row.target, []).append(row)
     for rows in by_target.values():  # a device never runs two jobs at once
         assert not _overlaps(rows[0], rows[1])
     firsts = [rows[0] for rows in by_target.values()]
@@ -71,8 +72,8 @@ def test_targets_run_concurrently_one_job_per_device(tmp_path: Path, models: lis
 def test_workers_bound_how_many_targets_run_at_once(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}})
     result = run_fleet(models[:1], "lab", inventory=inv, workers=1, store_root=tmp_path / "s", **FAST)
-    a, b = result["rows"]
-    assert a["status"] == b["status"] == "ok"
+    a, b = result.rows
+    assert a.status == b.status == "ok"
     assert not _overlaps(a, b)
 
 
@@ -95,38 +96,38 @@ def test_dead_and_hanging_devices_give_error_rows_while_others_finish(
         store_root=tmp_path / "store",
         **FAST,
     )
-    rows = {(r["target"], r["model_name"]): r for r in result["rows"]}
-    assert rows[("good", "small")]["status"] == rows[("good", "wide")]["status"] == "ok"
+    rows = {(r.target, r.model_name): r for r in result.rows}
+    assert rows[("good", "small")].status == rows[("good", "wide")].status == "ok"
     hung_first, hung_second = rows[("hangs", "small")], rows[("hangs", "wide")]
-    assert hung_first["status"] == "error" and "timed out after 12 s" in hung_first["error"]
-    assert hung_first["attempts"] == 1, "a timeout is not retried"
-    assert hung_second["status"] == "error" and hung_second["error"].startswith("not attempted: hangs hung")
+    assert hung_first.status == "error" and "timed out after 12 s" in hung_first.error
+    assert hung_first.attempts == 1, "a timeout is not retried"
+    assert hung_second.status == "error" and hung_second.error.startswith("not attempted: hangs hung")
     broken = rows[("broken", "small")]
-    assert broken["status"] == "error" and broken["error"].startswith("broken:")
-    assert broken["attempts"] == 2, "a device error is retried"
-    assert result["ok"] == 2 and result["failed"] == 4
-    assert result["wall_s"] < 30, "the hung device must not hold up the others for long"
+    assert broken.status == "error" and broken.error.startswith("broken:")
+    assert broken.attempts == 2, "a device error is retried"
+    assert result.succeeded == 2 and result.failed == 4
+    assert result.wall_s < 30, "the hung device must not hold up the others for long"
 
 
 def test_resume_skips_finished_pairs_and_redoes_failed_ones(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": OFF})
     store = tmp_path / "store"
     first = run_fleet(models, "lab", inventory=inv, retries=0, store_root=store, **FAST)
-    assert [r["status"] for r in first["rows"]] == ["ok", "ok", "error", "error"]
+    assert [r.status for r in first.rows] == ["ok", "ok", "error", "error"]
 
     # The device comes back; resuming redoes only its two jobs.
     local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": {}})
-    second = run_fleet(models, "lab", inventory=inv, resume=first["run_id"], store_root=store, **FAST)
-    assert second["run_id"] == first["run_id"]
-    assert [r["status"] for r in second["rows"]] == ["ok"] * 4
-    assert [r["resumed"] for r in second["rows"]] == [True, True, False, False]
-    assert [r["profile_path"] for r in second["rows"][:2]] == [r["profile_path"] for r in first["rows"][:2]]
+    second = run_fleet(models, "lab", inventory=inv, resume=first.run_id, store_root=store, **FAST)
+    assert second.run_id == first.run_id
+    assert [r.status for r in second.rows] == ["ok"] * 4
+    assert [r.resumed for r in second.rows] == [True, True, False, False]
+    assert [r.profile_path for r in second.rows[:2]] == [r.profile_path for r in first.rows[:2]]
     assert len(list(store.glob("a/*/*.json"))) == 2, "finished pairs were not profiled again"
 
-    events = [json.loads(line) for line in Path(first["journal"]).read_text().splitlines()]
+    events = [json.loads(line) for line in Path(first.journal).read_text().splitlines()]
     assert [e["event"] for e in events] == ["start", "job", "job", "job", "job", "resume", "job", "job"]
-    finished = Journal(first["run_id"]).finished()
-    assert finished.keys() == {(r["target"], r["model_sha256"]) for r in second["rows"]}
+    finished = Journal(first.run_id).finished()
+    assert finished.keys() == {(r.target, r.model_sha256) for r in second.rows}
 
 
 def test_resume_of_an_unknown_run_is_a_usage_error(tmp_path: Path, models: list[Path]) -> None:

@@ -102,12 +102,12 @@ def test_fleet_over_arm64_chroot_hosts_each_in_its_own_namespace(
             [model], "arm64", inventory=inventory, runs=5, warmup=1, timeout=300, progress=False,
             store_root=tmp_path / "store",
         )  # fmt: skip
-    assert [r["status"] for r in result["rows"]] == ["ok"] * HOSTS, result["rows"]
-    assert sorted(r["target"] for r in result["rows"]) == names
+    assert [r.status for r in result.rows] == ["ok"] * HOSTS, result.rows
+    assert sorted(r.target for r in result.rows) == names
     addresses = [s["address"] for s in states]
     assert len(set(addresses)) == HOSTS and all(a.startswith("10.77.") for a in addresses)
-    for row in result["rows"]:
-        profile = json.loads(Path(row["profile_path"]).read_text())
+    for row in result.rows:
+        profile = json.loads(Path(str(row.profile_path)).read_text())
         assert profile["emulated"] is True and profile["target"]["arch"] == "aarch64", profile["target"]
     for state in states:  # stopped and unmounted (the rootfs stays for the next run)
         assert not _mounted_under(Path(state["directory"]) / "rootfs")

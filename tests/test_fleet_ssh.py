@@ -8,17 +8,15 @@ Needs the ssh transport (edgedeploy.deploy.ssh); skips until it is importable.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from edgedeploy.fleet_job import journal_dir, run_fleet
-from tests.fleet_support import make_onnx
+from tests.fleet_support import make_onnx, ssh_inventory
 from tests.isolation import IsolationUnavailable, isolated_server
 from tests.sshd import SSHServer, keygen, make_server, sshd_available
 
@@ -47,21 +45,9 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SSH
         yield started
 
 
-def _fleet_inventory(path: Path, servers: list[SSHServer]) -> Path:
-    hosts = {}
-    for i, server in enumerate(servers):
-        host = yaml.safe_load(server.inventory_yaml(f"box{i}"))["all"]["hosts"][f"box{i}"]
-        host["ansible_python_interpreter"] = sys.executable  # the device's Python has the runtimes
-        host["edgedeploy_connect_retries"] = 0
-        host["edgedeploy_connect_timeout"] = 5
-        hosts[f"box{i}"] = host
-    path.write_text(yaml.safe_dump({"all": {"children": {"boxes": {"hosts": hosts}}}}))
-    return path
-
-
 def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[SSHServer]) -> None:
     models = [make_onnx(tmp_path / f"m{i}.onnx", 16 * (i + 1)) for i in range(2)]
-    inv = _fleet_inventory(tmp_path / "inv.yml", servers)
+    inv = ssh_inventory(tmp_path / "inv.yml", servers, "boxes")
     victim = servers[1]
 
     def stop_after_first_job() -> None:
@@ -81,13 +67,13 @@ def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[S
         progress=False, store_root=tmp_path / "store",
     )  # fmt: skip
     stopper.join(5)
-    rows = {(r["target"], Path(r["model"]).name): r for r in result["rows"]}
+    rows = {(r.target, Path(r.model).name): r for r in result.rows}
     for box in ("box0", "box2"):
-        assert [rows[(box, m.name)]["status"] for m in models] == ["ok", "ok"], result["rows"]
-        assert all(Path(rows[(box, m.name)]["profile_path"]).is_file() for m in models)
+        assert [rows[(box, m.name)].status for m in models] == ["ok", "ok"], result.rows
+        assert all(Path(str(rows[(box, m.name)].profile_path)).is_file() for m in models)
     second = rows[("box1", "m1.onnx")]
-    assert second["status"] == "error" and second["error"], result["rows"]
-    assert second["attempts"] == 2
-    assert 1 <= result["failed"] <= 2
+    assert second.status == "error" and second.error, result.rows
+    assert second.attempts == 2
+    assert 1 <= result.failed <= 2
     if servers[0].netns:  # every device answered on its own address, none on loopback
         assert len({s.host for s in servers}) == 3 and not any(s.host.startswith("127.") for s in servers)

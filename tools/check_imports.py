@@ -17,8 +17,9 @@ never run and only name types for the type checker, so they are left out of the 
 Rules:
 1. No cycles between edgedeploy modules (a package's `__init__` that a submodule import runs
    implicitly is not an edge: only the modules named in import statements are).
-2. The jobs layer is `edgedeploy.cli`, `edgedeploy.__main__`, every `*_job` module and
-   `edgedeploy.quickstart` (the quickstart verb's job). Only the jobs layer may import a `*_job`
+2. The jobs layer is `edgedeploy.cli`, `edgedeploy.api` (the Python API, the CLI's twin for
+   scripts), `edgedeploy.__main__`, every `*_job` module and `edgedeploy.quickstart` (the
+   quickstart verb's job). Only the jobs layer may import a `*_job`
    module: dependencies point from the CLI to jobs to packages, never back up.
 3. The device-side runner package (`edgedeploy.runner`) imports nothing from edgedeploy: it is
    shipped to devices as files and must run there alone.
@@ -34,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "edgedeploy"
-JOB_MODULES_EXTRA = {"edgedeploy.cli", "edgedeploy.__main__", "edgedeploy.quickstart"}
+JOB_MODULES_EXTRA = {"edgedeploy.cli", "edgedeploy.api", "edgedeploy.__main__", "edgedeploy.quickstart"}
 DEVICE_PACKAGE = "edgedeploy.runner"
 
 

@@ -163,13 +163,17 @@ def throttle_flags(doc: dict[str, Any]) -> list[str]:
 
 def summarize(root: Path, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The flat row the index stores and `list`/`export` print."""
+    return {"id": profile_id(root, path), **summary_values(doc), "path": str(path)}
+
+
+def summary_values(doc: dict[str, Any]) -> dict[str, Any]:
+    """The row's columns that come from the profile itself (all but its `id` and `path`)."""
     latency = doc.get("latency_ms") or {}
     runtime = doc.get("runtime") or {}
     model = doc["model"]
     power = doc.get("power") or {}
     memory = doc.get("memory") or {}
     return {
-        "id": profile_id(root, path),
         "created": doc["created"],
         "target": doc["target"]["name"],
         "emulated": bool(doc.get("emulated") or doc["target"].get("emulated")),
@@ -193,7 +197,6 @@ def summarize(root: Path, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "energy_mj": power.get("energy_per_inference_mj"),
         "power_source": power.get("source"),
         "throttled": bool(throttle_flags(doc)),
-        "path": str(path),
     }
 
 
