@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from edgedeploy.fleet_job import journal_dir, run_fleet
+from edgedeploy.fleet_job import Journal, run_fleet
 from tests.fleet_support import make_onnx, ssh_inventory
 from tests.isolation import IsolationUnavailable, isolated_server
 from tests.sshd import SSHServer, keygen, make_server, sshd_available
@@ -45,28 +45,32 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SSH
         yield started
 
 
-def test_ssh_fleet_with_a_server_stopped_mid_run(tmp_path: Path, servers: list[SSHServer]) -> None:
+def test_ssh_fleet_with_a_server_stopped_mid_run(
+    tmp_path: Path, servers: list[SSHServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     models = [make_onnx(tmp_path / f"m{i}.onnx", 16 * (i + 1)) for i in range(2)]
     inv = ssh_inventory(tmp_path / "inv.yml", servers, "boxes")
     victim = servers[1]
 
-    def stop_after_first_job() -> None:
-        # Crash box1 (listener and live sessions) as soon as any job has finished: box1 then loses
-        # its remaining work whether or not its next job had already connected.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any('"event": "job"' in p.read_text() for p in journal_dir().glob("*.jsonl")):
-                victim.crash()
-                return
-            time.sleep(0.05)
+    # Crash box1 (listener and live sessions) when the first job of any box is written to the journal,
+    # inside the fleet's own thread: drain() appends a target's job before starting its next one, so
+    # box1's second job always starts after the crash, however loaded the machine (a thread polling the
+    # journal could be starved long enough for box1 to finish both jobs).
+    append = Journal.append
+    crashed = threading.Event()
 
-    stopper = threading.Thread(target=stop_after_first_job, daemon=True)
-    stopper.start()
+    def append_then_crash(journal: Journal, event: dict[str, Any]) -> None:
+        append(journal, event)
+        if event.get("event") == "job" and not crashed.is_set():
+            crashed.set()
+            victim.crash()
+
+    monkeypatch.setattr(Journal, "append", append_then_crash)
     result = run_fleet(
         models, "boxes", inventory=inv, runs=5, warmup=1, timeout=60, retries=1,
         progress=False, store_root=tmp_path / "store",
     )  # fmt: skip
-    stopper.join(5)
+    assert crashed.is_set()
     rows = {(r.target, Path(r.model).name): r for r in result.rows}
     for box in ("box0", "box2"):
         assert [rows[(box, m.name)].status for m in models] == ["ok", "ok"], result.rows
