@@ -332,8 +332,8 @@ def stop_instance(name: str = "qemu-arm64") -> dict[str, Any]:
 
 
 def _poweroff_over_ssh(name: str) -> None:
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
 
     target = load_inventory().get(name)
     # The link drops as the guest goes down; whatever the command returns is fine.

@@ -21,7 +21,7 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.push import push_file, remote_join
-from edgedeploy.deploy.transport import Transport
+from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
 
 # Same pins as pyproject.toml and Dockerfile.arm64 (tests/test_dockerfile.py checks they agree).
@@ -160,8 +160,8 @@ def provision_target(
     inventory: Path | None = None,
     trust_new: bool = False,
 ) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
     from edgedeploy.deploy.user_inventory import set_host_vars
 
     unknown = sorted(set(runtimes) - set(RUNTIME_REQUIREMENTS))

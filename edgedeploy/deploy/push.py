@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.transport import (
+from edgedeploy.deploy.transports.base import (
     CommandResult,
     LinkLost,
     Process,
@@ -699,7 +699,7 @@ def push_to_target(
 def _push_one(
     target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool, checksum: bool = False
 ) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.transports.connect import open_transport
     from edgedeploy.runner import RUNNER_PATH
 
     with open_transport(target, trust_new=trust_new) as transport:

@@ -114,7 +114,7 @@ def probe(transport: Any, target: Target) -> dict[str, Any]:
 
 
 def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.transports.connect import open_transport
 
     inv: Inventory = load_inventory(inventory)
     target = inv.get(name)
