@@ -637,7 +637,7 @@ def emulator_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if a cached image exists.")] = False,
 ) -> None:
     """Build (or reuse) a bootable Debian arm64 disk image with sshd and python3."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     typer.echo(str(emulator.build_image(suite=suite, force=force)))
 
@@ -656,7 +656,7 @@ def emulator_start(
     ] = "vm",
 ) -> None:
     """Boot an emulated arm64 device and add it to the inventory as a target."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite, kind=kind)
     print_json(info)
@@ -665,7 +665,7 @@ def emulator_start(
 @emulator_app.command("stop")
 def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "qemu-arm64") -> None:
     """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     result = emulator.stop_instance(name)
     typer.echo(f"{result['name']}: {result['how']}")
@@ -674,7 +674,7 @@ def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "q
 @emulator_app.command("status")
 def emulator_status(as_json: JsonOpt = False) -> None:
     """List emulator instances."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     rows = emulator.list_instances()
     if as_json:
