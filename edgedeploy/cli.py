@@ -270,7 +270,7 @@ def inspect(
 @targets_app.command("list")
 def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """List the targets and groups of the inventory."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     rows = targets_job.list_targets(inventory)
     if as_json:
@@ -282,7 +282,7 @@ def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> No
 @targets_app.command("show")
 def targets_show(name: str, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """Show one target's variables and cached facts."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     doc = targets_job.show_target(name, inventory)
     if as_json:
@@ -296,7 +296,7 @@ def targets_check(
     name: str, inventory: InventoryOpt = None, trust_new: TrustNewOpt = False, as_json: JsonOpt = False
 ) -> None:
     """Connect to a target and probe arch, ISA features, RAM, disk, Python, runtimes, thermal, power."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     facts = targets_job.check_target(name, inventory, trust_new=trust_new)
     if as_json:
@@ -325,9 +325,9 @@ def push(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
-    from edgedeploy.deploy import push as push_mod
+    from edgedeploy import push_job
 
-    result = push_mod.push_to_target(
+    result = push_job.push_to_target(
         file,
         target,
         inventory=inventory,
@@ -339,7 +339,7 @@ def push(
     if as_json:
         print_json(result)
     else:
-        push_mod.print_result(result)
+        push_job.print_result(result)
     if not result.get("ok", True):  # a group push where some target failed
         raise typer.Exit(1)
 
