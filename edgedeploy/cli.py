@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from edgedeploy.errors import EdgeDeployError
+from edgedeploy.runner import provisionable_runtimes, supported_runtimes
 
 app = typer.Typer(
     help="Compress, convert, push and profile neural networks on edge devices.",
@@ -359,8 +360,15 @@ def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
 ShapeOpt = Annotated[
     list[str] | None, typer.Option("--shape", help="Fix a dynamic input shape: NAME=1,3,48,192 (repeatable).")
 ]
+
+
+def _listed(names: list[str], last: str) -> str:
+    """Names as one phrase for a help string: "a, b or c" when `last` is "or"."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+
+
 RuntimeOpt = Annotated[
-    str, typer.Option("--runtime", help="auto, onnxruntime, ai-edge-litert or tflite-runtime.")
+    str, typer.Option("--runtime", help=f"auto, {_listed(list(supported_runtimes()), 'or')}.")
 ]
 
 
@@ -478,7 +486,8 @@ def profile(
 def provision(
     target: TargetOpt,
     runtime: Annotated[
-        list[str] | None, typer.Option("--runtime", help="onnxruntime and/or ai-edge-litert.")
+        list[str] | None,
+        typer.Option("--runtime", help=f"{_listed(list(provisionable_runtimes()), 'and/or')}."),
     ] = None,
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
@@ -489,7 +498,7 @@ def provision(
 
     result = provision_mod.provision_target(
         target,
-        runtimes=runtime or ["onnxruntime", "ai-edge-litert"],
+        runtimes=runtime or list(provisionable_runtimes()),
         inventory=inventory,
         trust_new=trust_new,
     )

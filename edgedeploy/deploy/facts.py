@@ -13,6 +13,7 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import Target, cache_dir
 from edgedeploy.errors import TargetError
+from edgedeploy.runner import supported_runtimes
 
 PROBE_SCRIPT = Path(__file__).with_name("probe_facts.py")
 PROBE_TIMEOUT_S = 120.0
@@ -31,8 +32,11 @@ def cached_facts(target_name: str) -> dict[str, Any] | None:
 
 def probe(transport: Any, target: Target) -> dict[str, Any]:
     """Run the facts script on a connected transport; returns its JSON document."""
+    runtimes = {name: runtime["module"] for name, runtime in supported_runtimes().items()}
     result = transport.run(
-        [target.python, "-", transport.workdir], timeout=PROBE_TIMEOUT_S, stdin=PROBE_SCRIPT.read_bytes()
+        [target.python, "-", transport.workdir, "/", json.dumps(runtimes)],
+        timeout=PROBE_TIMEOUT_S,
+        stdin=PROBE_SCRIPT.read_bytes(),
     )
     if not result.ok:
         if result.exit_code == 127:
