@@ -275,7 +275,7 @@ def main() -> None:
         args.targets, args.runs, args.hidden, args.repeats, args.device_cpus = 2, 20, 64, 1, 0.8
     transport = args.transport
     if transport == "auto":
-        have_ssh = importlib.util.find_spec("edgedeploy.deploy.ssh") is not None
+        have_ssh = importlib.util.find_spec("edgedeploy.deploy.transports.ssh") is not None
         from tests.sshd import sshd_available
 
         transport = "ssh" if have_ssh and sshd_available() else "local"

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from edgedeploy.deploy.inventory import load_inventory  # noqa: E402
 from edgedeploy.deploy.push import push_file  # noqa: E402
-from edgedeploy.deploy.ssh import SSHTransport  # noqa: E402
+from edgedeploy.deploy.transports.ssh import SSHTransport  # noqa: E402
 from tests.sshd import SSHServer, make_server, sshd_available  # noqa: E402
 
 

@@ -192,7 +192,7 @@ def push(
     A group name pushes to each host: a host that fails is a `Pushed` with `error` (see
     `PushResult.ok`), the others are still pushed."""
     # Until push has its own job module, the verb's one entry point is in deploy/push.py.
-    from edgedeploy.deploy.push import push_to_target
+    from edgedeploy.push_job import push_to_target
 
     doc = push_to_target(
         Path(model),

@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from edgedeploy.errors import EdgeDeployError
+from edgedeploy.runner import provisionable_runtimes, supported_runtimes
 
 app = typer.Typer(
     help="Compress, convert, push and profile neural networks on edge devices.",
@@ -267,7 +268,7 @@ def inspect(
 @targets_app.command("list")
 def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """List the targets and groups of the inventory."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     rows = targets_job.list_targets(inventory)
     if as_json:
@@ -279,7 +280,7 @@ def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> No
 @targets_app.command("show")
 def targets_show(name: str, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """Show one target's variables and cached facts."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     doc = targets_job.show_target(name, inventory)
     if as_json:
@@ -293,7 +294,7 @@ def targets_check(
     name: str, inventory: InventoryOpt = None, trust_new: TrustNewOpt = False, as_json: JsonOpt = False
 ) -> None:
     """Connect to a target and probe arch, ISA features, RAM, disk, Python, runtimes, thermal, power."""
-    from edgedeploy.deploy import targets_job
+    from edgedeploy import targets_job
 
     facts = targets_job.check_target(name, inventory, trust_new=trust_new)
     if as_json:
@@ -322,8 +323,7 @@ def push(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
-    from edgedeploy import api
-    from edgedeploy.deploy import push as push_mod
+    from edgedeploy import api, push_job
 
     result = api.push(
         file,
@@ -337,7 +337,7 @@ def push(
     if as_json:
         print_json(result.to_dict())
     else:
-        push_mod.print_result(result.to_dict())
+        push_job.print_result(result.to_dict())
     if not result.ok:  # a group push where some target failed
         raise typer.Exit(1)
 
@@ -357,8 +357,15 @@ def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
 ShapeOpt = Annotated[
     list[str] | None, typer.Option("--shape", help="Fix a dynamic input shape: NAME=1,3,48,192 (repeatable).")
 ]
+
+
+def _listed(names: list[str], last: str) -> str:
+    """Names as one phrase for a help string: "a, b or c" when `last` is "or"."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+
+
 RuntimeOpt = Annotated[
-    str, typer.Option("--runtime", help="auto, onnxruntime, ai-edge-litert or tflite-runtime.")
+    str, typer.Option("--runtime", help=f"auto, {_listed(list(supported_runtimes()), 'or')}.")
 ]
 
 
@@ -476,7 +483,8 @@ def profile(
 def provision(
     target: TargetOpt,
     runtime: Annotated[
-        list[str] | None, typer.Option("--runtime", help="onnxruntime and/or ai-edge-litert.")
+        list[str] | None,
+        typer.Option("--runtime", help=f"{_listed(list(provisionable_runtimes()), 'and/or')}."),
     ] = None,
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
@@ -487,7 +495,7 @@ def provision(
 
     result = provision_mod.provision_target(
         target,
-        runtimes=runtime or ["onnxruntime", "ai-edge-litert"],
+        runtimes=runtime or list(provisionable_runtimes()),
         inventory=inventory,
         trust_new=trust_new,
     )
@@ -639,7 +647,7 @@ def emulator_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if a cached image exists.")] = False,
 ) -> None:
     """Build (or reuse) a bootable Debian arm64 disk image with sshd and python3."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     typer.echo(str(emulator.build_image(suite=suite, force=force)))
 
@@ -658,7 +666,7 @@ def emulator_start(
     ] = "vm",
 ) -> None:
     """Boot an emulated arm64 device and add it to the inventory as a target."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite, kind=kind)
     print_json(info)
@@ -667,7 +675,7 @@ def emulator_start(
 @emulator_app.command("stop")
 def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "qemu-arm64") -> None:
     """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     result = emulator.stop_instance(name)
     typer.echo(f"{result['name']}: {result['how']}")
@@ -676,7 +684,7 @@ def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "q
 @emulator_app.command("status")
 def emulator_status(as_json: JsonOpt = False) -> None:
     """List emulator instances."""
-    from edgedeploy.deploy import emulator
+    from edgedeploy.deploy.emulator import instances as emulator
 
     rows = emulator.list_instances()
     if as_json:

@@ -160,8 +160,8 @@ def time_stage_files(
     runner (as `convert --int8-format auto` times its candidates: in turns, same threads); fills
     each stage's `latency_ms_p50` and returns where and how it was timed."""
     from edgedeploy.convert.timing import TargetTimer
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
 
     files = {path.stem: path for path in sorted(folder.glob("*.onnx"))}
     device = load_inventory(inventory).get(target_name)

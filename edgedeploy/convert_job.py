@@ -84,8 +84,8 @@ def run(
     if target is None:
         return convert_source(source, **options)
     from edgedeploy.convert.timing import TargetTimer
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
 
     device = load_inventory(inventory).get(target)
     with open_transport(device, trust_new=trust_new) as transport:

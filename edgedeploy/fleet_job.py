@@ -154,7 +154,7 @@ def _call_with_watchdog(fn: Callable[[], dict[str, Any]], timeout: float) -> dic
     A Python thread cannot be killed, so a hung attempt is abandoned (daemon: it never keeps the
     process alive); the transports' own command timeouts end the remote work behind it.
     """
-    from edgedeploy.deploy.connect import record_opened_transports
+    from edgedeploy.deploy.transports.connect import record_opened_transports
 
     outcome: dict[str, Any] = {}
     opened: list[Any] = []

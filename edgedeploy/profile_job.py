@@ -23,7 +23,7 @@ from edgedeploy.deploy.runner_client import (
     target_summary,
     time_models,
 )
-from edgedeploy.deploy.transport import Transport
+from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fileinfo import sha256_file
 from edgedeploy.profiles.power import estimate_power, profile_power
@@ -79,7 +79,7 @@ def profile_model(
     `runs` until `min_seconds` have passed, the warm-up past `warmup` until `warmup_seconds` (the
     CLI's defaults, 1 s and 0.5 s, are TFLite benchmark_model's); `cores` pins the runner.
     """
-    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.transports.connect import open_transport
 
     _check_model(model)
     check_inputs(model, inputs or [], shapes or {})
@@ -208,7 +208,7 @@ def run_model(
     timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Run once and fetch outputs as DIR/<output-name>.npy."""
-    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.transports.connect import open_transport
 
     _check_model(model)
     check_inputs(model, inputs, shapes or {})

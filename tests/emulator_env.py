@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedeploy.deploy import emulator, emulator_image
+from edgedeploy.deploy.emulator import image as emulator_image
+from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.errors import UsageError
 
 # Where the user's real cache is (read at import, before the tests isolate XDG dirs), so a second

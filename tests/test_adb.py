@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgedeploy.deploy.adb import ADBTransport
 from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.transports.adb import ADBTransport
 from edgedeploy.errors import TargetError
 from tests.adb_device import ADBDevice
 from tests.conftest import run_cli

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedeploy.deploy import emulator, emulator_image
+from edgedeploy.deploy.emulator import image as emulator_image
+from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError

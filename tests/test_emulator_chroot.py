@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edgedeploy.deploy import emulator, emulator_chroot, emulator_image
-from edgedeploy.deploy.connect import open_transport
+from edgedeploy.deploy.emulator import chroot as emulator_chroot
+from edgedeploy.deploy.emulator import image as emulator_image
+from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.transports.connect import open_transport
 from tests.emulator_env import image_or_skip
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

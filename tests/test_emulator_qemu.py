@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedeploy.deploy import emulator, emulator_image
+from edgedeploy.deploy.emulator import image as emulator_image
+from edgedeploy.deploy.emulator import instances as emulator
 from tests.conftest import run_cli
 from tests.emulator_env import image_or_skip
 from tests.netcheck import pypi_reachable

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgedeploy.deploy import emulator, emulator_image, provision
+from edgedeploy.deploy import provision
+from edgedeploy.deploy.emulator import image as emulator_image
+from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fleet_job import run_fleet

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edgedeploy.deploy.connect import open_transport
 from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.transports.connect import open_transport
 from tests.isolation import CGROUP_CPU, NAME_PREFIX, IsolationUnavailable, isolated_server
 from tests.sshd import keygen, sshd_available
 
-pytest.importorskip("edgedeploy.deploy.ssh", reason="ssh transport not in this branch yet")
+pytest.importorskip("edgedeploy.deploy.transports.ssh", reason="ssh transport not in this branch yet")
 
 
 def _leftovers(name: str) -> list[str]:

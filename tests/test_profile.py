@@ -16,7 +16,7 @@ from tests.conftest import run_cli
 from tests.sshd import SSHServer
 from tests.test_runner import BOARD, JETSON_ORIN_INA3221, interpreters, make_onnx, write_tree
 
-HAVE_SSH_TRANSPORT = importlib.util.find_spec("edgedeploy.deploy.ssh") is not None
+HAVE_SSH_TRANSPORT = importlib.util.find_spec("edgedeploy.deploy.transports.ssh") is not None
 POWER_MODEL = {"idle_w": 2.0, "busy_w": 6.0, "note": "test board"}
 RUNTIME_OF = {"onnx": "onnxruntime", "tflite": "ai-edge-litert"}
 
@@ -70,7 +70,7 @@ def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **host
         inventory.write_text(json.dumps({"all": {"hosts": {"board": board}}}))  # JSON is YAML
         return ["--target", "board", "--inventory", str(inventory)]
     if not HAVE_SSH_TRANSPORT:
-        pytest.skip("edgedeploy.deploy.ssh is not in this branch yet (the deploy helper's branch adds it)")
+        pytest.skip("edgedeploy.deploy.transports.ssh is not importable")
     server: SSHServer = request.getfixturevalue("sshd")
     # The device's Python is this venv's, which has the runtimes (as a provisioned board would).
     inventory.write_text(

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from edgedeploy.deploy.inventory import load_inventory
-from edgedeploy.deploy.local import LocalTransport
 from edgedeploy.deploy.push import PART_SUFFIX, push_file
-from edgedeploy.deploy.ssh import SSHTransport
+from edgedeploy.deploy.transports.local import LocalTransport
+from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.fileinfo import sha256_file
 from tests.conftest import run_cli

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from edgedeploy.deploy.inventory import cache_dir
-from edgedeploy.deploy.local import LocalTransport
 from edgedeploy.deploy.push import PART_SUFFIX, push_file
+from edgedeploy.deploy.transports.local import LocalTransport
 from tests.conftest import run_cli
 
 

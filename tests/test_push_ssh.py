@@ -17,7 +17,7 @@ import yaml
 
 from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import ORPHAN_AGE_S, PART_SUFFIX, push_file
-from edgedeploy.deploy.ssh import SSHTransport
+from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.fileinfo import sha256_file
 from tests.conftest import run_cli

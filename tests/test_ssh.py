@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from edgedeploy.deploy.inventory import load_inventory
-from edgedeploy.deploy.ssh import SSHTransport
+from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from tests.conftest import run_cli
 from tests.sshd import SSHServer, keygen

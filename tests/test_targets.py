@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgedeploy.deploy.facts import PROBE_SCRIPT, facts_path
 from edgedeploy.deploy.inventory import load_inventory
-from edgedeploy.deploy.targets_job import PROBE_SCRIPT, facts_path
 from tests.conftest import run_cli
 
 BUILT_IN = {"local", "pi4", "pi5", "jetson-nano", "jetson-orin-nano", "android-arm64", "qemu-arm64"}

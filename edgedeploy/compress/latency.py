@@ -15,9 +15,9 @@ def time_files(
     models: dict[str, Path], target: str = "local", threads: int = 1, rounds: int = 3
 ) -> dict[str, float]:
     """Median p50 latency (ms) of each model file on `target`, timed by the runner at `threads`."""
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.deploy.runner_client import time_models
+    from edgedeploy.deploy.transports.connect import open_transport
 
     device = load_inventory().get(target)
     with open_transport(device) as transport:

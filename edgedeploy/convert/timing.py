@@ -12,7 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from edgedeploy.deploy.inventory import Target
-    from edgedeploy.deploy.transport import Transport
+    from edgedeploy.deploy.transports.base import Transport
 
 
 class LatencyTimer(Protocol):

@@ -1,8 +1,10 @@
 """Device facts probe: run ON the target by `edgedeploy targets check` (sent on stdin to its Python).
 
 Standard library only, Python 3.8+ (Jetson images still ship 3.8), no typing syntax newer than that.
-argv: [workdir [root]] - `root` prefixes /proc and /sys (tests point it at a fake tree).
-Prints one JSON document.
+argv: [workdir [root [runtimes]]] - `root` prefixes /proc and /sys (tests point it at a fake tree);
+`runtimes` is a JSON object {pip distribution: module that must import}: the host passes the
+runner's declaration (edgedeploy.runner.supported_runtimes), so the probe calls a runtime usable
+exactly when the runner can load it. Prints one JSON document.
 """
 
 import glob
@@ -15,11 +17,7 @@ import sys
 
 WORKDIR = sys.argv[1] if len(sys.argv) > 1 else "."
 ROOT = sys.argv[2] if len(sys.argv) > 2 else "/"
-RUNTIMES = (
-    ("ai-edge-litert", "ai_edge_litert"),
-    ("tflite-runtime", "tflite_runtime"),
-    ("onnxruntime", "onnxruntime"),
-)
+RUNTIMES = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 POWER_CHIPS = ("ina3221", "ina226", "ina219", "ina2xx", "ina209")
 
 
@@ -98,11 +96,11 @@ def os_name():
 
 def runtimes():
     found = {}
-    for dist, module in RUNTIMES + (("numpy", "numpy"),):
+    for dist, module in list(RUNTIMES.items()) + [("numpy", "numpy")]:
         try:
             mod = importlib.import_module(module)
             version = getattr(mod, "__version__", None)
-            if version is None:
+            if version is None:  # e.g. ai_edge_litert.interpreter: the distribution knows it
                 from importlib import metadata
 
                 version = metadata.version(dist)

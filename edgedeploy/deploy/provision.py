@@ -21,16 +21,15 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.push import push_file, remote_join
-from edgedeploy.deploy.transport import Transport
+from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
+from edgedeploy.runner import provisionable_runtimes, supported_runtimes
 
-# Same pins as pyproject.toml and Dockerfile.arm64 (tests/test_dockerfile.py checks they agree).
-RUNTIME_REQUIREMENTS = {
-    "onnxruntime": "onnxruntime==1.31.1",
-    "ai-edge-litert": "ai-edge-litert==2.3.0",
-}
+# The runtimes provisioning installs and their pins, from the runner's declaration (the same pins as
+# pyproject.toml and Dockerfile.arm64: tests/test_dockerfile_arm64.py checks they agree).
+RUNTIME_REQUIREMENTS = provisionable_runtimes()
 # What `import` proves each runtime works (ai-edge-litert's interpreter loads its native library).
-RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "ai-edge-litert": "ai_edge_litert.interpreter"}
+RUNTIME_MODULES = {name: supported_runtimes()[name]["module"] for name in RUNTIME_REQUIREMENTS}
 # numpy for the runtimes and the runner; psutil for the runner's memory readings.
 BASE_REQUIREMENTS = ["numpy==2.4.6", "psutil==7.2.2"]
 # manylinux levels tried, newest first, as (glibc minor, tag); each needs that glibc on the device.
@@ -160,8 +159,8 @@ def provision_target(
     inventory: Path | None = None,
     trust_new: bool = False,
 ) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
     from edgedeploy.deploy.user_inventory import set_host_vars
 
     unknown = sorted(set(runtimes) - set(RUNTIME_REQUIREMENTS))

@@ -1,4 +1,5 @@
-"""`edgedeploy push`: send a file to a target's work dir so that the device never holds a corrupt copy.
+"""Send a file to a target's work dir so that the device never holds a corrupt copy (the mechanism
+behind `edgedeploy push`, whose verb is push_job.py; provisioning and the runner client use it too).
 
 Order of operations, in as few round trips and device processes as possible:
 1. hash locally while finding out what the device holds: over SSH, SFTP's stat plus the manifest
@@ -24,15 +25,13 @@ import hashlib
 import json
 import posixpath
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.transport import (
+from edgedeploy.deploy.transports.base import (
     CommandResult,
     LinkLost,
     Process,
@@ -42,7 +41,7 @@ from edgedeploy.deploy.transport import (
     Spawner,
     Transport,
 )
-from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
+from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fileinfo import sha256_file
 
 PART_SUFFIX = ".edgedeploy-part"
@@ -259,7 +258,7 @@ def remote_join(*parts: str) -> str:
     return posixpath.join(*[p for p in parts if p])
 
 
-def _manifest_path(transport: Transport) -> str:
+def manifest_path(transport: Transport) -> str:
     return remote_join(transport.workdir, MANIFEST)
 
 
@@ -297,7 +296,7 @@ class _DeviceFile:
         self.part = remote_path + PART_SUFFIX
         self.checksum = checksum
         self.adopt = False
-        self.manifest_args = [remote_path, _manifest_path(transport), key, str(size), source]
+        self.manifest_args = [remote_path, manifest_path(transport), key, str(size), source]
 
     @property
     def args(self) -> list[str]:
@@ -655,117 +654,3 @@ def _upload_failed(device: _DeviceFile, size: int, exc: TargetError) -> TargetEr
             "nothing was changed"
         )
     return exc
-
-
-def push_to_target(
-    file: Path,
-    target_name: str,
-    *,
-    inventory: Path | None = None,
-    trust_new: bool = False,
-    dry_run: bool = False,
-    progress: bool = True,
-    checksum: bool = False,
-) -> dict[str, Any]:
-    """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
-    A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
-    `ok` false when any failed (one unreachable board does not stop the others)."""
-    from edgedeploy.deploy.inventory import load_inventory
-
-    if not file.is_file():
-        raise UsageError(f"{file}: no such file")
-    inv = load_inventory(inventory)
-    if target_name in inv.hosts:
-        return _push_one(
-            inv.hosts[target_name],
-            file,
-            trust_new=trust_new,
-            dry_run=dry_run,
-            progress=progress,
-            checksum=checksum,
-        )
-    rows: list[dict[str, Any]] = []
-    for target in inv.resolve(target_name):
-        try:
-            doc = _push_one(
-                target, file, trust_new=trust_new, dry_run=dry_run, progress=progress, checksum=checksum
-            )
-            rows.append({"target": target.name, **doc})
-        except EdgeDeployError as exc:
-            rows.append({"target": target.name, "error": str(exc)})
-    return {"group": target_name, "ok": all("error" not in r for r in rows), "targets": rows}
-
-
-def _push_one(
-    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool, checksum: bool = False
-) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
-    from edgedeploy.runner import RUNNER_PATH
-
-    with open_transport(target, trust_new=trust_new) as transport:
-        if dry_run:
-            doc = plan_push(transport, file, "models", python=target.python, checksum=checksum)
-            doc["runner"] = plan_push(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
-            return doc
-        with _progress_bar(file, enabled=progress) as bar:
-            result = push_file(
-                transport, file, "models", python=target.python, progress=bar, checksum=checksum
-            )
-        runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
-        return {**result.to_dict(), "runner": runner.to_dict(), "manifest": _manifest_path(transport)}
-
-
-@contextmanager
-def _progress_bar(file: Path, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar (bytes, throughput, time left) on stderr, fed by the transport's callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"push {file.name}", total=file.stat().st_size)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def print_result(result: dict[str, Any]) -> None:
-    if "group" in result:
-        for row in result["targets"]:
-            print(f"[{row['target']}] ", end="")
-            if "error" in row:
-                print(f"error: {row['error']}")
-            else:
-                print_result(row)
-        return
-    if result.get("dry_run"):
-        if result["skipped"]:
-            print(f"unchanged, would skip: {result['remote_path']} (sha256 {result['sha256'][:12]})")
-        else:
-            resume = f", resuming after {result['resume_from']} bytes" if result["resume_from"] else ""
-            print(f"would send {result['would_send_bytes']} bytes -> {result['remote_path']}{resume}")
-        runner = result.get("runner")
-        if runner:
-            print(f"runner: {'unchanged' if runner['skipped'] else 'would send'} {runner['remote_path']}")
-        return
-    if result["skipped"]:
-        print(f"unchanged: {result['remote_path']} (0 bytes sent)")
-    else:
-        resumed = f", resumed after {result['resumed_from']} bytes" if result.get("resumed_from") else ""
-        print(
-            f"pushed {result['sent_bytes']} bytes -> {result['remote_path']} "
-            f"(sha256 {result['sha256'][:12]} verified on the device{resumed})"
-        )
-    if "manifest" in result:
-        print(f"manifest: {result['manifest']}")

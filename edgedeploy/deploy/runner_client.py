@@ -19,7 +19,7 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import Target
 from edgedeploy.deploy.push import push_file
-from edgedeploy.deploy.transport import Transport
+from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.runner import RUNNER_PATH
 

@@ -23,10 +23,33 @@ import time
 
 RUNNER_VERSION = "2"
 MIN_PYTHON = (3, 8)
-RUNTIMES_FOR = {".onnx": ["onnxruntime"], ".tflite": ["ai-edge-litert", "tflite-runtime", "tensorflow"]}
+# The supported runtimes, declared once. The host reads this table from this file (without running it:
+# edgedeploy.runner.supported_runtimes) for the facts probe, `provision` and the CLI's help, so adding
+# a runtime is one entry here plus its adapter class below. Keep it a literal that starts at
+# "RUNTIMES = {" and ends at the first "}" alone on a line. Per runtime (named by its pip distribution):
+#   formats    the model suffixes it runs; for one suffix, earlier runtimes are preferred
+#   module     what must import on the device for it to be usable
+#   provision  the pinned wheel `edgedeploy provision` installs (the pins of pyproject.toml and
+#              Dockerfile.arm64), or None where the device has to bring it itself
+RUNTIMES = {
+    "onnxruntime": {"formats": [".onnx"], "module": "onnxruntime", "provision": "onnxruntime==1.31.1"},
+    "ai-edge-litert": {
+        "formats": [".tflite"],
+        "module": "ai_edge_litert.interpreter",
+        "provision": "ai-edge-litert==2.3.0",
+    },
+    "tflite-runtime": {"formats": [".tflite"], "module": "tflite_runtime.interpreter", "provision": None},
+    "tensorflow": {"formats": [".tflite"], "module": "tensorflow", "provision": None},
+}
+RUNTIMES_FOR = {}
+for _name, _runtime in RUNTIMES.items():
+    for _suffix in _runtime["formats"]:
+        RUNTIMES_FOR.setdefault(_suffix, []).append(_name)
+MODULE_OF = {name: runtime["module"] for name, runtime in RUNTIMES.items()}
 INSTALL_HINT = (
-    "install one on the device (pip install onnxruntime / ai-edge-litert), "
+    "install one on the device (pip install %s), "
     "or run `edgedeploy provision --target T` for devices without internet"
+    % " / ".join(name for name, runtime in RUNTIMES.items() if runtime["provision"])
 )
 
 
@@ -159,14 +182,6 @@ def _importable(module):
         return True
     except Exception:
         return False
-
-
-MODULE_OF = {
-    "onnxruntime": "onnxruntime",
-    "ai-edge-litert": "ai_edge_litert.interpreter",
-    "tflite-runtime": "tflite_runtime.interpreter",
-    "tensorflow": "tensorflow",
-}
 
 
 def choose_runtime(model_path, wanted):

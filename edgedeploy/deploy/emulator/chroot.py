@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.emulator_image import (
+from edgedeploy.deploy.emulator.image import (
     BinfmtChange,
     EmulatorUnavailable,
     ensure_host_tools,
@@ -28,7 +28,7 @@ from edgedeploy.deploy.emulator_image import (
     undo_binfmt,
     verify_image,
 )
-from edgedeploy.deploy.emulator_state import free_loopback_port, ssh_banner, write_state
+from edgedeploy.deploy.emulator.state import free_loopback_port, ssh_banner, write_state
 from edgedeploy.errors import TargetError, UsageError
 
 # (mount point inside the rootfs, mount arguments); unmounted in reverse order.

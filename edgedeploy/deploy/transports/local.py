@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edgedeploy.deploy.transport import CommandResult, ProgressFn, TransportBase
+from edgedeploy.deploy.transports.base import CommandResult, ProgressFn, TransportBase
 from edgedeploy.errors import TargetError
 
 CHUNK = 1 << 20

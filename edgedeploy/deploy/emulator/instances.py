@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.emulator_chroot import is_running, start_chroot, stop_chroot
-from edgedeploy.deploy.emulator_image import (
+from edgedeploy.deploy.emulator.chroot import is_running, start_chroot, stop_chroot
+from edgedeploy.deploy.emulator.image import (
     RUN_TOOLS,
     EmulatorUnavailable,
     build_image,
@@ -28,7 +28,7 @@ from edgedeploy.deploy.emulator_image import (
     image_dir,
     verify_image,
 )
-from edgedeploy.deploy.emulator_state import free_loopback_port, read_state, ssh_banner, write_state
+from edgedeploy.deploy.emulator.state import free_loopback_port, read_state, ssh_banner, write_state
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
@@ -210,7 +210,7 @@ def start_instance(
     netns: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Boot an instance (or report the running one) and record it in the inventory. `kind` "vm" is
-    qemu-system-aarch64; "chroot" is the cheaper stand-in (see emulator_chroot), which `netns`
+    qemu-system-aarch64; "chroot" is the cheaper stand-in (see emulator/chroot.py), which `netns`
     (an `ip netns` name and an address in it) puts on port 22 of its own network namespace."""
     if kind not in ("vm", "chroot"):
         raise UsageError(f"--kind must be vm or chroot (got {kind!r})")
@@ -332,8 +332,8 @@ def stop_instance(name: str = "qemu-arm64") -> dict[str, Any]:
 
 
 def _poweroff_over_ssh(name: str) -> None:
-    from edgedeploy.deploy.connect import open_transport
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.deploy.transports.connect import open_transport
 
     target = load_inventory().get(name)
     # The link drops as the guest goes down; whatever the command returns is fine.

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgedeploy.deploy.inventory import Target, cache_dir
-from edgedeploy.deploy.transport import Transport
+from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import UsageError
 
 _recording = threading.local()
@@ -41,16 +41,16 @@ def open_transport(target: Target, *, trust_new: bool = False) -> Transport:
 def _make_transport(target: Target, *, trust_new: bool) -> Transport:
     kind = target.connection
     if kind == "local":
-        from edgedeploy.deploy.local import LocalTransport
+        from edgedeploy.deploy.transports.local import LocalTransport
 
         workdir = Path(target.vars.get("edgedeploy_workdir_local") or cache_dir() / "targets" / target.name)
         return LocalTransport(target.name, workdir)
     if kind == "ssh":
-        from edgedeploy.deploy.ssh import SSHTransport
+        from edgedeploy.deploy.transports.ssh import SSHTransport
 
         return SSHTransport(target, trust_new=trust_new)
     if kind == "adb":
-        from edgedeploy.deploy.adb import ADBTransport
+        from edgedeploy.deploy.transports.adb import ADBTransport
 
         return ADBTransport(target)
     raise UsageError(f"target {target.name!r}: unknown ansible_connection {kind!r} (local, ssh or adb)")

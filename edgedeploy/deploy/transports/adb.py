@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.transport import (
+from edgedeploy.deploy.transports.base import (
     CommandResult,
     LinkLost,
     ProgressFn,

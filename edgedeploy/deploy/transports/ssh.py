@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgedeploy.deploy import known_hosts as known_hosts_file
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.transport import (
+from edgedeploy.deploy.transports import known_hosts as known_hosts_file
+from edgedeploy.deploy.transports.base import (
     CommandResult,
     LinkLost,
     ProgressFn,

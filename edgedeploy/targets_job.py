@@ -1,8 +1,8 @@
 """`edgedeploy targets list|show|check`: the inventory, one target's variables, and probed device facts.
 
 `check` connects and runs ONE stdlib-only script on the device (deploy/probe_facts.py, sent on stdin
-to the device's Python), then caches the facts per target under the cache dir so `show`, `list` and
-the profiles can use them without reconnecting.
+to the device's Python, by deploy/facts.py), then caches the facts per target under the cache dir so
+`show`, `list` and the profiles can use them without reconnecting.
 """
 
 from __future__ import annotations
@@ -12,23 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.inventory import Inventory, Target, cache_dir, load_inventory
-from edgedeploy.errors import TargetError
+from edgedeploy.deploy.facts import cached_facts, facts_path, probe
+from edgedeploy.deploy.inventory import Inventory, Target, load_inventory
 from edgedeploy.fileinfo import write_json_atomic
-
-PROBE_SCRIPT = Path(__file__).with_name("probe_facts.py")
-PROBE_TIMEOUT_S = 120.0
-
-
-def facts_path(target_name: str) -> Path:
-    return cache_dir() / "facts" / f"{target_name}.json"
-
-
-def cached_facts(target_name: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(facts_path(target_name).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def describe_address(target: Target) -> str:
@@ -96,25 +82,8 @@ def show_target(name: str, inventory: Path | None) -> dict[str, Any]:
     }
 
 
-def probe(transport: Any, target: Target) -> dict[str, Any]:
-    """Run the facts script on a connected transport; returns its JSON document."""
-    result = transport.run(
-        [target.python, "-", transport.workdir], timeout=PROBE_TIMEOUT_S, stdin=PROBE_SCRIPT.read_bytes()
-    )
-    if not result.ok:
-        if result.exit_code == 127:
-            raise TargetError(
-                f"{target.name}: {target.python} not found on the device (set ansible_python_interpreter)"
-            )
-        raise TargetError(f"{target.name}: facts probe failed: {result.last_error_line()}")
-    try:
-        return json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise TargetError(f"{target.name}: facts probe printed no JSON: {result.stdout[-200:]!r}") from exc
-
-
 def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) -> dict[str, Any]:
-    from edgedeploy.deploy.connect import open_transport
+    from edgedeploy.deploy.transports.connect import open_transport
 
     inv: Inventory = load_inventory(inventory)
     target = inv.get(name)

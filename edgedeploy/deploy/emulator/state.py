@@ -1,5 +1,5 @@
-"""What the emulator's two kinds of instance (the qemu VM in emulator.py, the chroot stand-in in
-emulator_chroot.py) share: the instance's state file and the loopback SSH endpoint it answers on.
+"""What the emulator's two kinds of instance (the qemu VM in instances.py, the chroot stand-in in
+chroot.py) share: the instance's state file and the loopback SSH endpoint it answers on.
 
 Both modules import this one and neither imports the other's internals back, so the VM can start
 or stop a stand-in without the two modules importing each other.
