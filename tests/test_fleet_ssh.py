@@ -2,7 +2,7 @@
 its own network namespace with its own address (created and removed by the fixture; that variant
 skips with the reason where `ip netns` cannot run, e.g. without root).
 
-Needs the ssh transport (edgedeploy.deploy.transports.ssh); skips until it is importable.
+
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from edgedeploy.fleet_job import Journal, run_fleet
 from tests.fleet_support import make_onnx, ssh_inventory
 from tests.isolation import IsolationUnavailable, isolated_server
 from tests.sshd import SSHServer, keygen, make_server, sshd_available
-
-pytest.importorskip("edgedeploy.deploy.transports.ssh", reason="ssh transport not in this branch yet")
 
 
 @pytest.fixture(params=["loopback", "netns"])

@@ -17,8 +17,6 @@ import yaml
 from tests.fleet_support import hanging_python, kill_recorded, make_onnx
 from tests.sshd import SSHServer
 
-pytest.importorskip("edgedeploy.deploy.transports.ssh", reason="ssh transport not in this branch yet")
-
 TIMEOUT_S = 4
 # The hung push waits 120 s for the device before giving up on its own: an exit well before that
 # shows the timeout ended the process. The margin is generous for a loaded 2-core CI machine.

@@ -13,8 +13,6 @@ from edgedeploy.deploy.transports.connect import open_transport
 from tests.isolation import CGROUP_CPU, NAME_PREFIX, IsolationUnavailable, isolated_server
 from tests.sshd import keygen, sshd_available
 
-pytest.importorskip("edgedeploy.deploy.transports.ssh", reason="ssh transport not in this branch yet")
-
 
 def _leftovers(name: str) -> list[str]:
     """What is left of the device whose namespace (and cgroup) is `name`."""
