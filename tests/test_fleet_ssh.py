@@ -1,8 +1,6 @@
 """A fleet over real OpenSSH servers, one of which is stopped mid-run: on loopback ports, and each in
 its own network namespace with its own address (created and removed by the fixture; that variant
 skips with the reason where `ip netns` cannot run, e.g. without root).
-
-
 """
 
 from __future__ import annotations
