@@ -68,7 +68,10 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 # at all, since importing them would fail, and `-m "not torch"` deselects the marked tests of the
 # other files (and those marked by hand: benches and CLI runs that need torch in a subprocess), so
 # nothing shows up as skipped.
-COMPRESS_EXTRA_PACKAGES = frozenset({"torch", "torchvision", "onnxscript", "litert_torch", "zarr", "pureml"})
+# The [compress] extra's packages, plus ray ([ray] extra), which only serves torch training.
+COMPRESS_EXTRA_PACKAGES = frozenset(
+    {"torch", "torchvision", "onnxscript", "litert_torch", "zarr", "pureml", "torch_pruning", "optuna", "ray"}
+)
 REPO_PACKAGES = frozenset({"edgedeploy", "tests", "bench"})
 TORCH_INSTALLED = importlib.util.find_spec("torch") is not None
 _needs_torch: dict[str, bool] = {}

@@ -17,6 +17,9 @@ from edgedeploy.errors import UsageError
 from edgedeploy.tune.pool import DevicePool, NoDeviceLeft
 from edgedeploy.tune.space import load_space, recipe_for
 
+# tune is a [compress] verb: every run trains and exports a torch model, and the search is Optuna's.
+pytestmark = pytest.mark.torch
+
 # A 64-32-10 MLP trained for a moment on the digits (full batch) so accuracies mean something.
 MODELS = """
 import torch
