@@ -781,7 +781,9 @@ def tune(
     if as_json:
         print_json({k: v for k, v in result.items() if k != "trials"})
     else:
-        tune_job.print_report(result)
+        from edgedeploy.tune.report import print_table
+
+        print_table(result)
 
 
 def main() -> None:

@@ -1,12 +1,13 @@
 """The Optuna side of `tune`: the study (SQLite under the tune directory), its objectives, and how
 the measured variants of one trained candidate are told to it.
 
-One trained candidate gives several measured variants (exports x threads). The trial the sampler
-asked for is told the variant matching the export/threads it suggested; the other variants are added
-as finished trials (`study.add_trial`) with their own export/threads parameters, so the sampler and
-the Pareto front see every measurement without retraining anything. A variant whose exported file
-is below the accuracy floor is not profiled (no device time spent) and is stored as PRUNED with its
-accuracy: Optuna has no objective values for it, so it cannot be a COMPLETE trial.
+One trained candidate gives several measured variants (exports x runtimes x threads). The trial the
+sampler asked for is told the variant matching the export/runtime/threads it suggested; the other
+variants are added as finished trials (`study.add_trial`) with their own export/runtime/threads
+parameters, so the sampler and the Pareto front see every measurement without retraining anything.
+A variant whose exported file is below the accuracy floor is not profiled (no device time spent)
+and is stored as PRUNED with its accuracy: Optuna has no objective values for it, so it cannot be
+a COMPLETE trial.
 """
 
 from __future__ import annotations
@@ -90,19 +91,21 @@ def add_variant(
     training_params: dict[str, Any],
     training_dists: dict[str, Any],
     variant: dict[str, Any],
-    exports: list[str],
-    threads: list[int],
+    choices: dict[str, list[Any]],
     objectives: list[str],
 ) -> None:
-    """Store a measured (or pruned / failed) variant of a candidate as a finished trial."""
+    """Store a measured (or pruned / failed) variant of a candidate as a finished trial. `choices`:
+    the space's values of each cheap axis (export, runtime, threads); a variant sets those it has
+    (a pruned one was never measured, so it has no runtime or threads)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    params = {**training_params, "export": variant["export"]}
-    dists = {**training_dists, "export": CategoricalDistribution(exports)}
-    if variant.get("threads") is not None:
-        params["threads"] = variant["threads"]
-        dists["threads"] = CategoricalDistribution(threads)
+    value_of = {"export": "export", "runtime": "requested_runtime", "threads": "threads"}
+    params, dists = dict(training_params), dict(training_dists)
+    for axis, values in choices.items():
+        if variant.get(value_of[axis]) is not None:
+            params[axis] = variant[value_of[axis]]
+            dists[axis] = CategoricalDistribution(values)
     state, values = variant_state(variant, objectives)
     study.add_trial(
         optuna.trial.create_trial(
