@@ -55,6 +55,8 @@ class TuneOptions:
     ray: str | None = None
     """None: candidates train in this process; `local` or a Ray address: as Ray tasks there."""
     ray_parallel: int | None = None
+    sampler: str = "auto"
+    """Optuna sampler: auto (NSGA-II, or TPE for one objective), nsga2, tpe, random."""
     data_options: Any = None
     say: Callable[[str], None] = field(default=lambda _m: None)
 
@@ -73,7 +75,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     from edgedeploy.compress_job import DataOptions, load_compression_data, load_torch_model
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.tune.pool import DevicePool
-    from edgedeploy.tune.search import open_study, parse_objectives
+    from edgedeploy.tune.search import SAMPLERS, open_study, parse_objectives
     from edgedeploy.tune.space import load_space
 
     # Everything the user can get wrong is checked before any training starts.
@@ -84,6 +86,8 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     if opts.output.exists() and not opts.output.is_dir():
         raise UsageError(f"--output {opts.output} exists and is not a directory")
     objectives = parse_objectives(opts.objectives)
+    if opts.sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {opts.sampler!r}: expected one of {', '.join(SAMPLERS)}")
     space = load_space(opts.space)
     targets = load_inventory(opts.inventory).resolve(opts.target)
     model = load_torch_model(opts.model, opts.arch)
@@ -104,7 +108,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     opts.say(f"baseline: exporting {opts.model} to ONNX fp32, accuracy on {len(eval_y)} validation inputs")
     baseline = _baseline(model, data, space, example, calibration, eval_x, eval_y, opts)
     floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
-    study = open_study(out, opts.study, objectives, opts.seed)
+    study = open_study(out, opts.study, objectives, opts.seed, opts.sampler)
     from edgedeploy.tune.search import fail_stale
 
     stale = fail_stale(study)
@@ -558,6 +562,7 @@ def _result(
         "devices": {"used": devices, "set_aside": ctx.pool.failed},
         "study": {"name": ctx.opts.study, "storage": str(out / "study.db"), "interrupted_trials": stale},
         "executor": ctx.executor,
+        "sampler": ctx.opts.sampler,
         "objectives": ctx.objectives,
         "space": ctx.space.describe(),
         "input_model": {"accuracy": baseline["accuracy"], "size_bytes": baseline["size_bytes"]},

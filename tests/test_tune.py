@@ -177,6 +177,7 @@ def test_tune_says_the_best_found_when_nothing_meets_the_floor(
         (["--target", "nosuchboard"], "error: unknown target 'nosuchboard'"),
         (["--objectives", "accuracy,speed"], "error: --objectives 'accuracy,speed'"),
         (["--trials", "0"], "error: --trials must be >= 1"),
+        (["--sampler", "grid"], "error: --sampler 'grid': expected one of auto, nsga2, tpe, random"),
     ],
 )
 def test_tune_bad_input_is_one_line(

@@ -27,6 +27,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "energy": ("minimize", "energy_mj"),
 }
 STUDY_FILE = "study.db"
+SAMPLERS = ("auto", "nsga2", "tpe", "random")
 
 
 def parse_objectives(text: str) -> list[str]:
@@ -37,21 +38,27 @@ def parse_objectives(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def open_study(directory: Path, name: str, objectives: list[str], seed: int) -> Any:
-    """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it)."""
+def open_study(directory: Path, name: str, objectives: list[str], seed: int, sampler: str = "auto") -> Any:
+    """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it).
+    `sampler`: auto (NSGA-II for several objectives, TPE for one), nsga2, tpe, or random (Optuna's
+    RandomSampler: the baseline a guided search has to beat)."""
     import optuna
 
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [OBJECTIVES[o][0] for o in objectives]
-    sampler = (
-        optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-        if len(objectives) > 1
-        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
-    )
+    if sampler == "auto":
+        sampler = "nsga2" if len(objectives) > 1 else "tpe"
+    chosen = {
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[sampler]()
     storage = f"sqlite:///{(directory / STUDY_FILE).resolve()}"
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True
+            study_name=name, storage=storage, directions=directions, sampler=chosen, load_if_exists=True
         )
     except ValueError as err:
         raise UsageError(f"study {name!r} in {directory / STUDY_FILE}: {err}") from err
