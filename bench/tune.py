@@ -46,16 +46,17 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from cnn_compression import MODELS, fashion_mnist, train_fp32  # also puts the checkout first on sys.path
+from cnn_compression import MODELS, fashion_mnist  # also puts the checkout first on sys.path
 
 from edgedeploy import tune_job
-from edgedeploy.compress.pipeline import DEFAULT_RECIPE, CompressionData, compress_model
+from edgedeploy.compress.pipeline import DEFAULT_RECIPE, compress_model
+from edgedeploy.compress_job import DataOptions, load_compression_data
 from edgedeploy.deploy.connect import open_transport
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.runner_client import time_models
 from edgedeploy.models import zoo
 from edgedeploy.profile_job import profile_model
-from edgedeploy.train import seed_everything
+from edgedeploy.train import seed_everything, train
 from edgedeploy.tune.candidate import CandidateJob, export_file
 
 ARCH = "mobilenetv2"
@@ -74,6 +75,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             "train_samples": 256,
             "eval_samples": 128,
             "baseline_epochs": 0.3,
+            "batch_size": 32,
             "trials": 2,
             "runs": 5,
             "rounds": 1,
@@ -92,6 +94,8 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             "train_samples": 4000,
             "eval_samples": 1000,
             "baseline_epochs": 3,
+            # Small batches: a training subset this size gives few steps per epoch at 128.
+            "batch_size": 32,
             "trials": 8,
             "runs": 50,
             "rounds": 3,
@@ -127,11 +131,21 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             overrides[key] = cfg[key] = getattr(args, key)
     if args.exports:
         overrides["exports"] = cfg["space"]["exports"] = args.exports.split(",")
+    if args.epochs:
+        overrides["epochs"] = cfg["space"]["training"]["epochs"] = [float(v) for v in args.epochs.split(",")]
     if args.structured:
         amounts = [float(v) for v in args.structured.split(",")]
         overrides["structured_amount"] = cfg["space"]["training"]["structured_amount"] = amounts
     cfg["overridden_on_the_command_line"] = overrides
     return cfg
+
+
+def train_fp32(
+    model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, seed: int, batch: int
+) -> None:
+    """bench/cnn_compression.py's schedule (Adam, learning rate stepped down), at `batch` per step."""
+    for index, (share, lr) in enumerate([(0.6, 2e-3), (0.25, 7e-4), (0.15, 2e-4)]):
+        train(model, x, y, epochs=epochs * share, lr=lr, seed=seed + index, batch_size=batch)
 
 
 def progress(message: str) -> None:
@@ -234,6 +248,7 @@ def run_study(
         model=str(model_file), data=str(data_file), target=target, output=root / name, trials=cfg["trials"],
         max_accuracy_drop=GOAL_MAX_DROP_PT, space=space_file, study=name, seed=args.seed, runs=cfg["runs"],
         eval_samples=cfg["eval_samples"], inventory=inventory, sampler=sampler, say=progress,
+        data_options=DataOptions(batch_size=cfg["batch_size"]),
     )  # fmt: skip
     started = time.perf_counter()
     try:
@@ -296,6 +311,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="timed inferences per profile")
     parser.add_argument("--exports", help="comma-separated exports of the space (default: the config's)")
     parser.add_argument("--structured", help="comma-separated structured_amount choices of the space")
+    parser.add_argument("--epochs", help="comma-separated fine-tuning epochs choices of the space")
     args = parser.parse_args()
     # The converters print progress on stdout (some from C++): send fd 1 to stderr until the JSON.
     json_out = os.fdopen(os.dup(1), "w")
@@ -308,23 +324,31 @@ def main() -> None:
     train_x, train_y, test_x, test_y = fashion_mnist()
     rng = np.random.default_rng(args.seed)
     pick = rng.permutation(len(train_y))[: cfg["train_samples"]]
-    data = CompressionData(
-        train_x[pick], train_y[pick], test_x[: cfg["eval_samples"]], test_y[: cfg["eval_samples"]]
-    )
+    arrays = {
+        "x_train": train_x[pick],
+        "y_train": train_y[pick],
+        "x_val": test_x[: cfg["eval_samples"]],
+        "y_val": test_y[: cfg["eval_samples"]],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-tune-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # runner journals stay inside the temp dir
         # The same arrays for the baselines and for `tune` (its --data .npz): same training subset,
         # same validation images.
         data_file = root / "fashion_subset.npz"
-        np.savez(data_file, x_train=data.train_x, y_train=data.train_y, x_val=data.eval_x, y_val=data.eval_y)
+        np.savez(data_file, **arrays)
+        data = load_compression_data(
+            str(data_file), DataOptions(batch_size=cfg["batch_size"]), None, args.seed
+        )
         space_file = root / "space.yaml"
         space_file.write_text(yaml.safe_dump(cfg["space"]))
 
         seed_everything(args.seed)
         model = getattr(zoo, ARCH)(**MODELS[ARCH])
-        progress(f"training the fp32 {ARCH} on {len(data.train_y)} images, {cfg['baseline_epochs']} epochs")
-        train_fp32(model, data.train_x, data.train_y, cfg["baseline_epochs"], args.seed)
+        progress(f"training the fp32 {ARCH} on {len(pick)} images, {cfg['baseline_epochs']} epochs")
+        train_fp32(
+            model, arrays["x_train"], arrays["y_train"], cfg["baseline_epochs"], args.seed, cfg["batch_size"]
+        )
         model.eval()
         model_file = root / f"{ARCH}.pt"
         torch.save(model, model_file)
@@ -334,10 +358,10 @@ def main() -> None:
             folder = root / "baselines"
             folder.mkdir()
             ctx = {
-                "example": data.eval_x[:1],
-                "calibration": data.train_x[: cfg["calibration_samples"]],
-                "eval_x": data.eval_x,
-                "eval_y": data.eval_y,
+                "example": arrays["x_val"][:1],
+                "calibration": arrays["x_train"][: cfg["calibration_samples"]],
+                "eval_x": arrays["x_val"],
+                "eval_y": arrays["y_val"],
                 "folder": folder,
                 "target": target if not args.group else device_info["devices"][0],
                 "inventory": inventory,
@@ -409,8 +433,8 @@ def main() -> None:
         "config": cfg
         | {
             "model": {"factory": f"edgedeploy.models.zoo:{ARCH}", **MODELS[ARCH]},
-            "data": f"fashion-mnist: {len(data.train_y)} training images (seeded subset), "
-            f"the first {len(data.eval_y)} test images as validation",
+            "data": f"fashion-mnist: {len(arrays['y_train'])} training images (seeded subset), "
+            f"the first {len(arrays['y_val'])} test images as validation",
             "target": device_info["target"],
             "objectives": "accuracy,latency,size",
             "max_accuracy_drop_pt": GOAL_MAX_DROP_PT,
