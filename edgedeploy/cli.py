@@ -770,6 +770,9 @@ def tune(
     ray_parallel: Annotated[
         int | None, typer.Option(help="With --ray: candidates training at once (default: cluster CPUs).")
     ] = None,
+    sampler: Annotated[
+        str, typer.Option(help="Optuna sampler: auto (NSGA-II; TPE for one objective), nsga2, tpe, random.")
+    ] = "auto",
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
@@ -784,14 +787,16 @@ def tune(
             max_accuracy_drop=max_accuracy_drop, objectives=objectives, space=space, study=study,
             arch=arch, seed=seed, runs=runs, eval_samples=eval_samples, train_samples=train_samples,
             inventory=inventory, trust_new=trust_new, profiles_dir=profiles_dir, ray=ray,
-            ray_parallel=ray_parallel,
+            ray_parallel=ray_parallel, sampler=sampler,
             data_options=compress_job.DataOptions(batch_size=batch_size), say=say,
         )
     )  # fmt: skip
     if as_json:
         print_json({k: v for k, v in result.items() if k != "trials"})
     else:
-        tune_job.print_report(result)
+        from edgedeploy.tune.report import print_table
+
+        print_table(result)
 
 
 def main() -> None:

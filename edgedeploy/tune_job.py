@@ -26,7 +26,11 @@ import numpy as np
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
 
 DEFAULT_STUDY = "tune"
+# Trial parameters explored on each trained candidate without retraining (see tune/search.py).
+CHEAP_AXES = ("export", "runtime", "threads")
 EXIT_NOTHING_MEETS_FLOOR = 3
+# How the runner says the device lacks the runtime asked for (its exit code 3, `no-runtime`).
+NO_RUNTIME = "no runtime for"
 
 
 @dataclass
@@ -51,6 +55,8 @@ class TuneOptions:
     ray: str | None = None
     """None: candidates train in this process; `local` or a Ray address: as Ray tasks there."""
     ray_parallel: int | None = None
+    sampler: str = "auto"
+    """Optuna sampler: auto (NSGA-II, or TPE for one objective), nsga2, tpe, random."""
     data_options: Any = None
     say: Callable[[str], None] = field(default=lambda _m: None)
 
@@ -69,7 +75,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     from edgedeploy.compress_job import DataOptions, load_compression_data, load_torch_model
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.tune.pool import DevicePool
-    from edgedeploy.tune.search import open_study, parse_objectives
+    from edgedeploy.tune.search import SAMPLERS, open_study, parse_objectives
     from edgedeploy.tune.space import load_space
 
     # Everything the user can get wrong is checked before any training starts.
@@ -80,6 +86,8 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     if opts.output.exists() and not opts.output.is_dir():
         raise UsageError(f"--output {opts.output} exists and is not a directory")
     objectives = parse_objectives(opts.objectives)
+    if opts.sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {opts.sampler!r}: expected one of {', '.join(SAMPLERS)}")
     space = load_space(opts.space)
     targets = load_inventory(opts.inventory).resolve(opts.target)
     model = load_torch_model(opts.model, opts.arch)
@@ -100,7 +108,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     opts.say(f"baseline: exporting {opts.model} to ONNX fp32, accuracy on {len(eval_y)} validation inputs")
     baseline = _baseline(model, data, space, example, calibration, eval_x, eval_y, opts)
     floor = baseline["accuracy"] - opts.max_accuracy_drop / 100.0
-    study = open_study(out, opts.study, objectives, opts.seed)
+    study = open_study(out, opts.study, objectives, opts.seed, opts.sampler)
     from edgedeploy.tune.search import fail_stale
 
     stale = fail_stale(study)
@@ -124,6 +132,10 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     messages: list[str] = []
     messages += _search(study, context, done, points)
     result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
+    from edgedeploy.tune.report import write_html
+
+    # Written also when nothing meets the floor: every trial is in it, which is what to look at then.
+    result["report"] = str(write_html(result, out / "report.html"))
     (out / "tune.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     if result["recommended"] is None and not pool.healthy():
         reasons = "; ".join(f"{name}: {why}" for name, why in pool.failed.items())
@@ -160,6 +172,9 @@ class _Context:
     eval_y: np.ndarray
     floor: float
     executor: dict[str, Any] = field(default_factory=dict)
+    lacking: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Runtime -> {device: why}: devices that do not have that runtime (skipped for it)."""
+    reported_lacking: set[str] = field(default_factory=set)
     trained: dict[str, int] = field(default_factory=dict)
     """Recipe (as JSON) -> the trial that trained it: a repeated proposal is not trained again."""
 
@@ -256,6 +271,7 @@ class _Proposal:
     recipe: list[dict[str, Any]]
     name: str
     asked_export: str
+    asked_runtime: str
     asked_threads: int
     training_params: dict[str, Any]
     training_dists: dict[str, Any]
@@ -265,12 +281,13 @@ def _propose(study: Any, ctx: _Context) -> _Proposal | None:
     """Ask the study for a trial and its training settings; None when it repeats a trained recipe."""
     from optuna.trial import TrialState
 
-    from edgedeploy.tune.space import recipe_for, suggest
+    from edgedeploy.tune.space import describe_settings, recipe_for, suggest
 
     space = ctx.space
     trial = study.ask()
     settings = suggest(trial, space)
     asked_export = trial.suggest_categorical("export", space.exports)
+    asked_runtime = trial.suggest_categorical("runtime", space.runtimes)
     asked_threads = trial.suggest_categorical("threads", space.threads)
     recipe = recipe_for(settings)
     trial.set_user_attr("asked", True)
@@ -282,16 +299,17 @@ def _propose(study: Any, ctx: _Context) -> _Proposal | None:
         study.tell(trial, state=TrialState.PRUNED)
         return None
     ctx.trained[recipe_key(recipe)] = trial.number
-    ctx.opts.say(f"trial {trial.number}: {_describe(settings)}")
+    ctx.opts.say(f"trial {trial.number}: {describe_settings(settings)}")
     return _Proposal(
         trial=trial,
         settings=settings,
         recipe=recipe,
         name=f"c{trial.number:03d}",
         asked_export=asked_export,
+        asked_runtime=asked_runtime,
         asked_threads=asked_threads,
-        training_params={k: v for k, v in trial.params.items() if k not in ("export", "threads")},
-        training_dists={k: v for k, v in trial.distributions.items() if k not in ("export", "threads")},
+        training_params={k: v for k, v in trial.params.items() if k not in CHEAP_AXES},
+        training_dists={k: v for k, v in trial.distributions.items() if k not in CHEAP_AXES},
     )
 
 
@@ -361,16 +379,32 @@ def _finish(study: Any, ctx: _Context, proposal: _Proposal, build: dict[str, Any
                 }
             )
             continue
-        for threads in space.threads:
-            variants.append(_measure(ctx, {**attrs, "threads": threads}))
-            if variants[-1].get("error"):
-                messages.append(f"trial {trial.number} {export} threads {threads}: {variants[-1]['error']}")
+        for runtime in space.runtimes_for(export):
+            for threads in space.threads:
+                variant = _measure(ctx, {**attrs, "requested_runtime": runtime, "threads": threads})
+                if variant is None:
+                    continue  # a runtime no device of the pool has: said once, then skipped
+                variants.append(variant)
+                if variant.get("error"):
+                    messages.append(
+                        f"trial {trial.number} {export} {runtime} threads {threads}: {variant['error']}"
+                    )
+    if not variants:
+        trial.set_user_attr("error", "no runtime of the space is on any device of the target")
+        trial.set_user_attr("recipe", proposal.recipe)
+        study.tell(trial, state=TrialState.FAIL)
+        return [
+            *messages,
+            f"trial {trial.number}: nothing measured: no runtime of the space is on the devices",
+        ]
 
     # The asked trial is told the variant it suggested (or, when that one was pruned or failed, the
     # first measured one, so the sampler learns from a real point); the rest are added.
     def rank(v: dict[str, Any]) -> tuple[bool, bool]:
         return (
-            v["export"] != proposal.asked_export or v.get("threads") not in (proposal.asked_threads, None),
+            v["export"] != proposal.asked_export
+            or v.get("requested_runtime") not in (proposal.asked_runtime, None)
+            or v.get("threads") not in (proposal.asked_threads, None),
             v.get("status") != "measured",
         )
 
@@ -379,8 +413,13 @@ def _finish(study: Any, ctx: _Context, proposal: _Proposal, build: dict[str, Any
     for key, value in own.items():
         trial.set_user_attr(key, value)
     state, values = variant_state(own, ctx.objectives)
-    if own.get("threads") is not None and own["threads"] != proposal.asked_threads:
-        trial.set_user_attr("note", f"measured at {own['threads']} threads")
+    if own.get("threads") is not None and (own["threads"], own.get("requested_runtime")) != (
+        proposal.asked_threads,
+        proposal.asked_runtime,
+    ):
+        trial.set_user_attr(
+            "note", f"measured with {own.get('requested_runtime')} at {own['threads']} threads"
+        )
     study.tell(trial, values=values, state=state) if values else study.tell(trial, state=state)
     for variant in others:
         add_variant(
@@ -388,34 +427,33 @@ def _finish(study: Any, ctx: _Context, proposal: _Proposal, build: dict[str, Any
             proposal.training_params,
             proposal.training_dists,
             variant,
-            space.exports,
-            space.threads,
+            {"export": space.exports, "runtime": space.runtimes, "threads": space.threads},
             ctx.objectives,
         )
     return messages
 
 
-def _describe(settings: dict[str, Any]) -> str:
-    parts = [
-        f"structured {settings['structured_amount']:g}" if settings["structured_amount"] else "",
-        f"sparsity {settings['sparsity']:g}" if settings["sparsity"] else "",
-        f"cluster {settings['cluster']}" if settings["cluster"] else "",
-        "distill" if settings["distill"] else "",
-    ]
-    chosen = [p for p in parts if p]
-    return (", ".join(chosen) + f", {settings['epochs']:g} epochs") if chosen else "the input model as it is"
-
-
-def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
+def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any] | None:
     """Profile one exported file on a free device of the pool; a failing device is set aside and the
-    next free one tried, so an unreachable board fails this measurement, never the study."""
+    next free one tried, so an unreachable board fails this measurement, never the study. A device
+    without the requested runtime is not set aside: that runtime is skipped on it from then on. When
+    no healthy device has it, the first such measurement fails saying so and later ones return None."""
     from edgedeploy.profile_job import profile_model
     from edgedeploy.tune.pool import NoDeviceLeft
 
     opts = ctx.opts
+    runtime = attrs["requested_runtime"]
+    lacking = ctx.lacking.setdefault(runtime, {})
     while True:
+        if lacking and all(t.name in lacking for t in ctx.pool.healthy()):
+            if runtime in ctx.reported_lacking:
+                return None
+            ctx.reported_lacking.add(runtime)
+            why = "; ".join(f"{name}: {reason}" for name, reason in lacking.items())
+            opts.say(f"runtime {runtime} is on no device of the target; skipped from now on ({why})")
+            return {**attrs, "status": "failed", "error": f"runtime {runtime} is on no device ({why})"}
         try:
-            with ctx.pool.device() as target:
+            with ctx.pool.device(skip=frozenset(lacking)) as target:
                 try:
                     profile = profile_model(
                         Path(attrs["file"]),
@@ -423,6 +461,7 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
                         runs=opts.runs,
                         warmup=5,
                         threads=attrs["threads"],
+                        runtime=runtime,
                         inventory=opts.inventory,
                         trust_new=opts.trust_new,
                         progress=False,
@@ -434,12 +473,17 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any]:
                                 "trial": attrs["trial"],
                                 "candidate": attrs["candidate"],
                                 "export": attrs["export"],
+                                "runtime": runtime,
                                 "settings": attrs["settings"],
                                 "device": target.name,
                             }
                         },
                     )
                 except TargetError as err:
+                    if NO_RUNTIME in str(err):
+                        # The board is fine, it lacks this runtime (the runner's exit 3 message).
+                        lacking[target.name] = str(err)
+                        continue
                     ctx.pool.mark_failed(target, str(err))
                     opts.say(f"device {target.name} set aside: {err}")
                     continue
@@ -518,6 +562,7 @@ def _result(
         "devices": {"used": devices, "set_aside": ctx.pool.failed},
         "study": {"name": ctx.opts.study, "storage": str(out / "study.db"), "interrupted_trials": stale},
         "executor": ctx.executor,
+        "sampler": ctx.opts.sampler,
         "objectives": ctx.objectives,
         "space": ctx.space.describe(),
         "input_model": {"accuracy": baseline["accuracy"], "size_bytes": baseline["size_bytes"]},
@@ -535,53 +580,3 @@ def _result(
         "messages": messages,
         "trials": trials,
     }
-
-
-def print_report(result: dict[str, Any]) -> None:
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    # Piped into a file or a CI log, rich would wrap the settings column at 80 characters.
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    for message in result["messages"]:
-        console.print(f"[yellow]{message}[/]", highlight=False)
-    table = Table(title=f"Pareto front on {result['target']} ({', '.join(result['objectives'])})")
-    for column in (
-        "trial",
-        "accuracy",
-        "p50 ms",
-        "size KB",
-        "peak MB",
-        "export",
-        "threads",
-        "device",
-        "settings",
-    ):
-        table.add_column(column, justify="left" if column in ("export", "device", "settings") else "right")
-    for t in result["pareto"]:
-        table.add_row(
-            str(t["number"]),
-            f"{t['accuracy']:.4f}",
-            f"{t['p50_ms']:.3f}",
-            f"{t['size_bytes'] / 1000:.1f}",
-            "n/a" if t.get("peak_rss_mb") is None else f"{t['peak_rss_mb']:.1f}",
-            t["export"],
-            str(t["threads"]),
-            t["device"] + (" (emulated)" if t.get("emulated") else ""),
-            _describe(t["settings"]),
-        )
-    console.print(table)
-    counts = result["counts"]
-    console.print(
-        f"{counts['COMPLETE']} measured, {counts['PRUNED']} pruned (below accuracy floor "
-        f"{result['accuracy_floor']:.4f}), {counts['FAIL']} failed; devices used: "
-        + ", ".join(f"{name} x{n}" for name, n in result["devices"]["used"].items())
-    )
-    rec = result["recommended"]
-    console.print(
-        f"recommended: trial {rec['number']} {rec['export']} at {rec['threads']} threads, accuracy "
-        f"{rec['accuracy']:.4f} (input {result['input_model']['accuracy']:.4f}), p50 {rec['p50_ms']:.3f} ms, "
-        f"{rec['size_bytes']:,} B -> {result['recommended_files']['model']}"
-    )

@@ -4,6 +4,7 @@ compress -> convert (verified) -> accuracy of the exported file -> runner profil
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -117,6 +118,13 @@ def test_tune_on_local_measures_exports_and_resumes(
     # A pruned model is smaller on disk: size is measured, not assumed.
     sizes = {(bool(t["recipe"]), t["export"]): t["size_bytes"] for t in variants}
     assert sizes[(True, "onnx-fp32")] < sizes[(False, "onnx-fp32")]
+    # The HTML report in -o DIR shows every measured trial as a point of the inline SVG chart.
+    page = (workdir / "out/report.html").read_text()
+    assert Path(result["report"]).resolve() == workdir / "out/report.html"
+    assert sorted(int(n) for n in re.findall(r'<g id="trial-(\d+)"', page)) == sorted(
+        t["number"] for t in measured
+    )
+    assert re.findall(r'<g id="recommended-(\d+)"', page) == [str(result["recommended"]["number"])]
 
 
 def test_tune_on_a_group_uses_both_devices_and_survives_a_dead_one(
@@ -172,6 +180,7 @@ def test_tune_says_the_best_found_when_nothing_meets_the_floor(
         (["--target", "nosuchboard"], "error: unknown target 'nosuchboard'"),
         (["--objectives", "accuracy,speed"], "error: --objectives 'accuracy,speed'"),
         (["--trials", "0"], "error: --trials must be >= 1"),
+        (["--sampler", "grid"], "error: --sampler 'grid': expected one of auto, nsga2, tpe, random"),
     ],
 )
 def test_tune_bad_input_is_one_line(
@@ -340,3 +349,80 @@ def test_tune_with_its_only_device_unreachable_is_one_line(
     assert last.startswith("error: no device of target 'gone' could measure (gone: ") and "resume" in last
     result = json.loads((workdir / "out/tune.json").read_text())
     assert result["counts"]["FAIL"] == 1 and "gone" in result["devices"]["set_aside"]
+
+
+def test_space_runtimes_axis(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        yaml.safe_dump({"exports": ["onnx-fp32", "tflite-int8"], "runtimes": ["ai-edge-litert", "auto"]})
+    )
+    space = load_space(path, tflite_ok=True)
+    assert space.runtimes_for("tflite-int8") == ["ai-edge-litert", "auto"]
+    assert space.runtimes_for("onnx-fp32") == ["auto"]  # LiteRT cannot run .onnx files
+    # An export no runtime of the space can run is dropped with a note; none left: no valid point.
+    path.write_text(yaml.safe_dump({"exports": ["onnx-fp32", "tflite-int8"], "runtimes": ["onnxruntime"]}))
+    space = load_space(path, tflite_ok=True)
+    assert space.exports == ["onnx-fp32"] and "tflite-int8 skipped" in space.notes[0]
+    path.write_text(yaml.safe_dump({"exports": ["tflite-int8"], "runtimes": ["onnxruntime"]}))
+    with pytest.raises(UsageError, match=r"space.yaml: no valid point: no exports left"):
+        load_space(path, tflite_ok=True)
+    path.write_text(yaml.safe_dump({"runtimes": ["tensorrt"]}))
+    with pytest.raises(
+        UsageError, match=r"space.yaml: unknown runtime\(s\) tensorrt \(known: auto, onnxruntime"
+    ):
+        load_space(path)
+    default = load_space(None, tflite_ok=True)
+    # The precisions are all in the default space, and runtime is a cheap axis there.
+    assert set(default.exports) >= {
+        "onnx-fp32", "onnx-fp16", "onnx-int8-qdq", "onnx-int8-qoperator", "onnx-int8-dynamic",
+        "tflite-fp32", "tflite-fp16", "tflite-int8",
+    }  # fmt: skip
+    assert len(default.runtimes) > 1
+
+
+def test_tune_measures_each_runtime_and_skips_one_the_device_lacks(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("litert_torch") is None:
+        pytest.skip("TFLite export needs litert-torch ([litert] extra)")
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("this test needs a runtime the device lacks; tensorflow is installed here")
+    # One candidate (the input model), exported to ONNX and TFLite, measured with every runtime of
+    # the space that runs the file, at two thread counts, without retraining.
+    space = {
+        "training": {"structured_amount": [0.0]},
+        "exports": ["onnx-fp32", "tflite-fp32"],
+        "runtimes": ["onnxruntime", "ai-edge-litert", "tensorflow"],
+        "threads": [1, 2],
+    }
+    (workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "1", "--max-accuracy-drop", "5")
+    assert code == 0, err
+    result = json.loads((workdir / "out/tune.json").read_text())
+    measured = sorted(
+        (t["export"], t["requested_runtime"], t["threads"])
+        for t in result["trials"]
+        if t["state"] == "COMPLETE"
+    )
+    assert measured == [
+        ("onnx-fp32", "onnxruntime", 1), ("onnx-fp32", "onnxruntime", 2),
+        ("tflite-fp32", "ai-edge-litert", 1), ("tflite-fp32", "ai-edge-litert", 2),
+    ]  # fmt: skip
+    assert {t["runtime"] for t in result["trials"] if t["state"] == "COMPLETE"} == {
+        "onnxruntime",
+        "ai-edge-litert",
+    }
+    # The runtime this device lacks: one failed trial saying so, then skipped (the device is fine).
+    failed = [t for t in result["trials"] if t["state"] == "FAIL"]
+    assert len(failed) == 1 and "runtime tensorflow is on no device" in failed[0]["error"]
+    assert "runtime tensorflow is on no device of the target" in err
+    assert result["devices"]["set_aside"] == {}
+    import optuna
+
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{workdir / 'out/study.db'}")
+    assert {t.params.get("runtime") for t in study.trials if t.state.name == "COMPLETE"} == {
+        "onnxruntime",
+        "ai-edge-litert",
+    }

@@ -129,14 +129,14 @@ def pareto_front(points: Sequence[tuple[float, float, float | None]]) -> list[in
 # --------------------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     # Figure() without pyplot: no global state, no GUI backend, safe in any thread.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _colors(names: list[str]) -> dict[str, Any]:
+def colors_for(names: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
@@ -154,8 +154,8 @@ def plot_latency(entries: list[Entry]) -> Figure | None:
     if not rows:
         return None
     rows.sort(key=lambda e: (e.target_label, e.latency["p50"]))
-    colors = _colors(sorted({e.target_label for e in rows}))
-    fig = _figure(10, 1.2 + 0.42 * len(rows))
+    colors = colors_for(sorted({e.target_label for e in rows}))
+    fig = new_figure(10, 1.2 + 0.42 * len(rows))
     ax = fig.add_subplot()
     for y, entry in enumerate(rows):
         lat, color = entry.latency, colors[entry.target_label]
@@ -187,7 +187,7 @@ def plot_pareto(entries: list[Entry]) -> Figure | None:
     accuracies = [e.accuracy for group in by_target.values() for e in group if e.accuracy is not None]
     cols = min(3, len(by_target))
     nrows = -(-len(by_target) // cols)
-    fig = _figure(max(4.6 * cols + 1.2, 8.0), 3.8 * nrows + 0.4)
+    fig = new_figure(max(4.6 * cols + 1.2, 8.0), 3.8 * nrows + 0.4)
     axes = fig.subplots(nrows, cols, squeeze=False)
     scatter = None
     for ax, (name, group) in zip(axes.flat, sorted(by_target.items()), strict=False):
@@ -254,8 +254,8 @@ def plot_memory_energy(entries: list[Entry]) -> Figure | None:
     if not entries:
         return None
     rows = sorted(entries, key=lambda e: (e.target_label, e.variant))
-    colors = _colors(sorted({e.target_label for e in rows}))
-    fig = _figure(11, 1.4 + 0.42 * len(rows))
+    colors = colors_for(sorted({e.target_label for e in rows}))
+    fig = new_figure(11, 1.4 + 0.42 * len(rows))
     mem_ax, energy_ax = fig.subplots(1, 2, sharey=True)
     ys = list(range(len(rows)))
     mem_ax.barh(ys, [e.peak_rss_mb or 0.0 for e in rows], color=[colors[e.target_label] for e in rows])
@@ -297,7 +297,20 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _num(value: Any, spec: str = ".3f") -> str:
+def figure_svg(fig: Figure) -> str:
+    """The figure as an inline `<svg>` element: text stays text (searchable, selectable) and ids are
+    stable from run to run; an artist's `gid` becomes its group's `id`, so a page or a test can find
+    the points."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "edgedeploy"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # without the XML prolog and DOCTYPE: it goes inside HTML
+
+
+def fmt_num(value: Any, spec: str = ".3f") -> str:
     return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "–"
 
 
@@ -310,7 +323,7 @@ def _summary_table(entries: list[Entry]) -> str:
     body = []
     for e in entries:
         target = html.escape(e.target) + (' <span class="emu">EMULATED</span>' if e.emulated else "")
-        energy = _num(e.power.get("energy_per_inference_mj"))
+        energy = fmt_num(e.power.get("energy_per_inference_mj"))
         if e.power.get("source") == "estimated":
             energy += ' <span class="est">estimated</span>'
         body.append(
@@ -318,10 +331,10 @@ def _summary_table(entries: list[Entry]) -> str:
             f'<td class="l">{target}</td><td class="l">{html.escape(e.variant)}</td>'
             f'<td class="l">{html.escape(str(e.doc["model"].get("format")))}</td>'
             f'<td class="l">{html.escape(e.runtime)}</td>'
-            f"<td>{_num(e.size_kib, '.1f')}</td><td>{_num(e.accuracy, '.4f')}</td>"
-            f"<td>{_num(e.latency.get('p50'))}</td><td>{_num(e.latency.get('p90'))}</td>"
-            f"<td>{_num(e.latency.get('p99'))}</td><td>{_num(e.doc.get('init_ms'), '.1f')}</td>"
-            f"<td>{_num(e.peak_rss_mb, '.1f')}</td><td>{energy}</td><td>{e.count}</td>"
+            f"<td>{fmt_num(e.size_kib, '.1f')}</td><td>{fmt_num(e.accuracy, '.4f')}</td>"
+            f"<td>{fmt_num(e.latency.get('p50'))}</td><td>{fmt_num(e.latency.get('p90'))}</td>"
+            f"<td>{fmt_num(e.latency.get('p99'))}</td><td>{fmt_num(e.doc.get('init_ms'), '.1f')}</td>"
+            f"<td>{fmt_num(e.peak_rss_mb, '.1f')}</td><td>{energy}</td><td>{e.count}</td>"
             "</tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
@@ -342,7 +355,7 @@ def _thermal_table(entries: list[Entry]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{margin-bottom:4px} .meta{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:12px 0;font-size:13px}
@@ -409,7 +422,7 @@ def write_report(
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgedeploy profile report</title>
-<style>{_CSS}</style></head><body>
+<style>{CSS}</style></head><body>
 <h1>edgedeploy profile report</h1>
 <p class="meta">{len(rows)} profiles under {html.escape(str(base))}; latest of {len(entries)}
 (target, variant, runtime) combinations shown; generated {generated}.</p>

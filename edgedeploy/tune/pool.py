@@ -46,9 +46,10 @@ class DevicePool:
             self._state.notify_all()
 
     @contextlib.contextmanager
-    def device(self) -> Iterator[Target]:
-        """Hold a free healthy device (waiting for one), rotating so every device gets used."""
-        target = self._acquire()
+    def device(self, skip: frozenset[str] = frozenset()) -> Iterator[Target]:
+        """Hold a free healthy device (waiting for one), rotating so every device gets used; devices
+        named in `skip` (e.g. lacking the runtime asked for) are not taken."""
+        target = self._acquire(skip)
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         lock_file = self.lock_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', target.name)}.lock"
         try:
@@ -64,16 +65,16 @@ class DevicePool:
                 self._locks[target.name].release()
                 self._state.notify_all()
 
-    def _acquire(self) -> Target:
+    def _acquire(self, skip: frozenset[str]) -> Target:
         with self._state:
             while True:
-                healthy = self.healthy()
+                healthy = [t for t in self.healthy() if t.name not in skip]
                 if not healthy:
                     reasons = "; ".join(f"{n}: {r}" for n, r in self.failed.items())
-                    raise NoDeviceLeft(f"no device of the pool is left ({reasons})")
+                    raise NoDeviceLeft(f"no device of the pool is left ({reasons or 'all skipped'})")
                 for offset in range(len(self.targets)):
                     candidate = self.targets[(self._next + offset) % len(self.targets)]
-                    if candidate.name in self.failed:
+                    if candidate.name in self.failed or candidate.name in skip:
                         continue
                     if self._locks[candidate.name].acquire(blocking=False):
                         self._next = (self.targets.index(candidate) + 1) % len(self.targets)

@@ -1,12 +1,13 @@
 """The Optuna side of `tune`: the study (SQLite under the tune directory), its objectives, and how
 the measured variants of one trained candidate are told to it.
 
-One trained candidate gives several measured variants (exports x threads). The trial the sampler
-asked for is told the variant matching the export/threads it suggested; the other variants are added
-as finished trials (`study.add_trial`) with their own export/threads parameters, so the sampler and
-the Pareto front see every measurement without retraining anything. A variant whose exported file
-is below the accuracy floor is not profiled (no device time spent) and is stored as PRUNED with its
-accuracy: Optuna has no objective values for it, so it cannot be a COMPLETE trial.
+One trained candidate gives several measured variants (exports x runtimes x threads). The trial the
+sampler asked for is told the variant matching the export/runtime/threads it suggested; the other
+variants are added as finished trials (`study.add_trial`) with their own export/runtime/threads
+parameters, so the sampler and the Pareto front see every measurement without retraining anything.
+A variant whose exported file is below the accuracy floor is not profiled (no device time spent)
+and is stored as PRUNED with its accuracy: Optuna has no objective values for it, so it cannot be
+a COMPLETE trial.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "energy": ("minimize", "energy_mj"),
 }
 STUDY_FILE = "study.db"
+SAMPLERS = ("auto", "nsga2", "tpe", "random")
 
 
 def parse_objectives(text: str) -> list[str]:
@@ -36,21 +38,27 @@ def parse_objectives(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def open_study(directory: Path, name: str, objectives: list[str], seed: int) -> Any:
-    """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it)."""
+def open_study(directory: Path, name: str, objectives: list[str], seed: int, sampler: str = "auto") -> Any:
+    """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it).
+    `sampler`: auto (NSGA-II for several objectives, TPE for one), nsga2, tpe, or random (Optuna's
+    RandomSampler: the baseline a guided search has to beat)."""
     import optuna
 
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [OBJECTIVES[o][0] for o in objectives]
-    sampler = (
-        optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-        if len(objectives) > 1
-        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
-    )
+    if sampler == "auto":
+        sampler = "nsga2" if len(objectives) > 1 else "tpe"
+    chosen = {
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[sampler]()
     storage = f"sqlite:///{(directory / STUDY_FILE).resolve()}"
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True
+            study_name=name, storage=storage, directions=directions, sampler=chosen, load_if_exists=True
         )
     except ValueError as err:
         raise UsageError(f"study {name!r} in {directory / STUDY_FILE}: {err}") from err
@@ -90,19 +98,21 @@ def add_variant(
     training_params: dict[str, Any],
     training_dists: dict[str, Any],
     variant: dict[str, Any],
-    exports: list[str],
-    threads: list[int],
+    choices: dict[str, list[Any]],
     objectives: list[str],
 ) -> None:
-    """Store a measured (or pruned / failed) variant of a candidate as a finished trial."""
+    """Store a measured (or pruned / failed) variant of a candidate as a finished trial. `choices`:
+    the space's values of each cheap axis (export, runtime, threads); a variant sets those it has
+    (a pruned one was never measured, so it has no runtime or threads)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    params = {**training_params, "export": variant["export"]}
-    dists = {**training_dists, "export": CategoricalDistribution(exports)}
-    if variant.get("threads") is not None:
-        params["threads"] = variant["threads"]
-        dists["threads"] = CategoricalDistribution(threads)
+    value_of = {"export": "export", "runtime": "requested_runtime", "threads": "threads"}
+    params, dists = dict(training_params), dict(training_dists)
+    for axis, values in choices.items():
+        if variant.get(value_of[axis]) is not None:
+            params[axis] = variant[value_of[axis]]
+            dists[axis] = CategoricalDistribution(values)
     state, values = variant_state(variant, objectives)
     study.add_trial(
         optuna.trial.create_trial(

@@ -1,8 +1,8 @@
 """The search space of `edgedeploy tune`: which recipes to train and which exports to measure.
 
 A space has training axes (each point the search picks is trained once, by the compress pipeline)
-and cheap axes (export format/precision, threads) measured on every trained candidate without
-retraining. `load_space` checks a YAML file and drops what cannot run here, so that a space with
+and cheap axes (export format/precision, runtime, threads) measured on every trained candidate
+without retraining. `load_space` checks a YAML file and drops what cannot run here, so that a space with
 no valid point fails before any training with one line naming the file.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedeploy.errors import UsageError
+from edgedeploy.runner.edgedeploy_runner import RUNTIMES_FOR as _RUNNER_RUNTIMES
 
 DEFAULT_SPACE = Path(__file__).resolve().parent / "default_space.yaml"
 
@@ -29,6 +30,11 @@ EXPORTS: dict[str, tuple[str, str, str]] = {
     "tflite-int8": ("tflite", "int8", "auto"),
 }
 
+# Runtimes the device-side runner can use for each file format (its own table, so the two agree);
+# `auto` is the runner's choice (the first of these the device has).
+RUNTIMES_FOR: dict[str, list[str]] = {ext.lstrip("."): names for ext, names in _RUNNER_RUNTIMES.items()}
+AUTO_RUNTIME = "auto"
+
 # axis -> (type, check of one value, what the check says)
 TRAINING_AXES: dict[str, tuple[type, Any, str]] = {
     "structured_amount": (float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)"),
@@ -38,6 +44,7 @@ TRAINING_AXES: dict[str, tuple[type, Any, str]] = {
     "epochs": (float, lambda v: 0.0 < v <= 100.0, "epochs in (0, 100]"),
 }
 # Value of an axis absent from the space: that technique is off.
+SPACE_KEYS = ("training", "exports", "runtimes", "threads")
 AXIS_OFF: dict[str, Any] = {
     "structured_amount": 0.0,
     "sparsity": 0.0,
@@ -61,6 +68,12 @@ class SearchSpace:
     threads: list[int]
     source: str
     notes: list[str] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=lambda: [AUTO_RUNTIME])
+
+    def runtimes_for(self, export: str) -> list[str]:
+        """The space's runtimes that can run this export's files (`auto` can run any)."""
+        fmt = EXPORTS[export][0]
+        return [r for r in self.runtimes if r == AUTO_RUNTIME or r in RUNTIMES_FOR[fmt]]
 
     def input_model_point(self) -> dict[str, Any] | None:
         """Training settings with every technique off (the input model as it is), when the space
@@ -99,6 +112,7 @@ class SearchSpace:
                 for k, v in self.training.items()
             },
             "exports": self.exports,
+            "runtimes": self.runtimes,
             "threads": self.threads,
             "notes": self.notes,
         }
@@ -117,11 +131,11 @@ def load_space(path: Path | None, tflite_ok: bool | None = None) -> SearchSpace:
     except yaml.YAMLError as err:
         raise UsageError(f"space {name}: not valid YAML ({str(err).splitlines()[0]})") from err
     if not isinstance(doc, dict):
-        raise UsageError(f"space {name}: expected a mapping with training:, exports: and threads:")
-    unknown = sorted(set(doc) - {"training", "exports", "threads"})
+        raise UsageError(f"space {name}: expected a mapping with training:, exports:, runtimes: and threads:")
+    unknown = sorted(set(doc) - set(SPACE_KEYS))
     if unknown:
         raise UsageError(
-            f"space {name}: unknown key(s) {', '.join(unknown)} (known: training, exports, threads)"
+            f"space {name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(SPACE_KEYS)})"
         )
     training_doc = doc.get("training") or {}
     if not isinstance(training_doc, dict):
@@ -152,12 +166,30 @@ def load_space(path: Path | None, tflite_ok: bool | None = None) -> SearchSpace:
     ):
         raise UsageError(f"space {name}: threads: must be a list of integers, e.g. [1, 2]")
     threads = sorted({t for t in threads_doc if t >= 1})
-    if not exports or not threads:
-        missing = "exports" if not exports else "threads (>= 1)"
-        raise UsageError(f"space {name}: no valid point: no {missing} left to measure")
-    return SearchSpace(
-        training=training, exports=list(dict.fromkeys(exports)), threads=threads, source=name, notes=notes
+    runtimes = list(dict.fromkeys(_str_list(name, "runtimes", doc.get("runtimes", [AUTO_RUNTIME]))))
+    known_runtimes = [AUTO_RUNTIME, *dict.fromkeys(r for names in RUNTIMES_FOR.values() for r in names)]
+    bad = [r for r in runtimes if r not in known_runtimes]
+    if bad:
+        raise UsageError(
+            f"space {name}: unknown runtime(s) {', '.join(bad)} (known: {', '.join(known_runtimes)})"
+        )
+    space = SearchSpace(
+        training=training,
+        exports=list(dict.fromkeys(exports)),
+        threads=threads,
+        source=name,
+        notes=notes,
+        runtimes=runtimes,
     )
+    # An export no runtime of the space can run has no point to measure: dropped, and said so.
+    unrunnable = [e for e in space.exports if not space.runtimes_for(e)]
+    if unrunnable and runtimes:
+        notes.append(f"exports {', '.join(unrunnable)} skipped: no runtime of the space runs them")
+        space.exports = [e for e in space.exports if e not in unrunnable]
+    if not space.exports or not threads or not runtimes:
+        missing = "exports" if not space.exports else "threads (>= 1)" if not threads else "runtimes"
+        raise UsageError(f"space {name}: no valid point: no {missing} left to measure")
+    return space
 
 
 def _str_list(name: str, key: str, value: Any) -> list[str]:
@@ -231,3 +263,16 @@ def recipe_for(settings: dict[str, Any]) -> list[dict[str, Any]]:
     if settings["cluster"] > 0:
         stages.append({"stage": "cluster", "clusters": int(settings["cluster"]), "epochs": min(epochs, 1.0)})
     return stages
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """One line for a candidate's training settings ("the input model as it is" when all are off)."""
+    parts = [
+        f"structured {settings['structured_amount']:g}" if settings.get("structured_amount") else "",
+        f"sparsity {settings['sparsity']:g}" if settings.get("sparsity") else "",
+        f"cluster {settings['cluster']}" if settings.get("cluster") else "",
+        "distill" if settings.get("distill") else "",
+    ]
+    chosen = [p for p in parts if p]
+    epochs = settings.get("epochs")
+    return (", ".join(chosen) + f", {epochs:g} epochs") if chosen else "the input model as it is"
