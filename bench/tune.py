@@ -51,9 +51,9 @@ from cnn_compression import MODELS, fashion_mnist  # also puts the checkout firs
 from edgedeploy import tune_job
 from edgedeploy.compress.pipeline import DEFAULT_RECIPE, compress_model
 from edgedeploy.compress_job import DataOptions, load_compression_data
-from edgedeploy.deploy.connect import open_transport
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.runner_client import time_models
+from edgedeploy.deploy.transports.connect import open_transport
 from edgedeploy.models import zoo
 from edgedeploy.profile_job import profile_model
 from edgedeploy.train import seed_everything, train
