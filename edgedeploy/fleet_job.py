@@ -104,6 +104,8 @@ class _TargetState:
     jobs: list[Job]
     hung: str | None = None
     rows: list[FleetRow] = field(default_factory=list)
+    # Why this target's worker stopped before its last job (an error outside any one job's handling).
+    stopped: str | None = None
 
 
 class _ProgressView:
@@ -318,7 +320,10 @@ def run_fleet(
                 state = pending.get_nowait()
             except queue.Empty:
                 return
-            drain(state, view)
+            try:
+                drain(state, view)
+            except Exception as exc:  # noqa: BLE001 - one target's failure must not end the run or lose rows
+                state.stopped = _describe(exc)
 
     totals = {name: len(models) for name in states}
     already = {name: len(models) - len(s.jobs) for name, s in states.items()}
@@ -348,10 +353,21 @@ def run_fleet(
             key = (name, digests[model])
             if key in by_key:
                 rows.append(by_key[key])
-            else:
+            elif key in finished:
                 resumed = FleetRow.from_dict(finished[key])
                 resumed.model, resumed.resumed = str(model), True
                 rows.append(resumed)
+            else:  # its target's worker stopped first: the row says why instead of going missing
+                why = state.stopped or "the run ended before this job"
+                rows.append(
+                    FleetRow(
+                        target=name,
+                        model=str(model),
+                        model_name=model.stem,
+                        model_sha256=digests[model],
+                        error=f"not run: {why}",
+                    )
+                )
     return FleetResult(
         run_id=journal.run_id,
         journal=journal.path,

@@ -7,6 +7,7 @@ with a clear reason when it is missing (`make test` installs it).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -137,7 +138,8 @@ class SSHServer:
 
         if self.proc and self.proc.poll() is None:
             for child in psutil.Process(self.proc.pid).children(recursive=True):
-                child.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):  # a session that ended meanwhile
+                    child.kill()
             self.proc.kill()
             self.proc.wait()
         self.proc = None
