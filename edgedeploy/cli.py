@@ -771,7 +771,7 @@ def tune(
         int | None, typer.Option(help="With --ray: candidates training at once (default: cluster CPUs).")
     ] = None,
     sampler: Annotated[
-        str, typer.Option(help="Optuna sampler: auto (NSGA-II; TPE for one objective), nsga2, tpe, random.")
+        str, typer.Option(help="Optuna sampler: auto (= tpe: multi-objective TPE), tpe, nsga2, random.")
     ] = "auto",
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,

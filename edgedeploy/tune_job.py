@@ -56,7 +56,7 @@ class TuneOptions:
     """None: candidates train in this process; `local` or a Ray address: as Ray tasks there."""
     ray_parallel: int | None = None
     sampler: str = "auto"
-    """Optuna sampler: auto (NSGA-II, or TPE for one objective), nsga2, tpe, random."""
+    """Optuna sampler: auto (= tpe, multi-objective TPE), tpe, nsga2, random."""
     data_options: Any = None
     say: Callable[[str], None] = field(default=lambda _m: None)
 

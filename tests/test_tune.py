@@ -426,3 +426,36 @@ def test_tune_measures_each_runtime_and_skips_one_the_device_lacks(
         "onnxruntime",
         "ai-edge-litert",
     }
+
+
+def test_candidate_traces_the_model_once_per_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other precisions of a format are quantized from its fp32 file (as `convert` does a
+    user's file), not traced again: tracing is the slow part (~20 s per export for MobileNetV2)."""
+    import numpy as np
+    import torch
+
+    from edgedeploy.convert import onnx_export
+    from edgedeploy.tune.candidate import CandidateJob, export_files
+
+    traced: list[Path] = []
+    real_export = onnx_export.export_torch
+
+    def counting_export(*args: object, **kwargs: object) -> object:
+        traced.append(Path(str(args[2])))
+        return real_export(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx_export, "export_torch", counting_export)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)).eval()
+    x = np.random.default_rng(0).random((32, 1, 4, 4), dtype=np.float32)
+    y = model(torch.from_numpy(x)).argmax(1).numpy()
+    exports = ["onnx-int8-dynamic", "onnx-fp32", "onnx-int8-qoperator"]
+    job = CandidateJob(model, None, [], 0, exports, x[:1], x, x, y, stem="c000")
+    built = export_files(model, job, tmp_path, tmp_path / "convert.log")
+    assert list(built) == exports
+    assert len(traced) == 1, traced
+    for export, result in built.items():
+        assert not isinstance(result, Exception), (export, result)
+        path, accuracy = result
+        assert path.name == f"c000-{export}.onnx" and path.exists()
+        assert accuracy >= 0.9  # labels are the model's own predictions

@@ -40,8 +40,15 @@ def parse_objectives(text: str) -> list[str]:
 
 def open_study(directory: Path, name: str, objectives: list[str], seed: int, sampler: str = "auto") -> Any:
     """Create or load the study `name` in DIR/study.db (an interrupted tune resumes from it).
-    `sampler`: auto (NSGA-II for several objectives, TPE for one), nsga2, tpe, or random (Optuna's
-    RandomSampler: the baseline a guided search has to beat)."""
+    `sampler`: auto (= tpe), tpe (TPE; multi-objective TPE for several objectives), nsga2, or random
+    (Optuna's RandomSampler: the baseline a guided search has to beat).
+
+    Why TPE by default: `tune` trains few candidates (8-30) and adds each candidate's cheap variants
+    (exports x runtimes x threads) as finished trials. TPE learns from every finished trial, added
+    ones included, once `n_startup_trials` exist (after the first candidate); NSGA-II samples its
+    whole first generation at random and does not count added trials towards it, so at or below
+    its population it asked, with the same seed, for exactly the candidates random search asked
+    for (bench/tune.py, docs/tune.md)."""
     import optuna
 
     if sampler not in SAMPLERS:
@@ -49,10 +56,12 @@ def open_study(directory: Path, name: str, objectives: list[str], seed: int, sam
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [OBJECTIVES[o][0] for o in objectives]
     if sampler == "auto":
-        sampler = "nsga2" if len(objectives) > 1 else "tpe"
+        sampler = "tpe"
     chosen = {
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        # multivariate: the training axes interact (a pruning amount is fine with distillation and
+        # longer fine-tuning, not without), which independent per-axis TPE cannot model.
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }[sampler]()
     storage = f"sqlite:///{(directory / STUDY_FILE).resolve()}"
