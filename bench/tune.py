@@ -12,8 +12,8 @@ One run, one process, every latency through the stand-alone runner:
    `default_recipe` (edgedeploy's default compress recipe, epochs scaled as `config` says, then
    ONNX int8), `structured_only` (prune_structured, fine-tuned, ONNX fp32); with TFLite exports in the
    space the baselines are exported to TFLite too and the faster file counts;
-3. `tune` (its default sampler: multi-objective TPE) with `--trials` trained candidates, accuracy,latency,size,
-   `--max-accuracy-drop 1`: `best_under_1pt` is its recommended model;
+3. `tune` (its default sampler: multi-objective TPE) with `--trials` trained candidates,
+   accuracy,latency,size, `--max-accuracy-drop 1`: `best_under_1pt` is its recommended model;
 4. the same study with Optuna's RandomSampler and the same number of trials;
 5. the contenders (each baseline's file, tune's and random search's best) timed again side by side in
    one runner session per thread count, interleaved rounds: the goal figures come from there, so a
