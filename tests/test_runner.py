@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import ast
 import glob
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgedeploy.runner import DEVICE_DIR
+from edgedeploy.runner import DEVICE_DIR, build_zipapp, write_zipapp
 from edgedeploy.runner.device import RunnerError, check_python
 from edgedeploy.runner.device.power import PowerSampler
 from edgedeploy.runner.device.sysfs import judge_throttling
@@ -442,3 +444,48 @@ def test_a_dynamic_batch_alone_defaults_to_one(tmp_path: Path) -> None:
     assert code == 0, doc
     assert doc["inputs"][0]["shape"] == [1, 16] and doc["inputs"][0]["declared_shape"] == [None, 16]
     assert doc["notes"] == ["input 'x': dynamic batch dimension set to 1 (--shape to choose)"]
+
+
+def test_the_zipapp_is_reproducible(tmp_path: Path) -> None:
+    """Same code, same bytes: whatever the files' mtimes and modes (a fresh clone, another umask),
+    so an unchanged runner keeps its sha256 and its push is skipped."""
+    first = build_zipapp(DEVICE_DIR)
+    assert build_zipapp(DEVICE_DIR) == first
+    copy = tmp_path / "device"
+    shutil.copytree(DEVICE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in copy.iterdir():
+        path.chmod(0o600)
+        os.utime(path, (time.time() + 3600, time.time() + 3600))
+    assert build_zipapp(copy) == first
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        infos = archive.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names) and "__main__.py" in names and "edgedeploy_device/measure.py" in names
+    assert {(i.date_time, i.external_attr >> 16, i.compress_type) for i in infos} == {
+        ((1980, 1, 1, 0, 0, 0), 0o100644, zipfile.ZIP_STORED)
+    }
+    assert write_zipapp(tmp_path / "a").read_bytes() == write_zipapp(tmp_path / "b").read_bytes() == first
+
+
+def test_the_probe_and_the_runner_read_temperatures_alike(tiny_onnx: Path, tmp_path: Path) -> None:
+    """One reader: millidegrees (the kernel ABI) and the whole degrees of a few vendor kernels give the
+    same Celsius in `targets check`'s facts and in a profile's thermal state."""
+    root = tmp_path / "root"
+    write_tree(
+        root / "sys",
+        {
+            "class/thermal/thermal_zone0/type": "cpu-thermal",
+            "class/thermal/thermal_zone0/temp": 47250,  # millidegrees
+            "class/thermal/thermal_zone1/type": "vendor-soc",
+            "class/thermal/thermal_zone1/temp": 52,  # whole degrees
+        },
+    )
+    probe = subprocess.run(
+        [sys.executable, str(runner_pyz()), "probe", str(tmp_path / "work"), str(root)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    probed = {z["zone"]: z["temp_c"] for z in json.loads(probe.stdout)["thermal_zones"]}
+    code, doc = run_runner(tiny_onnx, *QUICK, "--sysfs-root", str(root / "sys"), "--power-sensor", "none")
+    assert code == 0, doc
+    profiled = {z["zone"]: z["temp_c"] for z in doc["thermal"]["before"]["zones"]}
+    assert probed == profiled == {"thermal_zone0": 47.25, "thermal_zone1": 52.0}
