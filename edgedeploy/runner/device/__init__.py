@@ -9,8 +9,8 @@ Modules: runtimes (the RUNTIMES declaration and one adapter per runtime), inputs
 sysfs (cpufreq, thermal zones, throttling), power (sensors and sampling), host (what device this
 is, memory), measure (the timed runs and their statistics), probe (facts for `targets check` and
 `provision`), pushfile (push's device script), cli (the sub-commands).
-Kept parseable by old Pythons (no f-strings) so that 2.7-3.7 get one clear error (exit 4), not a
-SyntaxError.
+This file stays parseable by any Python (no f-strings): the zipapp's entry imports it first and
+calls check_python, so 2.7-3.7 get one clear JSON error (exit 4), not a SyntaxError.
 """
 
 import sys
