@@ -56,7 +56,7 @@ for folder in (REPO, REPO / "bench"):
 from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
 
 from edgedeploy.fileinfo import write_json_atomic  # noqa: E402
-from edgedeploy.runner.edgedeploy_runner import CONTENDED_WAITING_FRACTION  # noqa: E402
+from edgedeploy.runner.device.measure import CONTENDED_WAITING_FRACTION  # noqa: E402
 
 GOALS = {"runner_vs_bare_pct": 5.0, "cv_pct": 3.0, "int8_speedup": 2.0}
 
@@ -114,7 +114,7 @@ def pinned(cores: str | None) -> Iterator[None]:
     if not cores:
         yield
         return
-    from edgedeploy.runner.edgedeploy_runner import parse_cores
+    from edgedeploy.runner.device.measure import parse_cores
 
     wanted = parse_cores(cores)
     saved = {}

@@ -55,19 +55,19 @@ def push_to_target(
 def _push_one(
     target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool, checksum: bool = False
 ) -> dict[str, Any]:
+    from edgedeploy.deploy.runner_client import runner_zipapp
     from edgedeploy.deploy.transports.connect import open_transport
-    from edgedeploy.runner import RUNNER_PATH
 
     with open_transport(target, trust_new=trust_new) as transport:
         if dry_run:
             doc = plan_push(transport, file, "models", python=target.python, checksum=checksum)
-            doc["runner"] = plan_push(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
+            doc["runner"] = plan_push(transport, runner_zipapp(), "", python=target.python, checksum=checksum)
             return doc
         with _progress_bar(file, enabled=progress) as bar:
             result = push_file(
                 transport, file, "models", python=target.python, progress=bar, checksum=checksum
             )
-        runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
+        runner = push_file(transport, runner_zipapp(), "", python=target.python, checksum=checksum)
         return {**result.to_dict(), "runner": runner.to_dict(), "manifest": manifest_path(transport)}
 
 

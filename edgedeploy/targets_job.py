@@ -1,8 +1,8 @@
 """`edgedeploy targets list|show|check`: the inventory, one target's variables, and probed device facts.
 
-`check` connects and runs ONE stdlib-only script on the device (deploy/probe_facts.py, sent on stdin
-to the device's Python, by deploy/facts.py), then caches the facts per target under the cache dir so
-`show`, `list` and the profiles can use them without reconnecting.
+`check` connects, pushes the runner zipapp (skipped when unchanged) and runs its `probe` with the
+device's Python (runner/device/probe.py, by deploy/facts.py), then caches the facts per target under
+the cache dir so `show`, `list` and the profiles can use them without reconnecting.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import atexit
 import functools
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +49,16 @@ def sshd(tmp_path: Path) -> Iterator[SSHServer]:
         yield server
     finally:
         server.stop()
+
+
+@functools.cache
+def runner_pyz() -> Path:
+    """The runner zipapp as pushed to devices, built once per test process (a temp dir removed at exit)."""
+    from edgedeploy.runner import write_zipapp
+
+    folder = Path(tempfile.mkdtemp(prefix="edgedeploy-runner-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return write_zipapp(folder)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):

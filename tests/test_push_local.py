@@ -36,7 +36,10 @@ def test_push_cli_on_local_target_and_missing_file(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["remote_path"] == str(cache_dir() / "targets" / "local" / "models" / "net.onnx")
-    assert doc["runner"]["remote_path"].endswith("edgedeploy_runner.py")
+    assert doc["runner"]["remote_path"].endswith("edgedeploy_runner.pyz")
+    # The zipapp is rebuilt by each CLI process from the same sources: the same bytes, so not resent.
+    again = json.loads(run_cli("push", str(model), "--json").stdout)
+    assert again["runner"]["skipped"] and again["runner"]["sha256"] == doc["runner"]["sha256"]
     missing = run_cli("push", str(tmp_path / "nope.onnx"))
     assert (
         missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.onnx'}: no such file"

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from edgedeploy.deploy.inventory import Target, load_inventory
-from edgedeploy.deploy.push import ORPHAN_AGE_S, PART_SUFFIX, push_file
+from edgedeploy.deploy.push import PART_SUFFIX, push_file
 from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.fileinfo import sha256_file
+from edgedeploy.runner.device.pushfile import ORPHAN_AGE_S
 from tests.conftest import run_cli
 from tests.sshd import SSHServer, free_port
 
@@ -65,7 +66,7 @@ def test_unchanged_repush_sends_zero_bytes_and_dry_run_moves_nothing(sshd: SSHSe
     assert sha256_file(Path(first["remote_path"])) == first["sha256"]  # untouched
     manifest = json.loads((sshd.root / "device-workdir" / "manifest.json").read_text())
     assert manifest["files"]["models/net.tflite"]["sha256"] == first["sha256"]
-    assert "edgedeploy_runner.py" in manifest["files"]
+    assert "edgedeploy_runner.pyz" in manifest["files"]
 
 
 @pytest.mark.parametrize("replacing", [True, False], ids=["replacing-a-model", "first-push"])

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import ast
 import glob
-import importlib.util
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
-from edgedeploy.runner import RUNNER_PATH
+from edgedeploy.runner import DEVICE_DIR, build_zipapp, write_zipapp
+from edgedeploy.runner.device import RunnerError, check_python
+from edgedeploy.runner.device.power import PowerSampler
+from edgedeploy.runner.device.sysfs import judge_throttling
+from tests.conftest import runner_pyz
 
 ALLOWED_THIRD_PARTY = {"numpy", "psutil", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow"}
 
@@ -60,21 +64,12 @@ def run_runner(model: Path, *args: str, path_dirs: list[Path] | None = None) -> 
     if path_dirs:
         env["PATH"] = os.pathsep.join([*map(str, path_dirs), env.get("PATH", "")])
     proc = subprocess.run(
-        [sys.executable, str(RUNNER_PATH), str(model), *args],
+        [sys.executable, str(runner_pyz()), str(model), *args],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, f"runner must print exactly one JSON line: {proc.stdout!r} {proc.stderr!r}"
     return proc.returncode, json.loads(lines[0])
-
-
-def load_runner_module() -> ModuleType:
-    """The runner's pure functions, for unit checks; everything else runs it as a process."""
-    spec = importlib.util.spec_from_file_location("edgedeploy_runner_under_test", RUNNER_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_tree(root: Path, files: dict[str, str | int]) -> Path:
@@ -125,25 +120,27 @@ QUICK = ["--runs", "20", "--warmup", "2", "--idle-seconds", "0.05", "--power-int
 
 
 def test_runner_is_python38_and_imports_only_stdlib_numpy_runtimes() -> None:
-    source = RUNNER_PATH.read_text()
-    tree = ast.parse(source, feature_version=(3, 8))  # rejects walrus, match, X | Y in syntax...
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    third_party = {m for m in imported if m not in sys.stdlib_module_names}
-    assert third_party <= ALLOWED_THIRD_PARTY, third_party
-    assert "from __future__" not in source and " := " not in source
+    sources = sorted(DEVICE_DIR.glob("*.py"))
+    assert {p.stem for p in sources} >= {"runtimes", "inputs", "sysfs", "power", "measure", "probe"}
+    for path in sources:
+        source = path.read_text()
+        tree = ast.parse(source, feature_version=(3, 8))  # rejects walrus, match, X | Y in syntax...
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+        third_party = {m for m in imported if m not in sys.stdlib_module_names}
+        assert third_party <= ALLOWED_THIRD_PARTY, (path.name, third_party)
+        assert "from __future__" not in source and " := " not in source, path.name
 
 
 def test_too_old_python_is_refused_with_one_clear_message() -> None:
-    runner = load_runner_module()
-    with pytest.raises(runner.RunnerError, match=r"Python 3\.7 .* too old; the runner needs 3\.8\+") as err:
-        runner.check_python((3, 7, 9))
+    with pytest.raises(RunnerError, match=r"Python 3\.7 .* too old; the runner needs 3\.8\+") as err:
+        check_python((3, 7, 9))
     assert err.value.code == 4
-    runner.check_python((3, 8, 0))
+    check_python((3, 8, 0))
 
 
 def interpreters(version: str, needs: str = "") -> list[str]:
@@ -168,7 +165,7 @@ def test_real_old_python_gets_one_clear_error(version: str, tiny_onnx: Path) -> 
     found = interpreters(version)
     if not found:
         pytest.skip(f"no python{version} on this machine")
-    proc = subprocess.run([found[0], str(RUNNER_PATH), str(tiny_onnx)], capture_output=True, text=True,
+    proc = subprocess.run([found[0], str(runner_pyz()), str(tiny_onnx)], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 4, proc.stderr
     assert json.loads(proc.stdout)["error"].startswith(f"Python {version} on the device is too old")
@@ -180,7 +177,7 @@ def test_runs_on_a_real_python38(tiny_onnx: Path, tmp_path: Path) -> None:
         pytest.skip("no python3.8 with numpy and onnxruntime here (set EDGEDEPLOY_TEST_PY38 to one)")
     np.save(tmp_path / "x.npy", np.ones((1, 16), np.float32))
     proc = subprocess.run(
-        [found[0], str(RUNNER_PATH), str(tiny_onnx), "--mode", "run", "--inputs", str(tmp_path / "x.npy"),
+        [found[0], str(runner_pyz()), str(tiny_onnx), "--mode", "run", "--inputs", str(tmp_path / "x.npy"),
          "--out-dir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -400,23 +397,20 @@ def test_android_dumpsys_battery_only_when_unplugged(tiny_onnx: Path, tmp_path: 
 
 
 def test_hot_zone_or_rising_throttle_counter_flags_the_run() -> None:
-    runner = load_runner_module()
     cool = {"zones": [{"zone": "z0", "type": "cpu", "temp_c": 60.0, "passive_trip_c": 85.0}]}
     hot = {"zones": [{"zone": "z0", "type": "cpu", "temp_c": 86.0, "passive_trip_c": 85.0}]}
-    assert runner.judge_throttling(cool, cool) == (False, [])
-    flagged, reasons = runner.judge_throttling(cool, hot)
+    assert judge_throttling(cool, cool) == (False, [])
+    flagged, reasons = judge_throttling(cool, hot)
     assert flagged and "passive trip point" in reasons[0]
-    counts = runner.judge_throttling(
+    counts = judge_throttling(
         {"throttle_counters": {"core_throttle_count": 3}}, {"throttle_counters": {"core_throttle_count": 5}}
     )
     assert counts == (True, ["core_throttle_count rose by 2 during the run"])
-    sticky = runner.judge_throttling({"vcgencmd": {"throttled": 0}}, {"vcgencmd": {"throttled": 0x40000}})
+    sticky = judge_throttling({"vcgencmd": {"throttled": 0}}, {"vcgencmd": {"throttled": 0x40000}})
     assert sticky == (True, ["vcgencmd: throttling occurred during the run"])
 
 
 def test_power_sampler_integrates_a_changing_reading() -> None:
-    runner = load_runner_module()
-
     class Ramp:
         def __init__(self) -> None:
             self.watts = iter([1.0, 3.0])
@@ -424,7 +418,7 @@ def test_power_sampler_integrates_a_changing_reading() -> None:
         def read(self) -> tuple[float, None]:
             return next(self.watts), None
 
-    sampler = runner.PowerSampler(Ramp(), interval=10.0)  # the thread never fires: two end samples
+    sampler = PowerSampler(Ramp(), interval=10.0)  # the thread never fires: two end samples
     sampler.start()
     sampler.stop()
     summary = sampler.summary()
@@ -450,3 +444,48 @@ def test_a_dynamic_batch_alone_defaults_to_one(tmp_path: Path) -> None:
     assert code == 0, doc
     assert doc["inputs"][0]["shape"] == [1, 16] and doc["inputs"][0]["declared_shape"] == [None, 16]
     assert doc["notes"] == ["input 'x': dynamic batch dimension set to 1 (--shape to choose)"]
+
+
+def test_the_zipapp_is_reproducible(tmp_path: Path) -> None:
+    """Same code, same bytes: whatever the files' mtimes and modes (a fresh clone, another umask),
+    so an unchanged runner keeps its sha256 and its push is skipped."""
+    first = build_zipapp(DEVICE_DIR)
+    assert build_zipapp(DEVICE_DIR) == first
+    copy = tmp_path / "device"
+    shutil.copytree(DEVICE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in copy.iterdir():
+        path.chmod(0o600)
+        os.utime(path, (time.time() + 3600, time.time() + 3600))
+    assert build_zipapp(copy) == first
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        infos = archive.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names) and "__main__.py" in names and "edgedeploy_device/measure.py" in names
+    assert {(i.date_time, i.external_attr >> 16, i.compress_type) for i in infos} == {
+        ((1980, 1, 1, 0, 0, 0), 0o100644, zipfile.ZIP_STORED)
+    }
+    assert write_zipapp(tmp_path / "a").read_bytes() == write_zipapp(tmp_path / "b").read_bytes() == first
+
+
+def test_the_probe_and_the_runner_read_temperatures_alike(tiny_onnx: Path, tmp_path: Path) -> None:
+    """One reader: millidegrees (the kernel ABI) and the whole degrees of a few vendor kernels give the
+    same Celsius in `targets check`'s facts and in a profile's thermal state."""
+    root = tmp_path / "root"
+    write_tree(
+        root / "sys",
+        {
+            "class/thermal/thermal_zone0/type": "cpu-thermal",
+            "class/thermal/thermal_zone0/temp": 47250,  # millidegrees
+            "class/thermal/thermal_zone1/type": "vendor-soc",
+            "class/thermal/thermal_zone1/temp": 52,  # whole degrees
+        },
+    )
+    probe = subprocess.run(
+        [sys.executable, str(runner_pyz()), "probe", str(tmp_path / "work"), str(root)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    probed = {z["zone"]: z["temp_c"] for z in json.loads(probe.stdout)["thermal_zones"]}
+    code, doc = run_runner(tiny_onnx, *QUICK, "--sysfs-root", str(root / "sys"), "--power-sensor", "none")
+    assert code == 0, doc
+    profiled = {z["zone"]: z["temp_c"] for z in doc["thermal"]["before"]["zones"]}
+    assert probed == profiled == {"thermal_zone0": 47.25, "thermal_zone1": 52.0}

@@ -8,7 +8,7 @@ import sys
 
 from edgedeploy.deploy.inventory import Target
 from edgedeploy.deploy.runner_client import RunnerSettings
-from edgedeploy.runner import RUNNER_PATH
+from tests.conftest import runner_pyz
 
 BOARD = Target(
     "board",
@@ -54,7 +54,7 @@ def test_run_args_and_the_runner_accepts_them() -> None:
     ]  # fmt: skip
     # The device-side runner's own parser knows every flag the client builds (no model needed for --help).
     help_text = subprocess.run(
-        [sys.executable, str(RUNNER_PATH), "--help"], capture_output=True, text=True, check=True
+        [sys.executable, str(runner_pyz()), "--help"], capture_output=True, text=True, check=True
     ).stdout
     every_flag = {*args, *RunnerSettings.for_target(BOARD, raw_samples=True, cores="0").profile_args()}
     for flag in sorted(a for a in every_flag if a.startswith("--")):

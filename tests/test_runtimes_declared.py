@@ -1,28 +1,31 @@
-"""The supported runtimes are declared once, in the runner (it needs them on the device); the host's
-readers (provision, the facts probe, the CLI's help) read that declaration and agree with it."""
+"""The supported runtimes are declared once, in the device package (the runner needs them on the
+device); the host's readers (provision, the facts probe, the CLI's help) read that declaration and
+agree with it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 from edgedeploy.deploy import provision
-from edgedeploy.deploy.facts import PROBE_SCRIPT
-from edgedeploy.runner import RUNNER_PATH, provisionable_runtimes, supported_runtimes
-from tests.conftest import run_cli
+from edgedeploy.runner import provisionable_runtimes, supported_runtimes
+from tests.conftest import run_cli, runner_pyz
 
 
-def _runner_module() -> ModuleType:
-    """The runner as the device runs it (its own file), to compare with what the host reads."""
-    spec = importlib.util.spec_from_file_location("edgedeploy_runner_under_test", RUNNER_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _runner_module() -> SimpleNamespace:
+    """The runtimes module as the device imports it (from the zipapp, in its own Python process), to
+    compare with what the host reads."""
+    names = ["RUNTIMES", "RUNTIMES_FOR", "MODULE_OF", "INSTALL_HINT"]
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from edgedeploy_device import runtimes; "
+        f"print(json.dumps({{n: getattr(runtimes, n) for n in {names!r}}}))"
+    )
+    argv = [sys.executable, "-c", code, str(runner_pyz())]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+    return SimpleNamespace(**json.loads(out.stdout))
 
 
 def test_the_host_reads_exactly_the_runners_declaration() -> None:
@@ -50,12 +53,13 @@ def test_provision_and_the_cli_take_their_runtimes_from_it() -> None:
     assert all(name in helps for name in supported_runtimes())
 
 
-def test_the_probe_checks_the_runtimes_it_is_given(tmp_path: Path) -> None:
-    runtimes = {"onnxruntime": "onnxruntime", "no-such-runtime": "no_such_module_xyz.interpreter"}
+def test_the_probe_checks_the_declared_runtimes(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(tmp_path), "/", json.dumps(runtimes)],
+        [sys.executable, str(runner_pyz()), "probe", str(tmp_path), "/"],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     found = json.loads(out.stdout)["runtimes"]
-    assert list(found) == ["onnxruntime", "no-such-runtime", "numpy"]
-    assert found["onnxruntime"]["available"] and not found["no-such-runtime"]["available"]
+    assert list(found) == [*supported_runtimes(), "numpy"]
+    assert found["onnxruntime"]["available"] and found["onnxruntime"]["version"]
+    # tensorflow is declared but not installed here: reported unusable, with the reason.
+    assert not found["tensorflow"]["available"] and "tensorflow" in found["tensorflow"]["error"]

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgedeploy.deploy.facts import PROBE_SCRIPT, facts_path
+from edgedeploy.deploy.facts import facts_path
 from edgedeploy.deploy.inventory import load_inventory
-from tests.conftest import run_cli
+from tests.conftest import run_cli, runner_pyz
 
 BUILT_IN = {"local", "pi4", "pi5", "jetson-nano", "jetson-orin-nano", "android-arm64", "qemu-arm64"}
 
@@ -73,7 +73,7 @@ def test_probe_reads_arm_features_thermal_and_power_sensors_from_sysfs(tmp_path:
     _write(root, "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "schedutil\n")
     _write(root, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "1510400\n")
     out = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(tmp_path / "work"), str(root)],
+        [sys.executable, str(runner_pyz()), "probe", str(tmp_path / "work"), str(root)],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     facts = json.loads(out.stdout)

@@ -21,8 +21,8 @@ Rules:
    scripts), `edgedeploy.__main__`, every `*_job` module and `edgedeploy.quickstart` (the
    quickstart verb's job). Only the jobs layer may import a `*_job`
    module: dependencies point from the CLI to jobs to packages, never back up.
-3. The device-side runner package (`edgedeploy.runner`) imports nothing from edgedeploy: it is
-   shipped to devices as files and must run there alone.
+3. The device package (`edgedeploy.runner.device`) imports nothing from edgedeploy outside itself:
+   it is shipped to devices as one zipapp and must run there alone.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "edgedeploy"
 JOB_MODULES_EXTRA = {"edgedeploy.cli", "edgedeploy.api", "edgedeploy.__main__", "edgedeploy.quickstart"}
-DEVICE_PACKAGE = "edgedeploy.runner"
+DEVICE_PACKAGE = "edgedeploy.runner.device"
 
 
 def module_files(root: Path) -> dict[str, Path]:

@@ -1,8 +1,9 @@
-"""Device facts: probe a connected target with ONE stdlib-only script and cache what it reports.
+"""Device facts: run the runner zipapp's `probe` on a connected target and cache what it reports.
 
-The script (probe_facts.py, beside this module) is sent on stdin to the device's Python; its JSON
-document is cached per target under the cache dir so `targets show`, `targets list` and the profiles
-can use the facts without reconnecting.
+The probe is part of the device package (runner/device/probe.py): the same sysfs and /proc readers
+as the runner's profiles, and the runtimes the runner would load. Its JSON document is cached per
+target under the cache dir so `targets show`, `targets list` and the profiles can use the facts
+without reconnecting.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from edgedeploy.deploy.inventory import Target, cache_dir
+from edgedeploy.deploy.runner_client import push_runner
 from edgedeploy.errors import TargetError
-from edgedeploy.runner import supported_runtimes
 
-PROBE_SCRIPT = Path(__file__).with_name("probe_facts.py")
 PROBE_TIMEOUT_S = 120.0
 
 
@@ -31,20 +31,24 @@ def cached_facts(target_name: str) -> dict[str, Any] | None:
 
 
 def probe(transport: Any, target: Target) -> dict[str, Any]:
-    """Run the facts script on a connected transport; returns its JSON document."""
-    runtimes = {name: runtime["module"] for name, runtime in supported_runtimes().items()}
-    result = transport.run(
-        [target.python, "-", transport.workdir, "/", json.dumps(runtimes)],
-        timeout=PROBE_TIMEOUT_S,
-        stdin=PROBE_SCRIPT.read_bytes(),
-    )
+    """Push the runner (skipped when unchanged) and run its facts probe; returns its JSON document."""
+    runner = push_runner(transport, target)
+    result = transport.run([target.python, runner, "probe", transport.workdir], timeout=PROBE_TIMEOUT_S)
+    lines = [line for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    doc: dict[str, Any] | None = None
+    if lines:
+        try:
+            doc = json.loads(lines[-1])
+        except ValueError:
+            doc = None
+    if doc is not None and "error" in doc:  # e.g. the device's Python is too old for the runner
+        raise TargetError(f"{target.name}: {doc['error']}")
     if not result.ok:
         if result.exit_code == 127:
             raise TargetError(
                 f"{target.name}: {target.python} not found on the device (set ansible_python_interpreter)"
             )
         raise TargetError(f"{target.name}: facts probe failed: {result.last_error_line()}")
-    try:
-        return json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise TargetError(f"{target.name}: facts probe printed no JSON: {result.stdout[-200:]!r}") from exc
+    if doc is None:
+        raise TargetError(f"{target.name}: facts probe printed no JSON: {result.stdout[-200:]!r}")
+    return doc

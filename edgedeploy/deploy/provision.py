@@ -21,6 +21,7 @@ from typing import Any
 
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.push import push_file, remote_join
+from edgedeploy.deploy.runner_client import runner_zipapp
 from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.runner import provisionable_runtimes, supported_runtimes
@@ -38,17 +39,6 @@ VENV_DIR = "venv"
 # Runs from its wheel on the device (not installed in the venv); the last pip line for Python 3.8.
 PIP_REQUIREMENT = "pip==24.3.1"
 INSTALL_TIMEOUT_S = 1800.0  # pip under emulation byte-compiles slowly
-
-_PROBE = (
-    "import json,platform,sys\n"
-    "print(json.dumps({'machine': platform.machine(), 'python': '%d.%d' % sys.version_info[:2],"
-    " 'implementation': sys.implementation.name, 'libc': list(platform.libc_ver())}))\n"
-)
-_VERIFY = (
-    "import importlib, importlib.metadata as md, json, sys\n"
-    "for module in sys.argv[2:]: importlib.import_module(module)\n"
-    "print(json.dumps({d: md.version(d) for d in sys.argv[1].split(',')}))\n"
-)
 
 
 @dataclass(frozen=True)
@@ -139,8 +129,9 @@ def _run_checked(transport: Transport, argv: list[str], what: str, timeout: floa
     return result.stdout
 
 
-def probe_device(transport: Transport, python: str) -> dict[str, Any]:
-    result = transport.run([python, "-c", _PROBE], timeout=120)
+def probe_device(transport: Transport, python: str, runner: str) -> dict[str, Any]:
+    """The device's machine, Python X.Y and libc, from the runner zipapp's `platform` (at `runner`)."""
+    result = transport.run([python, runner, "platform"], timeout=120)
     if result.exit_code == 127:
         raise TargetError(f"{transport.target_name}: {python} not found on the device; install python3")
     if not result.ok:
@@ -182,7 +173,10 @@ def provision_target(
 
     with open_transport(host, trust_new=trust_new) as transport:
         python = _system_python(host.python)
-        facts = probe_device(transport, python)
+        # The runner's facts commands answer the probe and the import check; it is pushed first (or
+        # found unchanged), and every later run uses it anyway.
+        runner = push_file(transport, runner_zipapp(), "", python=python).remote_path
+        facts = probe_device(transport, python, runner)
         platform = wheel_platform(facts["machine"], facts["python"], facts["libc"][1])
         lap("probe")
         wheels = download_wheels([*requirements, PIP_REQUIREMENT], platform, wheel_cache(platform))
@@ -224,7 +218,7 @@ def provision_target(
         dists = [r.split("==")[0] for r in requirements]
         modules = [RUNTIME_MODULES[r] for r in runtimes]
         out = _run_checked(
-            transport, [venv_python, "-c", _VERIFY, ",".join(dists), *modules], "import check", 600
+            transport, [venv_python, runner, "verify", ",".join(dists), *modules], "import check", 600
         )
         versions = json.loads(out.strip().splitlines()[-1])
         lap("verify")

@@ -1,8 +1,9 @@
 """The host side of the stand-alone runner: push it with a model, build its arguments, run it, read its JSON.
 
 `edgedeploy run`, `edgedeploy profile`, `fleet profile` (through profile) and `convert --target`'s int8
-timing all talk to the runner through this module. The runner itself (edgedeploy/runner/) is the
-device side: shipped as a file, never imported here, and it imports nothing from edgedeploy.
+timing all talk to the runner through this module. The runner itself (edgedeploy/runner/device/) is
+the device side: shipped as one zipapp (edgedeploy_runner.pyz), never run in-process here, and it
+imports nothing from edgedeploy.
 
 `RunnerSettings.for_target` is the one place where what the user left unset (threads, runtime) is
 filled in from the target's inventory variables.
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedeploy.deploy.inventory import Target
+from edgedeploy.deploy.inventory import Target, cache_dir
 from edgedeploy.deploy.push import push_file
 from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
-from edgedeploy.runner import RUNNER_PATH
+from edgedeploy.runner import write_zipapp
 
 RUNNER_EXIT_BAD_INPUT = 2
 
@@ -109,6 +110,16 @@ def _shape_args(shapes: dict[str, list[int]]) -> list[str]:
     return args
 
 
+def runner_zipapp() -> Path:
+    """The device package as the zipapp that is pushed (built once per version, under the cache dir)."""
+    return write_zipapp(cache_dir() / "runner")
+
+
+def push_runner(transport: Transport, target: Target, *, checksum: bool = False) -> str:
+    """Push the runner zipapp (skipped when the device has these bytes already); its remote path."""
+    return push_file(transport, runner_zipapp(), "", python=target.python, checksum=checksum).remote_path
+
+
 def deploy_runner(
     transport: Transport,
     target: Target,
@@ -122,11 +133,11 @@ def deploy_runner(
 
     Done once per model and connection: repeats and rounds reuse the command, so they do not hash
     the model again on both ends before every run."""
-    runner = push_file(transport, RUNNER_PATH, "", python=target.python, checksum=checksum)
+    runner = push_runner(transport, target, checksum=checksum)
     pushed = push_file(
         transport, model, "models", python=target.python, remote_name=remote_name, checksum=checksum
     )
-    return [target.python, runner.remote_path, pushed.remote_path]
+    return [target.python, runner, pushed.remote_path]
 
 
 def invoke_runner(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedeploy.errors import UsageError
-from edgedeploy.runner.edgedeploy_runner import RUNTIMES_FOR as _RUNNER_RUNTIMES
+from edgedeploy.runner.device.runtimes import RUNTIMES_FOR as _RUNNER_RUNTIMES
 
 DEFAULT_SPACE = Path(__file__).resolve().parent / "default_space.yaml"
 
