@@ -5,17 +5,13 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd import SSHServer, make_server, sshd_available
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.cli import REPO
+from tests.support.sshd import SSHServer, make_server, sshd_available
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +42,6 @@ def sshd(tmp_path: Path) -> Iterator[SSHServer]:
         yield server
     finally:
         server.stop()
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run `python -m edgedeploy ARGS` as a user would; returns the CompletedProcess (text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 # --- the `torch` marker: tests that need the [compress] extra ----------------------------------------

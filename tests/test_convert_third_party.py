@@ -17,7 +17,7 @@ from edgedeploy.convert import onnx_export
 from edgedeploy.convert.api import _select_int8
 from edgedeploy.convert_job import run as convert
 from edgedeploy.errors import UsageError
-from tests.third_party_onnx import page_crops, third_party_onnx, vad_feeds
+from tests.support.third_party_onnx import page_crops, third_party_onnx, vad_feeds
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from types import ModuleType
 from edgedeploy.deploy import provision
 from edgedeploy.deploy.facts import PROBE_SCRIPT
 from edgedeploy.runner import RUNNER_PATH, provisionable_runtimes, supported_runtimes
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _runner_module() -> ModuleType:
