@@ -5,8 +5,6 @@ the result is printed, waiting out the push's own 120 s device-answer timeout.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cli import run_cli
 from tests.support.fleet import hanging_python, kill_recorded
 from tests.support.onnx_models import dense_onnx
 from tests.support.sshd import SSHServer
@@ -45,9 +44,7 @@ def test_process_exits_soon_after_a_push_hangs_past_the_timeout(
             "--warmup", "1", "--dir", str(tmp_path / "store"), "--retries", "0",
             "--timeout", str(TIMEOUT_S)]  # fmt: skip
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *args, "--json"], capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli(*args, "--json", timeout=300)
     elapsed = time.monotonic() - start
     doc = json.loads(proc.stdout)
     rows = {r["target"]: r for r in doc["rows"]}
