@@ -63,8 +63,8 @@ lint: venv
 	$(BIN)/ruff format --check edgedeploy tests bench tools
 
 bench: venv
-	$(BIN)/python bench/deep_compression.py
-	$(BIN)/python bench/distillation.py
+	$(BIN)/python -m bench.deep_compression
+	$(BIN)/python -m bench.distillation
 
 clean:
 	rm -rf $(VENV) $(VENV)-py38 $(VENV)-py312 $(VENV)-py313 out .pytest_cache

@@ -1,7 +1,7 @@
 """CNN compression on Fashion-MNIST, measured on the exported files: structured pruning, then distillation
 and int8 (issue 15).
 
-    python bench/cnn_compression.py [--quick] [--only mobilenetv2|resnet20] [--seed N] [--jobs 2 --threads 1]
+    python -m bench.cnn_compression [--quick] [--only mobilenetv2|resnet20] [--seed N] [--jobs 2 --threads 1]
 
 For each model (edgedeploy.models.zoo factories, sized for 28x28 inputs): train the fp32 baseline, prune it
 with `prune_structured` (Torch-Pruning's DepGraph, L1 importance, channels rounded to 8) while distilling
@@ -26,7 +26,6 @@ Goals: baselines >= 92%; pruning alone >= 2.5x measured fp32 speed-up at <= 0.5 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -38,9 +37,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import train_baseline  # noqa: F401  (puts the checkout first on sys.path)
 from torch import nn
 
+from bench.support.training import MODELS, fashion_mnist
 from edgedeploy.compress.latency import time_files
 from edgedeploy.compress.pipeline import CompressionData, compress_model
 from edgedeploy.compress.stats import model_stats
@@ -49,14 +48,6 @@ from edgedeploy.convert.runtimes import open_runner
 from edgedeploy.models import zoo
 from edgedeploy.train import seed_everything, train
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-# Factory keyword arguments per model: 1 input channel, 10 classes, stride-2 stem (see the docstring).
-# Baseline epochs per model are in `config` (MobileNetV2's depthwise layers train ~3x slower per image
-# on this CPU than ResNet-20's, at fewer MACs).
-MODELS: dict[str, dict[str, Any]] = {
-    "mobilenetv2": {"width_mult": 0.5, "stem_stride": 2},
-    "resnet20": {"width_mult": 1.0, "stem_stride": 2},
-}
 GOALS = {
     "baseline_accuracy": 0.92,
     "pruned_speedup": 2.5,
@@ -64,26 +55,6 @@ GOALS = {
     "final_speedup": 5.0,
     "final_loss_pt": 1.0,
 }
-
-
-def fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Debian's dataset-fashion-mnist (IDX gz): float32 [N, 1, 28, 28] in [0, 1] and int64 labels."""
-
-    def read(name: str, offset: int) -> np.ndarray:
-        path = FASHION_MNIST / name
-        if not path.exists():
-            sys.exit(f"error: {path} not found: apt-get install dataset-fashion-mnist")
-        return np.frombuffer(gzip.decompress(path.read_bytes()), dtype=np.uint8, offset=offset)
-
-    def images(name: str) -> np.ndarray:
-        return (read(name, 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0).copy()
-
-    return (
-        images("train-images-idx3-ubyte.gz"),
-        read("train-labels-idx1-ubyte.gz", 8).astype(np.int64),
-        images("t10k-images-idx3-ubyte.gz"),
-        read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64),
-    )
 
 
 # Fashion-MNIST's training-set pixel mean and std: inputs are normalised before anything sees them, so the

@@ -2,8 +2,8 @@
 sizes, agreement with the torch model, conversion times and int8 ONNX latency (QDQ S8S8 vs QOperator
 U8S8 vs dynamic int8 vs fp32, onnxruntime at 1 and 2 threads). Prints one JSON document.
 
-    python bench/convert_efficientnet.py            # EfficientNet-Lite0, 224x224 (several minutes)
-    python bench/convert_efficientnet.py --quick    # LeNet-5 on MNIST digits (under a minute)
+    python -m bench.convert_efficientnet            # EfficientNet-Lite0, 224x224 (several minutes)
+    python -m bench.convert_efficientnet --quick    # LeNet-5 on MNIST digits (under a minute)
 
 No ImageNet images ship offline, so EfficientNet is verified on smooth synthetic images in the model's
 input range [-1, 1] (low-frequency noise): agreement figures are between torch and the converted
@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.support.photos import smooth_images
+
 KINDS = [
     ("onnx", "fp32", "auto"),
     ("onnx", "fp16", "auto"),
@@ -36,17 +38,6 @@ KINDS = [
     ("tflite", "int8-dynamic", "auto"),
     ("tflite", "int8", "auto"),
 ]
-
-
-def smooth_images(count: int, size: int, seed: int) -> np.ndarray:
-    """Natural-image-like inputs: bilinear-upsampled 7x7 colour noise plus a little pixel noise."""
-    import torch
-
-    rng = np.random.default_rng(seed)
-    coarse = torch.from_numpy(rng.uniform(-1, 1, (count, 3, 7, 7)).astype(np.float32))
-    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    images = images.numpy() + rng.normal(0, 0.05, images.shape).astype(np.float32)
-    return np.clip(images, -1, 1).astype(np.float32)
 
 
 def workload(quick: bool, samples: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray | None, str]:

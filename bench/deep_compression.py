@@ -1,6 +1,6 @@
 """Deep Compression's MNIST results, re-run: LeNet-300-100 and LeNet-5, fp32 -> compressed.
 
-    python bench/deep_compression.py [--quick] [--only lenet300|lenet5] [--seed N]
+    python -m bench.deep_compression [--quick] [--only lenet300|lenet5] [--seed N]
 
 Trains each fp32 baseline on the 60k MNIST training set plus `--jitter` copies shifted by up to two
 pixels (the same data for every stage), compresses it with bench/recipes/<arch>.yaml (structured
@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 import yaml
-from common import jittered, mnist, train_baseline
 from torch import nn
 
+from bench.support.training import jittered, mnist, train_baseline
 from edgedeploy.compress.layers import weight_layers
 from edgedeploy.compress.pipeline import CompressionData, compress_model
 from edgedeploy.compress.storage import model_storage
@@ -52,7 +52,7 @@ TFMOT_RATE_RATIO = 1.3
 TFMOT_COMPARISONS = {
     "tfmot_pcqat": "TF-MOT at its reference settings (bench/recipes/tfmot/<arch>.yaml: per-layer sparsities, "
     "shared values, init, learning rates, weight decay, and as many training epochs as our recipe), "
-    "on the same data (bench/tfmot_pipeline.py)",
+    "on the same data (bench/support/tfmot.py)",
     "tfmot_same_nonzeros": "TF-MOT with the reference settings but our result's number of non-zero weights "
     "and of shared values in every layer (counted against the layer's original shape)",
 }
@@ -253,7 +253,7 @@ def run_tfmot_for(
     arch: str, data: CompressionData, epoch_scale: float, seed: int, overrides: dict[str, Any] | None
 ) -> dict[str, Any]:
     """TF-MOT prune + cluster + PCQAT on the same model and data (needs the [tf] extra)."""
-    from tfmot_pipeline import run_tfmot
+    from bench.support.tfmot import run_tfmot
 
     return run_tfmot(arch, data, epoch_scale, seed, ARCHS[arch][1], overrides)
 

@@ -1,6 +1,6 @@
 """Hinton et al.'s MNIST distillation, re-run: a 2x800 student with and without a 2x1200 teacher.
 
-    python bench/distillation.py [--quick] [--temperature 20] [--alpha 1] [--transfer-jitter 0] [--seed N]
+    python -m bench.distillation [--quick] [--temperature 20] [--alpha 1] [--transfer-jitter 0] [--seed N]
 
 The teacher (2x1200 ReLU; dropout 0.1 on the inputs and 0.3 on the hidden units) trains on images
 shifted by up to --teacher-jitter pixels, a fresh shift per sample and epoch (the paper: 2 px). In a
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import mnist
 from torch import nn
 
+from bench.support.training import mnist
 from edgedeploy.compress.distill import frozen_copy, hinton_loss
 from edgedeploy.compress.survival import export_onnx, onnx_accuracy
 from edgedeploy.data.augment import shift_augment

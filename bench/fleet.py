@@ -24,8 +24,8 @@ how long the quota throttled them. Latencies of capped devices include throttlin
 device timings. Everything created (namespaces, veths, cgroups, servers) is removed at the end, also
 after an error, Ctrl-C or SIGTERM. Prints one JSON document.
 
-    python bench/fleet.py                 # 8 vs 1 target, 200 runs per profile, 3 repeats
-    python bench/fleet.py --quick         # 2 vs 1 target, tiny, 1 repeat: a smoke test
+    python -m bench.fleet                 # 8 vs 1 target, 200 runs per profile, 3 repeats
+    python -m bench.fleet --quick         # 2 vs 1 target, tiny, 1 repeat: a smoke test
 """
 
 from __future__ import annotations
@@ -38,63 +38,26 @@ import json
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+import psutil
+import yaml
+
+from edgedeploy.fleet_job import run_fleet
+from tests.support.isolation import DEVICE_CPU_SHARES, ssh_hosts, ssh_servers
+from tests.support.onnx_models import dense_onnx
+
 # sshd reaps a finished session a moment after the client hangs up; its CPU time is counted then.
 SETTLE_S = 0.5
 GOAL_RATIO_MAX = 1.5
 DEVICE_CPUS = 0.2  # 8 x 0.2 = 1.6 cores, below a 2-core host's 2 with room for the orchestrator
 ORCHESTRATOR_CORES = 0.4  # host CPU kept free of device quotas for the scheduler and ssh clients
-sys.path.insert(0, str(REPO))
-
-import psutil  # noqa: E402
-import yaml  # noqa: E402
-
-from edgedeploy.fleet_job import run_fleet  # noqa: E402
-from tests.fleet_support import make_onnx  # noqa: E402
-from tests.isolation import DEVICE_CPU_SHARES  # noqa: E402
-from tests.sshd import SSHServer  # noqa: E402
 
 Hosts = dict[str, dict[str, Any]]
-
-
-@contextlib.contextmanager
-def ssh_servers(root: Path, count: int, device_cpus: float | None) -> Iterator[list[SSHServer]]:
-    """`count` started sshd: on loopback ports, or with `device_cpus` each in its own network
-    namespace and CPU cgroup (tests/isolation.py; raises IsolationUnavailable where it cannot)."""
-    from tests.isolation import isolated_server
-    from tests.sshd import keygen, make_server
-
-    root.mkdir(parents=True, exist_ok=True)
-    client_key = keygen(root / "client_key")
-    with contextlib.ExitStack() as stack:
-        servers = []
-        for i in range(count):
-            if device_cpus is None:
-                server = make_server(root / f"sshd{i}", client_key=client_key)
-                stack.callback(server.stop)
-                server.start().write_known_hosts()
-            else:
-                server = stack.enter_context(isolated_server(root / f"sshd{i}", client_key, cpus=device_cpus))
-            servers.append(server)
-        yield servers
-
-
-def ssh_hosts(servers: list[SSHServer]) -> Hosts:
-    hosts = {}
-    for i, server in enumerate(servers):
-        name = f"dev{i}"
-        hosts[name] = {
-            **yaml.safe_load(server.inventory_yaml(name))["all"]["hosts"][name],
-            "ansible_python_interpreter": sys.executable,
-        }
-    return hosts
 
 
 def local_hosts(root: Path, count: int) -> Hosts:
@@ -216,7 +179,7 @@ def independent_devices(root: Path, model: Path, args: argparse.Namespace, trans
             "emulation": f"unavailable: {args.targets} devices x {args.device_cpus} CPU exceed this host's "
             f"{cores} cores less {ORCHESTRATOR_CORES} for the orchestrator, so the devices would contend"
         }
-    from tests.isolation import IsolationUnavailable, throttled_seconds
+    from tests.support.isolation import IsolationUnavailable, throttled_seconds
 
     try:
         with ssh_servers(root, args.targets, args.device_cpus) as servers:
@@ -276,7 +239,7 @@ def main() -> None:
     transport = args.transport
     if transport == "auto":
         have_ssh = importlib.util.find_spec("edgedeploy.deploy.transports.ssh") is not None
-        from tests.sshd import sshd_available
+        from tests.support.sshd import sshd_available
 
         transport = "ssh" if have_ssh and sshd_available() else "local"
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -287,7 +250,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # journals stay inside the temp dir
-        model = make_onnx(root / "bench_mlp.onnx", args.hidden)
+        model = dense_onnx(root / "bench_mlp.onnx", args.hidden, features=64, bias=False, seed=args.hidden)
         model_bytes = model.stat().st_size
         independent = independent_devices(root / "independent", model, args, transport)
         shared = host_shared(root / "shared", model, args, transport)

@@ -4,11 +4,11 @@ EfficientNet-Lite0 (ImageNet weights, offline) exported to ONNX fp32 by edgedepl
 quantised static int8 (per-channel weights) with each of ONNX Runtime's calibrators - MinMax (the
 default), Percentile (99.999 %, asymmetric) and Entropy - in both formats (QOperator U8S8 and QDQ
 S8S8). Calibrated on crops of the calibration photos, judged on crops of the OTHER photos
-(bench/photos.py): top-1 agreement with fp32 overall and where fp32 is confident (top-1 prob > 0.5),
+(bench/support/photos.py): top-1 agreement with fp32 overall and where fp32 is confident (top-1 prob > 0.5),
 fp32's top-1 within int8's top 5, and the logits' SQNR.
 
-    python bench/int8_calibration.py           # EfficientNet-Lite0 (minutes: Entropy and Percentile are slow)
-    python bench/int8_calibration.py --quick   # LeNet-5 with random weights (seconds), used by the tests
+    python -m bench.int8_calibration           # EfficientNet-Lite0 (minutes: Entropy and Percentile are slow)
+    python -m bench.int8_calibration --quick   # LeNet-5 with random weights (seconds), used by the tests
 
 Prints one JSON document (and writes it to --out when given). Numbers are measured, never set here.
 """
@@ -25,14 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for folder in (REPO, REPO / "bench"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
-
-from edgedeploy.fileinfo import write_json_atomic  # noqa: E402
+from bench.support.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops
+from edgedeploy.fileinfo import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,10 @@ edgedeploy's per-channel rewrite, on EfficientNet-Lite0: agreement with fp32 on 
 and mean abs error against convert's default int8 tolerance, size, and latency (onnxruntime CPU, batch 1,
 interleaved medians). Prints one JSON document.
 
-    python bench/int8_dynamic_configs.py            # EfficientNet-Lite0, 224x224 (a few minutes)
-    python bench/int8_dynamic_configs.py --quick    # a tiny CNN with a depthwise layer (seconds)
+    python -m bench.int8_dynamic_configs            # EfficientNet-Lite0, 224x224 (a few minutes)
+    python -m bench.int8_dynamic_configs --quick    # a tiny CNN with a depthwise layer (seconds)
 
-Verification inputs are the smooth synthetic images of bench/convert_efficientnet.py (no ImageNet
+Verification inputs are the smooth synthetic images of bench/support/photos.py (no ImageNet
 offline): agreement is with the fp32 model, not accuracy.
 """
 
@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def ort_config(**options: Any) -> Any:
@@ -99,8 +96,9 @@ def configurations(pre: Path) -> dict[str, Any]:
 
 
 def workload(quick: bool, samples: int) -> tuple[Any, np.ndarray, str]:
-    from convert_efficientnet import smooth_images
     from torch import nn
+
+    from bench.support.photos import smooth_images
 
     if quick:
         import torch

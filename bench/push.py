@@ -7,7 +7,7 @@ Measures, alternating rounds so both see the same machine load:
 - an unchanged re-push (connect, hashes on both sides, skip): wall time, in-process.
 Goals (issue 5): push >= 80% of scp's throughput; unchanged re-push < 0.5 s.
 
-    python bench/push.py [--size-mb 50] [--rounds 3] [--quick]
+    python -m bench.push [--size-mb 50] [--rounds 3] [--quick]
 
 Prints one JSON document. Needs Debian's openssh-server and openssh-client.
 """
@@ -25,13 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edgedeploy.deploy.inventory import load_inventory  # noqa: E402
-from edgedeploy.deploy.push import push_file  # noqa: E402
-from edgedeploy.deploy.transports.ssh import SSHTransport  # noqa: E402
-from tests.sshd import SSHServer, make_server, sshd_available  # noqa: E402
+from edgedeploy.deploy.inventory import load_inventory
+from edgedeploy.deploy.push import push_file
+from edgedeploy.deploy.transports.ssh import SSHTransport
+from tests.support.sshd import SSHServer, make_server, sshd_available
 
 
 def scp_seconds(server: SSHServer, src: Path, dest: Path) -> float:

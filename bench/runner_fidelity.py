@@ -9,7 +9,7 @@ model), this script compares in ONE run, with the same thread count:
     with the same timing settings and core; goal: within 5 %;
   - the run-to-run coefficient of variation of the runner's p50 over the repeats; goal <= 3 %;
   - int8 vs fp32 speed per format (goal >= 2x on this AVX512-VNNI host) and int8-vs-fp32 top-1
-    agreement on real photos (bench/photos.py: int8 calibrated on crops of some photos, judged on
+    agreement on real photos (bench/support/photos.py: int8 calibrated on crops of some photos, judged on
     crops of OTHER photos), overall and where fp32 is confident (top-1 probability > 0.5).
 
 How the timing is made repeatable (`edgedeploy profile` has the same knobs, see docs/runner.md):
@@ -23,9 +23,9 @@ How the timing is made repeatable (`edgedeploy profile` has the same knobs, see 
 `--compare-legacy` also measures, interleaved in the same rounds, the settings used before (100
 runs, 10 warm-up, no pinning, no minimum time, no cooldown) to show the difference side by side.
 
-    python bench/runner_fidelity.py                    # EfficientNet-Lite0, 5 repeats (minutes)
-    python bench/runner_fidelity.py --compare-legacy   # + the old settings, interleaved
-    python bench/runner_fidelity.py --quick            # LeNet-5 smoke run (seconds), used by the tests
+    python -m bench.runner_fidelity                    # EfficientNet-Lite0, 5 repeats (minutes)
+    python -m bench.runner_fidelity --compare-legacy   # + the old settings, interleaved
+    python -m bench.runner_fidelity --quick            # LeNet-5 smoke run (seconds), used by the tests
 
 Prints one JSON document (and writes it to --out when given). Numbers are measured, never set here.
 """
@@ -48,15 +48,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-for folder in (REPO, REPO / "bench"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops  # noqa: E402
-
-from edgedeploy.fileinfo import write_json_atomic  # noqa: E402
-from edgedeploy.runner.device.measure import CONTENDED_WAITING_FRACTION  # noqa: E402
+from bench.support.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, agreement, random_crops
+from edgedeploy.fileinfo import write_json_atomic
+from edgedeploy.runner.device.measure import CONTENDED_WAITING_FRACTION
 
 GOALS = {"runner_vs_bare_pct": 5.0, "cv_pct": 3.0, "int8_speedup": 2.0}
 

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from cnn_compression import MODELS, fashion_mnist  # also puts the checkout first on sys.path
 
+from bench.support.training import MODELS, fashion_mnist
 from edgedeploy import tune_job
 from edgedeploy.compress.pipeline import DEFAULT_RECIPE, compress_model
 from edgedeploy.compress_job import DataOptions, load_compression_data
@@ -162,9 +162,8 @@ def devices(root: Path, group: bool) -> Iterator[tuple[Path, str, dict[str, Any]
         inventory.write_text(yaml.safe_dump({"all": {"hosts": {"local": {"ansible_connection": "local"}}}}))
         yield inventory, "local", {"target": "local", "emulation": None}
         return
-    import fleet  # bench/fleet.py: the same emulated devices as the fleet scaling bench
-
-    from tests.isolation import IsolationUnavailable
+    from tests.support import isolation as fleet  # the same emulated devices as bench/fleet.py
+    from tests.support.isolation import IsolationUnavailable
 
     emulation = (
         f"two real sshd devices, each in its own network namespace with a {GROUP_DEVICE_CPUS} CPU "

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import ast
-import atexit
 import functools
 import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd import SSHServer, make_server, sshd_available
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.cli import REPO
+from tests.support.sshd import SSHServer, make_server, sshd_available
 
 
 @pytest.fixture(autouse=True)
@@ -49,28 +42,6 @@ def sshd(tmp_path: Path) -> Iterator[SSHServer]:
         yield server
     finally:
         server.stop()
-
-
-@functools.cache
-def runner_pyz() -> Path:
-    """The runner zipapp as pushed to devices, built once per test process (a temp dir removed at exit)."""
-    from edgedeploy.runner import write_zipapp
-
-    folder = Path(tempfile.mkdtemp(prefix="edgedeploy-runner-"))
-    atexit.register(shutil.rmtree, folder, True)
-    return write_zipapp(folder)
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run `python -m edgedeploy ARGS` as a user would; returns the CompletedProcess (text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 # --- the `torch` marker: tests that need the [compress] extra ----------------------------------------

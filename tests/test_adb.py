@@ -20,9 +20,9 @@ import yaml
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.transports.adb import ADBTransport
 from edgedeploy.errors import TargetError
-from tests.adb_device import ADBDevice
-from tests.conftest import run_cli
-from tests.sshd import free_port
+from tests.support.adb_device import ADBDevice
+from tests.support.cli import run_cli
+from tests.support.sshd import free_port
 
 ADB = shutil.which("adb")
 

@@ -20,9 +20,10 @@ from edgedeploy import api
 from edgedeploy.errors import EdgeDeployError, UsageError
 from edgedeploy.profiles.store import SUMMARY_FIELDS
 from edgedeploy.results import FleetResult, FleetRow, Profile, ProfileSummary
-from tests.conftest import REPO
-from tests.fleet_support import local_inventory, make_onnx, ssh_inventory
-from tests.sshd import SSHServer, keygen, make_server, sshd_available
+from tests.support.cli import REPO
+from tests.support.fleet import local_inventory, ssh_inventory
+from tests.support.onnx_models import dense_onnx
+from tests.support.sshd import SSHServer, keygen, make_server, sshd_available
 
 SCRIPT_HEADER = "# fleet_compare.py"
 
@@ -66,7 +67,7 @@ def test_the_documented_fleet_script_runs_against_real_sshd(tmp_path: Path, serv
     script.write_text(fleet_script())
     code = [line for line in fleet_script().splitlines() if line.strip() and not line.startswith("#")]
     assert len(code) <= 25, f"the doc promises a short script; it has {len(code)} lines of code"
-    model = make_onnx(tmp_path / "tiny.onnx", 32)
+    model = dense_onnx(tmp_path / "tiny.onnx", 32)
     inventory = ssh_inventory(tmp_path / "lab.yml", servers, "lab")
     store = tmp_path / "store"
 
@@ -97,7 +98,7 @@ def test_the_documented_fleet_script_runs_against_real_sshd(tmp_path: Path, serv
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    return make_onnx(tmp_path / "tiny.onnx", 16)
+    return dense_onnx(tmp_path / "tiny.onnx", 16, features=64, bias=False)
 
 
 def test_core_verbs_return_typed_results_on_the_local_target(tmp_path: Path, model: Path) -> None:

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from tests.conftest import REPO, run_cli
-from tests.test_runner import make_onnx
+from tests.support.cli import REPO, run_cli
+from tests.support.onnx_models import dense_onnx
 
 
 def _files(root: Path) -> set[Path]:
@@ -17,7 +17,7 @@ def _files(root: Path) -> set[Path]:
 
 
 def test_a_profile_run_from_the_repo_root_stays_in_tmp(tmp_path: Path) -> None:
-    model = make_onnx(tmp_path / "checkout-probe.onnx")
+    model = dense_onnx(tmp_path / "checkout-probe.onnx")
     before = _files(REPO / "profiles")
     out = run_cli("profile", str(model), "--runs", "3", "--warmup", "1", "--min-seconds", "0",
                   "--warmup-seconds", "0", "--json", cwd=REPO)  # fmt: skip

@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_bench
+
 pytestmark = pytest.mark.torch  # the benches train and export torch models ([compress] extra)
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-
-def run_bench(script: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env=env,
-    )
+def quick_bench(name: str) -> dict:
+    proc = run_bench(name, "--quick", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
 def test_deep_compression_quick_prints_both_models() -> None:
-    doc = run_bench("deep_compression.py")
+    doc = quick_bench("deep_compression")
     assert doc["quick"] is True
     for arch in ("lenet300", "lenet5"):
         result = doc[arch]
@@ -45,7 +34,7 @@ def test_deep_compression_quick_prints_both_models() -> None:
 
 
 def test_distillation_quick_counts_errors() -> None:
-    doc = run_bench("distillation.py")
+    doc = quick_bench("distillation")
     assert {"teacher_errors", "student_errors", "student_kd_errors", "seconds"} <= set(doc)
     assert all(
         0 <= doc[k] <= doc["test_samples"] for k in ("teacher_errors", "student_errors", "student_kd_errors")
@@ -54,11 +43,7 @@ def test_distillation_quick_counts_errors() -> None:
 
 def test_cnn_compression_quick_prints_the_issue_fields() -> None:
     # One model keeps the smoke run short (its TFLite conversions dominate); the full run does both.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "cnn_compression.py"), "--quick", "--only", "resnet20"],
-        capture_output=True, text=True, timeout=1500, env=env,
-    )  # fmt: skip
+    proc = run_bench("cnn_compression", "--quick", "--only", "resnet20", timeout=1500)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     result = doc["resnet20"]

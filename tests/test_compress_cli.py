@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from edgedeploy.models.zoo import LeNet300
+from tests.support.cli import run_cli
 
 TINY_RECIPE = """
 stages:
@@ -19,16 +19,6 @@ stages:
   - {stage: cluster, clusters: 8, epochs: 0.2}
   - {stage: qat, epochs: 0.2, calibration_samples: 64}
 """
-
-
-def edgedeploy(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard: compress trains, and a loaded machine is slow
-    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None
         "out",
         "--json",
     ]
-    proc = edgedeploy("compress", *args, "--repeats", "2", cwd=workdir)
+    proc = run_cli("compress", *args, "--repeats", "2", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert [s["stage"] for s in doc["stages"]] == ["prune", "cluster", "qat"]
@@ -83,7 +73,7 @@ def test_compress_state_dict_writes_model_onnx_and_report(workdir: Path) -> None
 
 def test_compress_distils_from_a_given_teacher(workdir: Path) -> None:
     (workdir / "kd.yaml").write_text("stages: [{stage: distill, epochs: 0.3}]\n")
-    proc = edgedeploy(
+    proc = run_cli(
         "compress",
         "edgedeploy.models.zoo:lenet300",
         "--teacher",
@@ -98,7 +88,7 @@ def test_compress_distils_from_a_given_teacher(workdir: Path) -> None:
 
 
 def test_compress_prints_a_table(workdir: Path) -> None:
-    proc = edgedeploy(
+    proc = run_cli(
         "compress",
         "edgedeploy.models.zoo:lenet300",
         "-r",
@@ -164,6 +154,6 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
 
 def test_corrupt_model_file_via_subprocess(workdir: Path) -> None:
     (workdir / "corrupt.pt").write_bytes(b"PK\x03\x04 this is not a zip archive")
-    proc = edgedeploy("compress", "corrupt.pt", "-o", "corrupt-out", cwd=workdir)
+    proc = run_cli("compress", "corrupt.pt", "-o", "corrupt-out", cwd=workdir)
     assert proc.returncode == 2 and proc.stderr.startswith("error: model corrupt.pt: not a torch model file")
     assert proc.stderr.count("\n") == 1 and not (workdir / "corrupt-out").exists()

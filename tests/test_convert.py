@@ -16,6 +16,7 @@ from edgedeploy.convert.preflight import check_torch
 from edgedeploy.convert.runtimes import open_runner
 from edgedeploy.convert.sources import load_source
 from edgedeploy.errors import UsageError
+from tests.support.onnx_models import onnx_model
 
 
 class TinyConvNet(nn.Module):
@@ -262,21 +263,9 @@ def test_keras_and_saved_model_sources(tmp_path: Path):
 
 
 def test_inspect_counts_constant_node_weights(tmp_path: Path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     weight = np.arange(12, dtype=np.float32).reshape(4, 3)  # one zero among 12 values
-    graph = helper.make_graph(
-        [
-            helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(weight, "w")),
-            helper.make_node("MatMul", ["x", "w"], ["y"]),
-        ],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-    )
-    path = tmp_path / "const.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    nodes = [("Constant", [], ["w"], {"value": weight}), ("MatMul", ["x", "w"], ["y"])]
+    path = onnx_model(tmp_path / "const.onnx", nodes, {"x": [1, 4]}, {"y": [1, 3]})
     info = inspect_model(path)
     assert (info["parameters"], info["nonzero_parameters"], info["unique_values"]) == (12, 11, 12)
     assert info["ops"] == {"Constant": 1, "MatMul": 1} and info["macs"] == 12

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +10,9 @@ import pytest
 import torch
 
 from edgedeploy.models.zoo import lenet300
+from tests.support.cli import assert_one_line_error, checkout_env, run_bench, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
-# The commands run in temporary directories: keep this checkout first on the path whatever the cwd.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-
-
-def edgedeploy(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *map(str, args)],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard, not a speed check: a loaded machine takes several times longer
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+ENV = checkout_env()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +25,7 @@ def lenet_state_dict(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_convert_int8_json_then_inspect_json(tmp_path: Path, lenet_state_dict: Path):
     out = tmp_path / "lenet-int8.onnx"
-    proc = edgedeploy(
+    proc = run_cli(
         "convert",
         lenet_state_dict,
         "--arch",
@@ -73,7 +50,7 @@ def test_convert_int8_json_then_inspect_json(tmp_path: Path, lenet_state_dict: P
     assert "timed on this host (no --target)" in result["int8_selection"]["reason"]
     assert result["int8_selection"]["timed_on"]["target"] is None
 
-    proc = edgedeploy("inspect", out, "--json", cwd=tmp_path)
+    proc = run_cli("inspect", out, "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["inputs"][0]["name"] == "input" and info["inputs"][0]["shape"][1:] == [1, 28, 28]
@@ -86,7 +63,7 @@ def test_convert_int8_json_then_inspect_json(tmp_path: Path, lenet_state_dict: P
 
 def test_convert_tflite_json_stdout_is_clean(tmp_path: Path):
     out = tmp_path / "lenet.tflite"
-    proc = edgedeploy(
+    proc = run_cli(
         "convert",
         "edgedeploy.models.zoo:lenet300",
         "--to",
@@ -106,19 +83,19 @@ def test_convert_tflite_json_stdout_is_clean(tmp_path: Path):
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path):
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(b"\x08\x07\x12\x04")
-    assert_one_line_error(edgedeploy("inspect", truncated, cwd=tmp_path), "truncated.onnx", "corrupt")
+    assert_one_line_error(run_cli("inspect", truncated, cwd=tmp_path), "truncated.onnx", "corrupt")
 
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"garbage" * 20)
     out = tmp_path / "never.tflite"
     assert_one_line_error(
-        edgedeploy("convert", garbage, "--to", "tflite", "-o", out, cwd=tmp_path), "garbage.tflite"
+        run_cli("convert", garbage, "--to", "tflite", "-o", out, cwd=tmp_path), "garbage.tflite"
     )
 
     odd = tmp_path / "model.bin2"
     odd.write_bytes(b"?")
     assert_one_line_error(
-        edgedeploy("convert", odd, "-o", out, cwd=tmp_path), "model.bin2", "unknown model format"
+        run_cli("convert", odd, "-o", out, cwd=tmp_path), "model.bin2", "unknown model format"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.tflite", "model.bin2", "truncated.onnx"]
 
@@ -127,7 +104,7 @@ def test_calibration_shape_mismatch_exit_2(tmp_path: Path):
     calibration = tmp_path / "calib.npy"
     np.save(calibration, np.zeros((8, 3, 32, 32), np.float32))
     out = tmp_path / "lenet.onnx"
-    proc = edgedeploy(
+    proc = run_cli(
         "convert",
         "edgedeploy.models.zoo:lenet300",
         "--precision",
@@ -143,21 +120,7 @@ def test_calibration_shape_mismatch_exit_2(tmp_path: Path):
 
 
 def test_bench_quick(tmp_path: Path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "convert_efficientnet.py"),
-            "--quick",
-            "--samples",
-            "8",
-            "--out",
-            str(tmp_path),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard, not a speed check: a loaded machine takes several times longer
-    )
+    proc = run_bench("convert_efficientnet", "--quick", "--samples", "8", "--out", tmp_path, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     kinds = {row["kind"] for row in report["conversions"]}
@@ -169,14 +132,7 @@ def test_bench_quick(tmp_path: Path):
 
 
 def test_int8_dynamic_bench_quick(tmp_path: Path):
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "int8_dynamic_configs.py"), "--quick"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard, not a speed check: a loaded machine takes several times longer
-    )
+    proc = run_bench("int8_dynamic_configs", "--quick", cwd=tmp_path, timeout=1800)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     rows = report["configurations"]

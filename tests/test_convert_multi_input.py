@@ -16,7 +16,8 @@ from edgedeploy.convert.api import convert_source, convert_torch
 from edgedeploy.convert.runtimes import open_runner
 from edgedeploy.convert.sources import load_source
 from edgedeploy.errors import NotYetSupported, UsageError
-from tests.conftest import REPO, run_cli
+from tests.support.cli import REPO, run_cli
+from tests.support.onnx_models import onnx_model
 
 FACTORY = "tests.test_convert_multi_input:two_input_net"
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -109,17 +110,10 @@ def test_pt2_file_and_onnx_with_dynamic_dims(tmp_path: Path) -> None:
 
 
 def test_dynamic_dimensions_per_input_in_convert_and_run(tmp_path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    def tensor(name: str) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 4, "L"])
-
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["y"])], "add", [tensor("a"), tensor("b")], [tensor("y")]
+    dims = ["N", 4, "L"]
+    path = onnx_model(
+        tmp_path / "add.onnx", [("Add", ["a", "b"], ["y"])], {"a": dims, "b": dims}, {"y": dims}
     )
-    path = tmp_path / "add.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     with pytest.raises(UsageError, match=r"need a shape: --input-shape a=1,4,\? --input-shape b=1,4,\?"):
         load_source(str(path))
     source = load_source(str(path), input_shape=[("", (2, 4, 7)), ("", (2, 4, 7))])  # in input order

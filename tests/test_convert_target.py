@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_profile import one_error_line, target_for
-from tests.test_runner import make_onnx
+from tests.support.cli import one_error_line, run_cli
+from tests.support.onnx_models import dense_onnx
+from tests.test_profile import target_for
 
 
 def convert_int8(model: Path, out: Path, *extra: str):  # noqa: ANN201 - a CompletedProcess
@@ -24,7 +24,7 @@ def convert_int8(model: Path, out: Path, *extra: str):  # noqa: ANN201 - a Compl
 def test_int8_candidates_are_timed_on_the_target(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     out = tmp_path / "tiny-int8.onnx"
     proc = convert_int8(model, out, "--threads", "1", *target_for(kind, request, tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -40,7 +40,7 @@ def test_int8_candidates_are_timed_on_the_target(
 
 
 def test_a_target_that_cannot_time_is_one_error_line_and_no_output(tmp_path: Path) -> None:
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     out = tmp_path / "tiny-int8.onnx"
     inventory = tmp_path / "inventory.yml"
     hosts = {

@@ -5,8 +5,6 @@ rapidocr wheel, the stateful Silero VAD with a scalar input. The files come from
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ from edgedeploy.convert import onnx_export
 from edgedeploy.convert.api import _select_int8
 from edgedeploy.convert_job import run as convert
 from edgedeploy.errors import UsageError
-from tests.third_party_onnx import page_crops, third_party_onnx, vad_feeds
+from tests.support.cli import run_cli
+from tests.support.third_party_onnx import page_crops, third_party_onnx, vad_feeds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,13 +136,7 @@ def test_precision_auto_through_the_cli(tmp_path: Path, cls_files: tuple[Path, P
         "--verify-samples",
         "4",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgedeploy", "convert", model, *args, "-o", out, "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_cli("convert", model, *args, "-o", out, "--json", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     selection = result["int8_selection"]

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.test_profile import one_error_line
-from tests.test_runner import make_onnx
+from tests.support.cli import REPO, one_error_line
+from tests.support.onnx_models import dense_onnx, onnx_model
 
 HIDDEN = ("torch", "torchvision", "onnxscript", "litert_torch", "zarr", "pureml")
 EXTRA_HINT = 'needs the [compress] extra: pip install "edgedeploy[compress]"'
@@ -58,7 +57,7 @@ def test_torch_verbs_name_the_extra(tmp_path: Path, args: list[str], what: str) 
 
 
 def test_core_verbs_work_without_torch(tmp_path: Path) -> None:
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     info = run_without_torch("inspect", str(model), "--json", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["format"] == "onnx"
@@ -94,23 +93,12 @@ def test_import_and_help_load_no_framework() -> None:
 
 def test_mnist_shaped_onnx_converts_without_the_mnist_data(tmp_path: Path) -> None:
     """MNIST digits come with the [compress] extra; without it the model is verified on generated inputs."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weights = np.random.default_rng(0).standard_normal((784, 10)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["image"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "W"], ["logits"]),
-        ],
-        "mnist-shaped",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        initializer=[numpy_helper.from_array(weights, "W")],
-    )
-    onnx.save(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+    onnx_model(
         tmp_path / "m.onnx",
+        [("Flatten", ["image"], ["flat"]), ("MatMul", ["flat", "W"], ["logits"])],
+        {"image": [1, 1, 28, 28]},
+        {"logits": [1, 10]},
+        {"W": np.random.default_rng(0).standard_normal((784, 10)).astype(np.float32)},
     )
     out = run_without_torch("convert", "m.onnx", "-o", "m-fp32.onnx", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -14,7 +14,7 @@ from edgedeploy.deploy.provision import (
     download_wheels,
     wheel_platform,
 )
-from tests.netcheck import pypi_reachable
+from tests.support.netcheck import pypi_reachable
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.arm64"

@@ -12,7 +12,7 @@ from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 MODULES_DEP = """\
 kernel/fs/ext4/ext4.ko: kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko kernel/lib/crc16.ko

@@ -11,7 +11,7 @@ from edgedeploy.deploy.emulator import image as emulator_image
 from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.transports.connect import open_transport
-from tests.emulator_env import image_or_skip
+from tests.support.emulator_env import image_or_skip
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 

@@ -17,9 +17,9 @@ import pytest
 
 from edgedeploy.deploy.emulator import image as emulator_image
 from edgedeploy.deploy.emulator import instances as emulator
-from tests.conftest import run_cli
-from tests.emulator_env import image_or_skip
-from tests.netcheck import pypi_reachable
+from tests.support.cli import run_cli
+from tests.support.emulator_env import image_or_skip
+from tests.support.netcheck import pypi_reachable
 
 # torch: the models are exported with torch and litert-torch ([compress] extra).
 pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.torch]

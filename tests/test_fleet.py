@@ -18,8 +18,9 @@ import pytest
 from edgedeploy.errors import UsageError
 from edgedeploy.fleet_job import Journal, run_fleet
 from edgedeploy.results import FleetRow
-from tests.conftest import REPO, run_cli
-from tests.fleet_support import hanging_python, kill_recorded, local_inventory, make_onnx
+from tests.support.cli import run_bench, run_cli
+from tests.support.fleet import hanging_python, kill_recorded, local_inventory
+from tests.support.onnx_models import dense_onnx
 
 FAST = {"runs": 5, "warmup": 1, "progress": False}
 OFF = {"ansible_python_interpreter": "/bin/false"}  # a device whose Python exits 1 at once
@@ -28,7 +29,7 @@ OFF = {"ansible_python_interpreter": "/bin/false"}  # a device whose Python exit
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("models")
-    return [make_onnx(root / "small.onnx", 16), make_onnx(root / "wide.onnx", 256)]
+    return [dense_onnx(root / "small.onnx", 16), dense_onnx(root / "wide.onnx", 256)]
 
 
 @pytest.fixture
@@ -166,10 +167,7 @@ def test_cli_json_rows_and_exit_codes(tmp_path: Path, models: list[Path]) -> Non
 
 
 def test_bench_quick_smoke() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "fleet.py"), "--quick"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+    proc = run_bench("fleet", "--quick", timeout=180)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     for fleet in ("independent_devices", "host_shared"):

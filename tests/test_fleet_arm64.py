@@ -27,9 +27,9 @@ from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fleet_job import run_fleet
-from tests.emulator_env import FLEET_HOSTS, IMAGES
-from tests.fleet_support import make_onnx
-from tests.isolation import IsolationUnavailable, network_namespace
+from tests.support.emulator_env import FLEET_HOSTS, IMAGES
+from tests.support.isolation import IsolationUnavailable, network_namespace
+from tests.support.onnx_models import dense_onnx
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -82,7 +82,7 @@ def test_fleet_over_arm64_chroot_hosts_each_in_its_own_namespace(
         pytest.skip(f"no cached arm64 image (the qemu VM test builds it): {exc}")
     monkeypatch.setattr(emulator, "instances_root", lambda: FLEET_HOSTS)
     runtime = _aarch64_runtime(FLEET_HOSTS / "aarch64-runtime")
-    model = make_onnx(tmp_path / "m.onnx", 32)
+    model = dense_onnx(tmp_path / "m.onnx", 32)
     names = [f"arm{i}" for i in range(HOSTS)]
     states = []
     with contextlib.ExitStack() as stack:

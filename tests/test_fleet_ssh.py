@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from edgedeploy.fleet_job import Journal, run_fleet
-from tests.fleet_support import make_onnx, ssh_inventory
-from tests.isolation import IsolationUnavailable, isolated_server
-from tests.sshd import SSHServer, keygen, make_server, sshd_available
+from tests.support.fleet import ssh_inventory
+from tests.support.isolation import IsolationUnavailable, isolated_server
+from tests.support.onnx_models import dense_onnx
+from tests.support.sshd import SSHServer, keygen, make_server, sshd_available
 
 
 @pytest.fixture(params=["loopback", "netns"])
@@ -44,7 +45,7 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SSH
 def test_ssh_fleet_with_a_server_stopped_mid_run(
     tmp_path: Path, servers: list[SSHServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    models = [make_onnx(tmp_path / f"m{i}.onnx", 16 * (i + 1)) for i in range(2)]
+    models = [dense_onnx(tmp_path / f"m{i}.onnx", 16 * (i + 1)) for i in range(2)]
     inv = ssh_inventory(tmp_path / "inv.yml", servers, "boxes")
     victim = servers[1]
 

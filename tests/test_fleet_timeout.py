@@ -5,8 +5,6 @@ the result is printed, waiting out the push's own 120 s device-answer timeout.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fleet_support import hanging_python, kill_recorded, make_onnx
-from tests.sshd import SSHServer
+from tests.support.cli import run_cli
+from tests.support.fleet import hanging_python, kill_recorded
+from tests.support.onnx_models import dense_onnx
+from tests.support.sshd import SSHServer
 
 TIMEOUT_S = 4
 # The hung push waits 120 s for the device before giving up on its own: an exit well before that
@@ -33,7 +33,7 @@ def hang_pids(tmp_path: Path) -> Iterator[Path]:
 def test_process_exits_soon_after_a_push_hangs_past_the_timeout(
     sshd: SSHServer, tmp_path: Path, hang_pids: Path
 ) -> None:
-    model = make_onnx(tmp_path / "m.onnx", 16)
+    model = dense_onnx(tmp_path / "m.onnx", 16)
     body = yaml.safe_load(sshd.inventory_yaml("hangs", workdir=str(tmp_path / "dev-hangs")))
     hangs = body["all"]["hosts"]["hangs"]
     hangs["ansible_python_interpreter"] = str(hanging_python(tmp_path / "py-hang", hang_pids))
@@ -44,9 +44,7 @@ def test_process_exits_soon_after_a_push_hangs_past_the_timeout(
             "--warmup", "1", "--dir", str(tmp_path / "store"), "--retries", "0",
             "--timeout", str(TIMEOUT_S)]  # fmt: skip
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgedeploy", *args, "--json"], capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli(*args, "--json", timeout=300)
     elapsed = time.monotonic() - start
     doc = json.loads(proc.stdout)
     rows = {r["target"]: r for r in doc["rows"]}

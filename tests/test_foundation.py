@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 VERBS = [
     ["compress"], ["convert"], ["inspect"], ["targets"], ["targets", "list"], ["targets", "check"],

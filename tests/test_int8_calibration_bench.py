@@ -4,23 +4,18 @@ photos disjoint from its calibration photos; the full run is EfficientNet-Lite0.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.torch  # the bench exports torch models ([compress] extra)
+from tests.support.cli import run_bench
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.torch  # the bench exports torch models ([compress] extra)
 
 
 def test_quick_calibration_bench_compares_every_method(tmp_path: Path) -> None:
     out_file = tmp_path / "calibration.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "int8_calibration.py"), "--quick", "--out", str(out_file)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
+    proc = run_bench("int8_calibration", "--quick", "--out", out_file, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     assert json.loads(out_file.read_text()) == doc

@@ -78,7 +78,7 @@ all:
 
 
 def test_targets_show_redacts_passwords(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     inventory = tmp_path / "inv.yml"
     inventory.write_text(SECRET_INVENTORY)
@@ -95,7 +95,7 @@ def test_targets_show_redacts_passwords(tmp_path: Path) -> None:
 
 
 def test_vault_values_are_refused_naming_the_key(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     inventory = tmp_path / "vaulted.yml"
     inventory.write_text(

@@ -10,8 +10,8 @@ import pytest
 
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.transports.connect import open_transport
-from tests.isolation import CGROUP_CPU, NAME_PREFIX, IsolationUnavailable, isolated_server
-from tests.sshd import keygen, sshd_available
+from tests.support.isolation import CGROUP_CPU, NAME_PREFIX, IsolationUnavailable, isolated_server
+from tests.support.sshd import keygen, sshd_available
 
 
 def _leftovers(name: str) -> list[str]:

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
-from tests.sshd import SSHServer
-from tests.test_runner import BOARD, JETSON_ORIN_INA3221, interpreters, make_onnx, write_tree
+from tests.support.cli import one_error_line, run_cli
+from tests.support.onnx_models import dense_onnx, onnx_model
+from tests.support.sshd import SSHServer
+from tests.test_runner import BOARD, JETSON_ORIN_INA3221, interpreters, write_tree
 
 HAVE_SSH_TRANSPORT = importlib.util.find_spec("edgedeploy.deploy.transports.ssh") is not None
 POWER_MODEL = {"idle_w": 2.0, "busy_w": 6.0, "note": "test board"}
@@ -33,7 +34,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     example = (torch.zeros(1, 16),)
     litert_torch.convert(mlp, example).export(str(folder / "tiny.tflite"))
     return {
-        "onnx": make_onnx(folder / "tiny.onnx"),
+        "onnx": dense_onnx(folder / "tiny.onnx"),
         "tflite": folder / "tiny.tflite",
         "tflite-int8": int8_tflite(mlp, example, folder / "tiny-int8.tflite"),
     }
@@ -82,13 +83,6 @@ def target_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **host
         )
     )
     return ["--target", "board", "--inventory", str(inventory)]
-
-
-def one_error_line(out) -> str:  # noqa: ANN001 - a CompletedProcess
-    assert out.returncode != 0, out.stdout
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
-    return lines[0]
 
 
 def reference_outputs(model: Path, x: np.ndarray) -> np.ndarray:
@@ -265,21 +259,12 @@ def test_too_old_device_python_is_one_clear_line(models: dict[str, Path], tmp_pa
 
 
 def test_run_matches_several_npy_inputs_to_the_inputs_in_order(tmp_path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    def tensor(name: str) -> object:
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3])
-
-    nodes = [
-        helper.make_node("Sub", ["a", "b"], ["a_minus_b"]),
-        helper.make_node("Mul", ["a", "b"], ["a_times_b"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "two_inputs", [tensor("a"), tensor("b")], [tensor("a_minus_b"), tensor("a_times_b")]
+    model = onnx_model(
+        tmp_path / "two.onnx",
+        [("Sub", ["a", "b"], ["a_minus_b"]), ("Mul", ["a", "b"], ["a_times_b"])],
+        {"a": [1, 3], "b": [1, 3]},
+        {"a_minus_b": [1, 3], "a_times_b": [1, 3]},
     )
-    model = tmp_path / "two.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(model))
     a, b = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from edgedeploy.profiles.compare import compare_docs, compare_profiles
 from edgedeploy.profiles.store import write_profile
-from tests.conftest import run_cli
-from tests.fleet_support import profile_doc
+from tests.support.cli import run_cli
+from tests.support.fleet import profile_doc
 
 
 def _metric(rows: list[dict], name: str) -> dict:

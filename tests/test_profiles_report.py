@@ -14,8 +14,8 @@ import pytest
 from edgedeploy.errors import UsageError
 from edgedeploy.profiles.report import pareto_front, write_report
 from edgedeploy.profiles.store import write_profile
-from tests.conftest import run_cli
-from tests.fleet_support import profile_doc
+from tests.support.cli import run_cli
+from tests.support.fleet import profile_doc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VARIANTS = [  # name, size bytes, accuracy, p50 ms

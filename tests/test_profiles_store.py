@@ -15,8 +15,8 @@ import pytest
 from edgedeploy.errors import UsageError
 from edgedeploy.profiles.index import INDEX_NAME, list_profiles, load_profile
 from edgedeploy.profiles.store import throttle_flags, write_profile
-from tests.conftest import run_cli
-from tests.fleet_support import profile_doc
+from tests.support.cli import run_cli
+from tests.support.fleet import profile_doc
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.provision import wheel_platform
 from edgedeploy.errors import UsageError
-from tests.conftest import run_cli
-from tests.netcheck import pypi_reachable
+from tests.support.cli import run_cli
+from tests.support.netcheck import pypi_reachable
 
 
 def test_wheel_tags_follow_the_device() -> None:

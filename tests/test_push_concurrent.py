@@ -21,9 +21,9 @@ from edgedeploy.deploy.transports.local import LocalTransport
 from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.fileinfo import sha256_file
-from tests.conftest import run_cli
-from tests.sshd import SSHServer
-from tests.test_runner import make_onnx
+from tests.support.cli import run_cli
+from tests.support.onnx_models import dense_onnx
+from tests.support.sshd import SSHServer
 
 
 def _start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -48,7 +48,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_two_profiles_at_once_on_a_fresh_local_target(tmp_path: Path) -> None:
     """The issue's repro: both used to write `edgedeploy_runner.py.edgedeploy-part` and one failed with
     FileNotFoundError (4 times in 4). Now the second waits for the file's lock and finds it in place."""
-    model = make_onnx(tmp_path / "m.onnx")
+    model = dense_onnx(tmp_path / "m.onnx")
     for round_ in range(2):  # each round on a fresh cache: both push runner and model at once
         env_cache = tmp_path / f"cache{round_}"
         env = {"XDG_CACHE_HOME": str(env_cache), "EDGEDEPLOY_PROFILES": str(tmp_path / "profiles")}
@@ -212,7 +212,7 @@ def test_fleet_checksum_replaces_a_device_copy_altered_with_its_mtime_kept(
 ) -> None:
     inventory = tmp_path / "inv.yml"
     inventory.write_text(sshd.inventory_yaml("box", ansible_python_interpreter=sys.executable))  # has ORT
-    model = make_onnx(tmp_path / "m.onnx")
+    model = dense_onnx(tmp_path / "m.onnx")
     first = run_cli("push", str(model), "-t", "box", "-i", str(inventory), "--json")
     assert first.returncode == 0, first.stderr
     remote = Path(json.loads(first.stdout)["remote_path"])

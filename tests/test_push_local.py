@@ -9,7 +9,7 @@ from pathlib import Path
 from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.push import PART_SUFFIX, push_file
 from edgedeploy.deploy.transports.local import LocalTransport
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def test_stale_partial_upload_is_replaced_and_manifest_records_files(tmp_path: Path) -> None:

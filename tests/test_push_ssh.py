@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -21,8 +20,8 @@ from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
 from edgedeploy.fileinfo import sha256_file
 from edgedeploy.runner.device.pushfile import ORPHAN_AGE_S
-from tests.conftest import run_cli
-from tests.sshd import SSHServer, free_port
+from tests.support.cli import run_bench, run_cli
+from tests.support.sshd import SSHServer, free_port
 
 
 def _target(tmp_path: Path, server: SSHServer, **extra: object) -> tuple[Path, Target]:
@@ -154,8 +153,7 @@ def test_push_benchmark_quick_smoke() -> None:
     """bench/push.py --quick: a 2 MB push vs scp on its own sshd, JSON with both throughputs."""
     if shutil.which("scp") is None:
         pytest.skip("OpenSSH client (scp) not installed")
-    bench = Path(__file__).resolve().parents[1] / "bench" / "push.py"
-    out = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=900)
+    out = run_bench("push", "--quick", timeout=900)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["push_mb_per_s"] > 0 and doc["scp_mb_per_s"] > 0 and doc["unchanged_repush_median_s"] > 0

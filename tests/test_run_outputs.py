@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_runner import make_onnx
+from tests.support.cli import run_cli
+from tests.support.onnx_models import dense_onnx
 
 TAMPERING_PYTHON = """#!{python}
 import json, os, subprocess, sys
@@ -57,7 +57,7 @@ def hostile_target(tmp_path: Path, hostile: str) -> list[str]:
 def test_run_refuses_output_names_outside_the_out_folder(hostile: str, tmp_path: Path) -> None:
     if hostile == "ABSOLUTE":
         hostile = str(tmp_path / "elsewhere" / "PWNED_out")
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     np.save(tmp_path / "x.npy", np.ones((1, 16), np.float32))
     outs = tmp_path / "work" / "outs"
     out = run_cli("run", str(model), *hostile_target(tmp_path, hostile), "--inputs", str(tmp_path / "x.npy"),
@@ -74,7 +74,7 @@ def test_run_refuses_output_names_outside_the_out_folder(hostile: str, tmp_path:
 
 def test_run_still_writes_plain_names_through_the_same_wrapper(tmp_path: Path) -> None:
     """The wrapper itself is not what fails: a plain name it reports is fetched as before."""
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     np.save(tmp_path / "x.npy", np.ones((1, 16), np.float32))
     outs = tmp_path / "outs"
     out = run_cli("run", str(model), *hostile_target(tmp_path, "renamed-by-device"),
@@ -106,7 +106,7 @@ def full_outputs_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_run_on_a_full_device_disk_leaves_no_temp_output(full_outputs_dir: Path, tmp_path: Path) -> None:
-    model = make_onnx(tmp_path / "tiny.onnx")
+    model = dense_onnx(tmp_path / "tiny.onnx")
     np.save(tmp_path / "x.npy", np.ones((1, 16), np.float32))
     inventory = tmp_path / "inventory.yml"
     board = {"ansible_connection": "local", "edgedeploy_workdir_local": str(full_outputs_dir)}

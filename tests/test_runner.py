@@ -23,40 +23,15 @@ from edgedeploy.runner import DEVICE_DIR, build_zipapp, write_zipapp
 from edgedeploy.runner.device import RunnerError, check_python
 from edgedeploy.runner.device.power import PowerSampler
 from edgedeploy.runner.device.sysfs import judge_throttling
-from tests.conftest import runner_pyz
+from tests.support.cli import runner_pyz
+from tests.support.onnx_models import dense_onnx
 
 ALLOWED_THIRD_PARTY = {"numpy", "psutil", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow"}
 
 
-def make_onnx(path: Path, *, batch: int | str = 1, features: int | str = 16) -> Path:
-    """A tiny y = relu(x @ W + b) model, x of shape [batch, features] (a str is a dynamic dim),
-    built with onnx.helper (no torch import: fast)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["pre"]),
-            helper.make_node("Relu", ["pre"], ["y"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
-        initializer=[
-            numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W"),
-            numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_onnx(tmp_path_factory.mktemp("runner-models") / "tiny.onnx")
+    return dense_onnx(tmp_path_factory.mktemp("runner-models") / "tiny.onnx")
 
 
 def run_runner(model: Path, *args: str, path_dirs: list[Path] | None = None) -> tuple[int, dict]:
@@ -431,7 +406,7 @@ def test_bad_inputs_are_one_json_error(tiny_onnx: Path, tmp_path: Path) -> None:
     assert code == 2 and "wants float32" in doc["error"]
     code, doc = run_runner(tmp_path / "text.npy")
     assert code == 2 and "unknown model format" in doc["error"]
-    dynamic = make_onnx(tmp_path / "dyn.onnx", batch="batch", features="features")
+    dynamic = dense_onnx(tmp_path / "dyn.onnx", batch="batch", features="features")
     code, doc = run_runner(dynamic, "--runs", "2")
     assert code == 2 and "dynamic dimensions [0, 1]" in doc["error"] and "--shape x=N,N" in doc["error"]
     code, doc = run_runner(dynamic, "--runs", "2", "--shape", "x=4,16")
@@ -440,7 +415,7 @@ def test_bad_inputs_are_one_json_error(tiny_onnx: Path, tmp_path: Path) -> None:
 
 
 def test_a_dynamic_batch_alone_defaults_to_one(tmp_path: Path) -> None:
-    code, doc = run_runner(make_onnx(tmp_path / "batch.onnx", batch="N"), "--runs", "2")
+    code, doc = run_runner(dense_onnx(tmp_path / "batch.onnx", batch="N"), "--runs", "2")
     assert code == 0, doc
     assert doc["inputs"][0]["shape"] == [1, 16] and doc["inputs"][0]["declared_shape"] == [None, 16]
     assert doc["notes"] == ["input 'x': dynamic batch dimension set to 1 (--shape to choose)"]

@@ -8,7 +8,7 @@ import sys
 
 from edgedeploy.deploy.inventory import Target
 from edgedeploy.deploy.runner_client import RunnerSettings
-from tests.conftest import runner_pyz
+from tests.support.cli import runner_pyz
 
 BOARD = Target(
     "board",

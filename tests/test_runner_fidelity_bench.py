@@ -4,24 +4,18 @@ repeats, int8 speed, top-1 agreement) on LeNet-5 in seconds; the full run is Eff
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.torch  # the bench exports torch models ([compress] extra)
+from tests.support.cli import run_bench
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.torch  # the bench exports torch models ([compress] extra)
 
 
 def test_quick_fidelity_bench_measures_every_variant(tmp_path: Path) -> None:
     out_file = tmp_path / "fidelity.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "runner_fidelity.py"), "--quick", "--compare-legacy",
-         "--out", str(out_file)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
+    proc = run_bench("runner_fidelity", "--quick", "--compare-legacy", "--out", out_file, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     assert json.loads(out_file.read_text()) == doc

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from edgedeploy.deploy import provision
 from edgedeploy.runner import provisionable_runtimes, supported_runtimes
-from tests.conftest import run_cli, runner_pyz
+from tests.support.cli import run_cli, runner_pyz
 
 
 def _runner_module() -> SimpleNamespace:

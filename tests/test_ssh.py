@@ -15,8 +15,8 @@ import yaml
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.transports.ssh import SSHTransport
 from edgedeploy.errors import TargetError
-from tests.conftest import run_cli
-from tests.sshd import SSHServer, keygen
+from tests.support.cli import run_cli
+from tests.support.sshd import SSHServer, keygen
 
 EVIL_NAME = "a b 'q' \"d\" $(touch PWNED); touch PWNED2 `touch PWNED3`.onnx"
 

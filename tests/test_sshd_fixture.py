@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.sshd import SSHServer
+from tests.support.sshd import SSHServer
 
 
 def test_real_ssh_client_logs_in_with_key(sshd: SSHServer) -> None:

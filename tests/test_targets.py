@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgedeploy.deploy.facts import facts_path
 from edgedeploy.deploy.inventory import load_inventory
-from tests.conftest import run_cli, runner_pyz
+from tests.support.cli import run_cli, runner_pyz
 
 BUILT_IN = {"local", "pi4", "pi5", "jetson-nano", "jetson-orin-nano", "android-arm64", "qemu-arm64"}
 

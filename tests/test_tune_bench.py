@@ -4,32 +4,25 @@ issue's JSON fields. A smoke run: its figures mean nothing and nothing here chec
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_bench
+
 pytestmark = pytest.mark.torch  # the bench trains and exports a torch model ([compress] extra)
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 ENTRY = {"accuracy", "p50_ms", "size_bytes"}
 
 
-def run_bench(*args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
+def quick_tune_bench(*args: str) -> dict:
     # A hang guard sized for a loaded 2-core machine, not a timing assertion.
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "tune.py"), "--quick", *args],
-        capture_output=True, text=True, timeout=1800, env=env,
-    )  # fmt: skip
+    proc = run_bench("tune", "--quick", *args, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
 
 def test_tune_bench_quick_prints_the_issue_fields() -> None:
-    doc = run_bench()
+    doc = quick_tune_bench()
     assert doc["quick"] is True and doc["trials"] == doc["config"]["trials"] == 2
     assert doc["config"]["train_samples"] == 256 and doc["config"]["target"] == "local"
     assert set(doc["baselines"]) == {"fp32", "int8_ptq", "default_recipe", "structured_only"}
@@ -48,11 +41,11 @@ def test_tune_bench_quick_prints_the_issue_fields() -> None:
 
 
 def test_tune_bench_quick_on_a_group_of_two_emulated_devices() -> None:
-    from tests.sshd import sshd_available
+    from tests.support.sshd import sshd_available
 
     if not sshd_available():
         pytest.skip("needs sshd (openssh-server) for the emulated devices")
-    doc = run_bench("--group")
+    doc = quick_tune_bench("--group")
     group = doc["group"]
     assert doc["config"]["target"] == "pair" and len(group["devices"]) == 2
     assert group["both_devices_used"] is True

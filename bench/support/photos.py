@@ -14,6 +14,9 @@ EfficientNet-Lite expects: (pixel - 127) / 128, the TensorFlow reference's MEAN_
 128 for the Lite models. (Checked: on centre crops it makes the ported weights more confident than
 torchvision's mean/std, e.g. coffee -> espresso 0.94 vs 0.84, motorcycle -> moped 0.72 vs 0.56.)
 One-channel models (the LeNet-5 smoke run) get grey crops in [0, 1].
+
+`smooth_images` makes synthetic natural-image-like inputs where photos are not needed (verification and
+calibration inputs of the conversion benches).
 """
 
 from __future__ import annotations
@@ -89,3 +92,14 @@ def agreement(
         # Signal-to-quantisation-noise ratio of the logits: finer-grained than agreement.
         "logit_sqnr_db": 10.0 * float(np.log10(np.sum(reference_logits**2) / noise)) if noise else None,
     }
+
+
+def smooth_images(count: int, size: int, seed: int) -> np.ndarray:
+    """Natural-image-like inputs: bilinear-upsampled 7x7 colour noise plus a little pixel noise."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.uniform(-1, 1, (count, 3, 7, 7)).astype(np.float32))
+    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.numpy() + rng.normal(0, 0.05, images.shape).astype(np.float32)
+    return np.clip(images, -1, 1).astype(np.float32)

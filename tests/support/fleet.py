@@ -1,5 +1,5 @@
-"""Helpers for the fleet and profile-store tests: tiny real ONNX models, local-target inventories,
-and profile documents in the store's schema."""
+"""Helpers for the fleet and profile-store tests: local-target and sshd inventories, a device Python
+that hangs, and profile documents in the store's schema."""
 
 from __future__ import annotations
 
@@ -15,27 +15,7 @@ from typing import Any
 import yaml
 
 from edgedeploy.profiles.schema import SCHEMA_VERSION
-from tests.sshd import SSHServer
-
-
-def make_onnx(path: Path, hidden: int) -> Path:
-    """A real one-layer ONNX model (MatMul + Relu on a 1x64 input); `hidden` sets its size."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weights = np.random.default_rng(hidden).standard_normal((64, hidden)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, hidden])],
-        [numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+from tests.support.sshd import SSHServer
 
 
 def hanging_python(path: Path, pid_file: Path) -> Path:

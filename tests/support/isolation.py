@@ -17,12 +17,16 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.sshd import SSHServer, make_server
+import yaml
+
+from tests.support.sshd import SSHServer, keygen, make_server
 
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 CFS_PERIOD_US = 100_000
@@ -184,3 +188,35 @@ def isolated_server(root: Path, client_key: Path, cpus: float | None = None) -> 
         server.start()
         server.write_known_hosts()
         yield server
+
+
+@contextlib.contextmanager
+def ssh_servers(root: Path, count: int, device_cpus: float | None) -> Iterator[list[SSHServer]]:
+    """`count` started sshd (the emulated devices of bench/fleet.py and bench/tune.py): on loopback
+    ports, or with `device_cpus` each in its own network namespace and CPU cgroup (raises
+    IsolationUnavailable where this machine cannot)."""
+    root.mkdir(parents=True, exist_ok=True)
+    client_key = keygen(root / "client_key")
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for i in range(count):
+            if device_cpus is None:
+                server = make_server(root / f"sshd{i}", client_key=client_key)
+                stack.callback(server.stop)
+                server.start().write_known_hosts()
+            else:
+                server = stack.enter_context(isolated_server(root / f"sshd{i}", client_key, cpus=device_cpus))
+            servers.append(server)
+        yield servers
+
+
+def ssh_hosts(servers: list[SSHServer]) -> dict[str, dict[str, Any]]:
+    """Inventory hosts dev0, dev1, ... for `servers`; the device's Python is this one."""
+    hosts = {}
+    for i, server in enumerate(servers):
+        name = f"dev{i}"
+        hosts[name] = {
+            **yaml.safe_load(server.inventory_yaml(name))["all"]["hosts"][name],
+            "ansible_python_interpreter": sys.executable,
+        }
+    return hosts

@@ -27,7 +27,7 @@ import yaml
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TF-MOT needs Keras 2 (tf-keras)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RECIPES = Path(__file__).resolve().parent / "recipes" / "tfmot"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tfmot"
 
 
 def run_tfmot(
