@@ -375,28 +375,3 @@ def run_fleet(
         wall_s=round(time.monotonic() - started, 3),
         rows=rows,
     )
-
-
-def print_result(result: FleetResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"fleet run {result.run_id} on {result.group}")
-    for col in ("target", "model", "status", "p50 ms", "time s", "profile / error"):
-        table.add_column(col, overflow="fold")
-    for row in result.rows:
-        status = "[green]ok[/]" if row.ok else "[red]error[/]"
-        if row.resumed:
-            status += " (resumed)"
-        table.add_row(
-            row.target + (" [yellow](emulated)[/]" if row.emulated else ""),
-            Path(row.model).name,
-            status,
-            f"{row.p50_ms:.3f}" if isinstance(row.p50_ms, float) else "-",
-            f"{row.seconds:.1f}",
-            row.profile_path or row.error or "",
-        )
-    console = Console()
-    console.print(table)
-    summary = f"{result.succeeded} ok, {result.failed} failed in {result.wall_s:.1f} s"
-    console.print(f"{summary}; journal {result.journal}")

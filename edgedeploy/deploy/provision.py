@@ -253,15 +253,3 @@ def provision_target(
         "sent_bytes": sum(p.sent_bytes for p in pushed),
         "seconds": seconds,
     }
-
-
-def print_result(result: dict[str, Any]) -> None:
-    sent_mb = result["sent_bytes"] / 1e6
-    print(
-        f"{result['target']}: {result['arch']}, Python {result['python']} ({', '.join(result['platforms'])})"
-    )
-    print(f"  wheels: {len(result['wheels'])} ({sent_mb:.1f} MB sent, unchanged ones skipped)")
-    for name, version in result["installed"].items():
-        print(f"  {name} {version}")
-    print(f"  interpreter: {result['interpreter']} (recorded as ansible_python_interpreter)")
-    print("  seconds: " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()))
