@@ -339,14 +339,9 @@ def push(
 
 def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
     """`--shape NAME=1,3,48,192` (repeatable) or a bare `--shape 1,3,48,192` for a one-input model."""
-    out: dict[str, list[int]] = {}
-    for spec in shapes:
-        name, _, dims = spec.rpartition("=")
-        try:
-            out[name] = [int(d) for d in dims.split(",") if d.strip()]
-        except ValueError:
-            fail(f"--shape {spec!r}: expected NAME=1,3,224,224 or 1,3,224,224")
-    return out
+    from edgedeploy.shapes import shapes_by_name
+
+    return shapes_by_name(shapes)
 
 
 ShapeOpt = Annotated[

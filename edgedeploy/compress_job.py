@@ -52,6 +52,7 @@ def run(
 
     require_compress("compress", ("torch", "onnxscript", *MNIST_PACKAGES))
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
+    from edgedeploy.models.loading import load_torch_model
 
     # Everything the user can get wrong is checked before any training starts.
     if repeats < 1:
@@ -235,44 +236,6 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--input-size {text!r}: give H,W in pixels (e.g. 224,224)")
     return size[0], size[1]
-
-
-def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
-    """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + its
-    architecture (`arch`, given by the user as `arch_option`); errors name the file as `what`."""
-    import torch
-    from torch import nn
-
-    from edgedeploy.models.loading import build_from_factory, build_from_state_dict
-
-    path = Path(spec)
-    if not path.exists():
-        if ":" in spec:
-            return build_from_factory(spec)
-        raise UsageError(f"{what} {spec}: no such file (give a file or module:factory)")
-    if path.is_dir():
-        raise UsageError(f"{what} {spec}: is a directory, not a torch model file")
-    if path.suffix == ".pt2":
-        raise UsageError(
-            f"{what} {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
-            f"give module:factory or a state_dict file with {arch_option}"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - torch.load raises many types for foreign files
-        raise UsageError(f"{what} {spec}: not a torch model file ({type(err).__name__})") from err
-    if isinstance(loaded, torch.jit.ScriptModule):
-        raise UsageError(
-            f"{what} {spec}: TorchScript has no Linear/Conv modules to compress; "
-            f"give module:factory or a state_dict file with {arch_option}"
-        )
-    if isinstance(loaded, nn.Module):
-        return loaded
-    if isinstance(loaded, dict):
-        state = loaded.get("state_dict", loaded.get("model", loaded))
-        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return build_from_state_dict(f"{what} {spec}", state, arch, arch_option)
-    raise UsageError(f"{what} {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
 
 
 def _printer() -> Any:

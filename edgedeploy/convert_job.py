@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.errors import UsageError
+from edgedeploy.shapes import parse_shapes
 
 MNIST_SHAPE = (1, 28, 28)
 MNIST_CALIBRATION_SAMPLES = 256
@@ -49,7 +50,8 @@ def run(
             "--int8-format auto, or --precision auto (to time any model there, use edgedeploy profile "
             "MODEL --target T)"
         )
-    shapes = parse_shapes([input_shape] if isinstance(input_shape, str) else input_shape or [])
+    texts = [input_shape] if isinstance(input_shape, str) else input_shape or []
+    shapes = parse_shapes(texts, "--input-shape")
     source = load_source(model, arch=arch, input_shape=shapes or None)
     output = output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None
@@ -91,22 +93,6 @@ def run(
     with open_transport(device, trust_new=trust_new) as transport:
         timer = TargetTimer(transport, device, remote_prefix=f"{output.stem}.")
         return convert_source(source, timer=timer, **options)
-
-
-def parse_shapes(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
-    """`--input-shape 1,3,224,224` or `--input-shape NAME=1,3,224,224` (repeatable: one per input)."""
-    return [(name, parse_shape(dims, name)) for name, _, dims in (t.rpartition("=") for t in texts)]
-
-
-def parse_shape(text: str, name: str = "") -> tuple[int, ...]:
-    spec = f"{name}={text}" if name else text
-    try:
-        shape = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
-    except ValueError as err:
-        raise UsageError(f"--input-shape {spec!r}: expected integers like 1,3,224,224") from err
-    if not shape or min(shape) < 1:
-        raise UsageError(f"--input-shape {spec!r}: expected positive integers like 1,3,224,224")
-    return shape
 
 
 def _verification_data(
