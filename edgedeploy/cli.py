@@ -696,7 +696,7 @@ def quickstart(
     """The whole path on one target: train LeNet-300-100 on MNIST, compress, convert, profile, report."""
     from edgedeploy import quickstart as quickstart_mod
 
-    quickstart_mod.run(
+    result = quickstart_mod.run(
         epochs=epochs,
         output=output,
         target=target,
@@ -705,6 +705,7 @@ def quickstart(
         train_samples=train_samples,
         inventory=inventory,
     )
+    present.quickstart(result)
 
 
 @app.command()
@@ -767,7 +768,7 @@ def tune(
     from edgedeploy import compress_job, tune_job
     from edgedeploy.results import TuneResult
 
-    say = (lambda m: typer.echo(m, err=True)) if not as_json else (lambda _m: None)
+    say = present.stderr_lines() if not as_json else (lambda _m: None)
     result = tune_job.run(
         tune_job.TuneOptions(
             model=model, data=data, target=target, output=output, trials=trials,

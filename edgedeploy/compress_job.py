@@ -71,8 +71,9 @@ def run(
     data = load_compression_data(dataset, data_options or DataOptions(), train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
+    from edgedeploy.present import dim_lines
 
-    say = _printer() if show_progress else None
+    say = dim_lines() if show_progress else None
     warnings = []
     if data.splits.mean is None and not data.splits.source.endswith("(module:factory)"):
         # Whether a model expects normalised inputs cannot be read off its weights: say what it got.
@@ -236,10 +237,3 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--input-size {text!r}: give H,W in pixels (e.g. 224,224)")
     return size[0], size[1]
-
-
-def _printer() -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    return lambda message: console.print(f"[dim]{message}[/dim]", highlight=False)

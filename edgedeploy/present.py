@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +32,17 @@ if TYPE_CHECKING:
         ProfileSummary,
         ProvisionResult,
         PushResult,
+        QuickstartResult,
         RunResult,
         TargetFacts,
         TargetInfo,
         TargetRow,
         TuneResult,
     )
+
+
+Say = Callable[[str], None]
+"""How a job reports progress: one call per line, shown on stderr (never on stdout)."""
 
 
 def json_doc(doc: Any) -> None:
@@ -657,3 +664,122 @@ def tune(tuned: TuneResult) -> None:
     )
     if result.get("report"):
         console.print(f"report: {result['report']}")
+
+
+def quickstart(result: QuickstartResult) -> None:
+    """The quickstart's closing table, its compression figures and where everything went."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows, summary = result.variants, result.doc["compression"]
+    table = Table(title=f"LeNet-300-100 on '{result.target}' (batch 1, 1 thread)", box=box.SIMPLE_HEAD)
+    for col in ("variant", "KB", "zip KB", "accuracy", "p50 µs", "p95 µs", "RSS MB"):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row["variant"],
+            f"{row['size_bytes'] / 1024:,.1f}",
+            f"{row['zipped_bytes'] / 1024:,.1f}",
+            f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "n/a",
+            f"{row['latency_p50_ms'] * 1000:,.1f}",
+            f"{row['latency_p95_ms'] * 1000:,.1f}",
+            f"{row['peak_rss_mb']:.0f}",
+        )
+    console.print(table)
+    console.print("base = trained model, comp = after the compression recipe; KB = file size")
+    if any(r["emulated"] for r in rows):
+        console.print("[yellow]emulated target: timings are not device timings[/]")
+    # The Deep-Compression-style storage figures, with the rate's definition stated.
+    survived = all(v.get("survived", False) for v in (summary.get("survival") or {}).values())
+    console.print(
+        f"compression: {summary['fp32_bytes'] / 1024:,.1f} KB fp32 -> "
+        f"{summary['deep_compression_bytes'] / 1024:,.1f} KB in Deep-Compression format "
+        f"= {summary['rate']:.1f}x ({summary['rate_definition']}); "
+        f"sparsity {summary['weight_sparsity']:.0%}, "
+        f"accuracy (validation) {summary['accuracy_before']:.2%} -> {summary['accuracy_after']:.2%}; "
+        f"sparsity and clusters {'survived' if survived else 'did NOT survive'} in the exported ONNX weights"
+    )
+    profiles = Path(rows[0]["profile"]).parents[2]
+    console.print(f"models and summary in {result.output}/, profiles under {profiles}/")
+    console.print(f"finished in {result.doc['timings_s']['total_s']:.0f} s")
+
+
+# --------------------------------------------------------------------------------------------------
+# stderr: what a job says while it works (stdout stays the result)
+# --------------------------------------------------------------------------------------------------
+
+
+def stderr_lines() -> Say:
+    """Progress as plain lines on stderr (tune's steps, fleet's run id, the emulator's build)."""
+
+    def say(message: str) -> None:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+    return say
+
+
+def dim_lines() -> Say:
+    """Progress as dimmed lines on stderr (compress's stages and epochs)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda message: console.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+@contextmanager
+def transfer_bar(description: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (bytes, throughput, time left) fed by (done, total) calls; gone when
+    the transfer ends."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+class TargetsProgress:
+    """One progress line per target on stderr (fleet): a bar of its jobs and its current status."""
+
+    def __init__(self, totals: dict[str, int], done: dict[str, int]) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<20}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(stderr=True),
+        )
+        self._tasks = {
+            name: self._progress.add_task(name, total=total, completed=done.get(name, 0), status="queued")
+            for name, total in totals.items()
+        }
+
+    def status(self, target: str, text: str) -> None:
+        self._progress.update(self._tasks[target], status=text)
+
+    def advance(self, target: str) -> None:
+        self._progress.advance(self._tasks[target])
+
+    def start(self) -> None:
+        self._progress.start()
+
+    def stop(self) -> None:
+        self._progress.stop()

@@ -73,24 +73,11 @@ def _push_one(
 
 @contextmanager
 def _progress_bar(file: Path, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar (bytes, throughput, time left) on stderr, fed by the transport's callback."""
+    """The transfer's progress bar on stderr (present.transfer_bar), or None without progress."""
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from edgedeploy.present import transfer_bar
 
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"push {file.name}", total=file.stat().st_size)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    with transfer_bar(f"push {file.name}", file.stat().st_size) as bar:
+        yield bar

@@ -548,3 +548,17 @@ class TuneResult(_Document):
             report=Path(doc["report"]) if doc.get("report") else None,
             doc=doc,
         )
+
+
+@dataclass(frozen=True)
+class QuickstartResult(_Document):
+    """The quickstart's variants as measured (`doc` is its summary.json) and where it wrote them."""
+
+    target: str
+    output: Path
+    variants: list[dict[str, Any]]  # one row per exported file: size, accuracy, p50/p95, profile
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], output: Path) -> QuickstartResult:
+        return cls(target=str(doc["target"]), output=output, variants=list(doc["variants"]), doc=doc)
