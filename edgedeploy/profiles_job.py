@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedeploy.fileinfo import write_bytes_atomic
-from edgedeploy.profiles import compare, index, report
+from edgedeploy.profiles import compare, index
+from edgedeploy.profiles.report import write_report
 from edgedeploy.results import Comparison, Profile, ProfilesExport, ProfileSummary
+
+# `profiles report` returns the HTML file's path: the package's function is the whole job.
+__all__ = ["compare_profiles", "export_csv", "list_profiles", "load_profile", "write_report"]
 
 
 def list_profiles(
@@ -41,14 +45,3 @@ def export_csv(root: Path | None, path: Path) -> ProfilesExport:
         return ProfilesExport(path=path, rows=rows, text=text)
     write_bytes_atomic(path, text.encode())
     return ProfilesExport(path=path, rows=rows, text=None)
-
-
-def write_report(
-    root: Path | None,
-    output: Path,
-    *,
-    target: str | None = None,
-    model: str | None = None,
-    png_dir: Path | None = None,
-) -> Path:
-    return report.write_report(root, output, target=target, model=model, png_dir=png_dir)
