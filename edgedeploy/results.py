@@ -2,9 +2,11 @@
 
 Stdlib only, so importing this module costs nothing. Each result names the fields a script reads
 most as typed attributes; `to_dict()` gives the JSON document the CLI prints with `--json` (and,
-for a profile, the document stored on disk), so nothing a verb reports is lost. `FleetResult` and
-`FleetRow` are built by the fleet job itself; the others are typed views built from the job's
-document (`from_doc`), which stays the one place that decides what the document holds.
+for a profile, the document stored on disk), so nothing a verb reports is lost. `FleetResult`,
+`FleetRow`, `ProfileSummary`, `TargetRow`, `EmulatorStopped` and `ProfilesExport` are plain
+dataclasses; the others are typed views built from the job's document (`from_doc`), which stays
+the one place that decides what the document holds. `edgedeploy.present` prints each of them for
+the CLI.
 """
 
 from __future__ import annotations
