@@ -600,8 +600,7 @@ def profiles_export(
 
     if csv_out is None:
         fail("profiles export needs --csv FILE (or --csv - for stdout)")
-    exported = profiles_job.export_csv(root, csv_out)
-    present.exported(exported.text, exported.rows, exported.path)
+    present.exported(profiles_job.export_csv(root, csv_out))
 
 
 @profiles_app.command("report")

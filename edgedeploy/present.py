@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         FleetResult,
         ModelInfo,
         Profile,
+        ProfilesExport,
         ProfileSummary,
         ProvisionResult,
         PushResult,
@@ -569,13 +570,13 @@ def comparison(compared: Comparison) -> None:
     console.print(table)
 
 
-def exported(text: str | None, rows: int, path: Path) -> None:
+def exported(export: ProfilesExport) -> None:
     """`profiles export`: the CSV itself on stdout for `--csv -`, else a count on stderr (stdout
     stays empty, as for a file written by a redirect)."""
-    if text is not None:
-        sys.stdout.write(text)
+    if export.text is not None:
+        sys.stdout.write(export.text)
     else:
-        sys.stderr.write(f"{rows} profiles -> {path}\n")
+        sys.stderr.write(f"{export.rows} profiles -> {export.path}\n")
 
 
 # --------------------------------------------------------------------------------------------------
