@@ -166,9 +166,9 @@ def time_stage_files(
     from edgedeploy.deploy.transports.connect import open_transport
 
     files = {path.stem: path for path in sorted(folder.glob("*.onnx"))}
-    device = load_inventory(inventory).get(target_name)
-    with open_transport(device, trust_new=trust_new) as transport:
-        timed = TargetTimer(transport, device, remote_prefix="compress-").latencies(files, None, None)  # type: ignore[arg-type]
+    target = load_inventory(inventory).get(target_name)
+    with open_transport(target, trust_new=trust_new) as transport:
+        timed = TargetTimer(transport, target, remote_prefix="compress-").latencies(files, None, None)  # type: ignore[arg-type]
     p50 = timed["p50_ms"]
     base = p50.get("00-input")
     for index, stage in enumerate(result["stages"], 1):

@@ -154,7 +154,7 @@ def _system_python(target_python: str) -> str:
 
 
 def provision_target(
-    target: str,
+    target_name: str,
     runtimes: list[str],
     inventory: Path | None = None,
     trust_new: bool = False,
@@ -170,7 +170,7 @@ def provision_target(
         )
     runtimes = sorted(set(runtimes))
     requirements = [RUNTIME_REQUIREMENTS[r] for r in runtimes] + BASE_REQUIREMENTS
-    host = load_inventory(inventory).get(target)
+    target = load_inventory(inventory).get(target_name)
     seconds: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -180,8 +180,8 @@ def provision_target(
         seconds[name] = round(now - clock, 1)
         clock = now
 
-    with open_transport(host, trust_new=trust_new) as transport:
-        python = _system_python(host.python)
+    with open_transport(target, trust_new=trust_new) as transport:
+        python = _system_python(target.python)
         facts = probe_device(transport, python)
         platform = wheel_platform(facts["machine"], facts["python"], facts["libc"][1])
         lap("probe")
@@ -205,7 +205,7 @@ def provision_target(
             # (Debian's python3 without python3-venv); pip runs from its pushed wheel instead.
             result = transport.run([python, "-m", "venv", "--without-pip", venv], timeout=600)
             if not result.ok:
-                raise TargetError(f"{host.name}: creating a venv failed: {result.last_error_line()}")
+                raise TargetError(f"{target.name}: creating a venv failed: {result.last_error_line()}")
         lap("venv")
         pip_wheel = next(
             p.remote_path for w, p in zip(wheels, pushed, strict=True) if w.name.startswith("pip-")
@@ -229,8 +229,8 @@ def provision_target(
         versions = json.loads(out.strip().splitlines()[-1])
         lap("verify")
     # Runtimes provisioned earlier into the same venv are still there: keep them on the record.
-    earlier = host.vars.get("edgedeploy_provisioned") or {}
-    kept = dict(earlier.get("runtimes") or {}) if host.python == venv_python else {}
+    earlier = target.vars.get("edgedeploy_provisioned") or {}
+    kept = dict(earlier.get("runtimes") or {}) if target.python == venv_python else {}
     record = {
         "python": facts["python"],
         "arch": facts["machine"],
@@ -238,9 +238,9 @@ def provision_target(
         "numpy": versions["numpy"],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    set_host_vars(host.name, {"ansible_python_interpreter": venv_python, "edgedeploy_provisioned": record})
+    set_host_vars(target.name, {"ansible_python_interpreter": venv_python, "edgedeploy_provisioned": record})
     return {
-        "target": host.name,
+        "target": target.name,
         "arch": facts["machine"],
         "python": facts["python"],
         "platforms": platform.platforms,
