@@ -619,6 +619,7 @@ def emulator_stopped(stopped: EmulatorStopped) -> None:
 def tune(tuned: TuneResult) -> None:
     """The Pareto front as a table, the counts, the recommended model and where the report is."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from edgedeploy.tune.space import describe_settings
@@ -627,7 +628,8 @@ def tune(tuned: TuneResult) -> None:
     # Piped into a file or a CI log, rich would wrap the settings column at 80 characters.
     console = Console(width=None if sys.stdout.isatty() else 180)
     for message in result["messages"]:
-        console.print(f"[yellow]{message}[/]", highlight=False)
+        # escape: a message's own brackets ("[trial 3]") would otherwise be taken as rich markup
+        console.print(f"[yellow]{escape(message)}[/]", highlight=False)
     table = Table(title=f"Pareto front on {result['target']} ({', '.join(result['objectives'])})")
     columns = (
         "trial", "accuracy", "p50 ms", "size KB", "peak MB", "export", "runtime", "threads", "device",
