@@ -727,9 +727,10 @@ def stderr_lines() -> Say:
 def dim_lines() -> Say:
     """Progress as dimmed lines on stderr (compress's stages and epochs)."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True)
-    return lambda message: console.print(f"[dim]{message}[/dim]", highlight=False)
+    return lambda message: console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
 
 
 @contextmanager
