@@ -172,9 +172,9 @@ def convert(
 def inspect(model: PathLike, shapes: Shapes | None = None) -> ModelInfo:
     """Describe a .onnx, .tflite or torch file (`edgedeploy inspect`); `shapes` fix dynamic inputs
     for the MAC counts."""
-    from edgedeploy.convert.inspect import inspect_model
+    from edgedeploy import inspect_job
 
-    return ModelInfo.from_doc(inspect_model(Path(model), shapes or {}))
+    return inspect_job.inspect(Path(model), shapes)
 
 
 def push(
@@ -338,23 +338,23 @@ def list_profiles(
     """The stored profiles matching every filter given, oldest first (`edgedeploy profiles list`).
 
     `model` matches the model's name (file stem) or a sha256 prefix; `since` is an ISO date/time."""
-    from edgedeploy.profiles import index
+    from edgedeploy import profiles_job
 
-    rows = index.list_profiles(_path(profiles_dir), target=target, model=model, runtime=runtime, since=since)
-    return [ProfileSummary.from_row(row) for row in rows]
+    return profiles_job.list_profiles(
+        _path(profiles_dir), target=target, model=model, runtime=runtime, since=since
+    )
 
 
 def load_profile(profile_id: PathLike, profiles_dir: PathLike | None = None) -> Profile:
     """One stored profile by id, file path, or a unique prefix of either (`profiles show`)."""
-    from edgedeploy.profiles import index
+    from edgedeploy import profiles_job
 
-    root = _path(profiles_dir)
-    return Profile.from_doc(index.load_profile(root, str(profile_id)), root)
+    return profiles_job.load_profile(_path(profiles_dir), str(profile_id))
 
 
 def compare_profiles(a: PathLike, b: PathLike, profiles_dir: PathLike | None = None) -> Comparison:
     """B relative to A, metric by metric, with differences inside the measured spread flagged as
     noise (`profiles compare`); `a` and `b` as `load_profile` takes them."""
-    from edgedeploy.profiles import compare
+    from edgedeploy import profiles_job
 
-    return Comparison.from_doc(compare.compare_profiles(_path(profiles_dir), str(a), str(b)))
+    return profiles_job.compare_profiles(_path(profiles_dir), str(a), str(b))

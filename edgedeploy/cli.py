@@ -6,14 +6,14 @@ that needs it, so `edgedeploy --help` answers instantly.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
+from edgedeploy import present
 from edgedeploy.errors import EdgeDeployError
 from edgedeploy.runner import provisionable_runtimes, supported_runtimes
 
@@ -45,10 +45,6 @@ InventoryOpt = Annotated[
 TrustNewOpt = Annotated[
     bool, typer.Option("--trust-new", help="Accept and record an unknown SSH host key (refused otherwise).")
 ]
-
-
-def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -163,9 +159,9 @@ def compress(
         progress=not as_json,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        compress_job.print_report(result.to_dict())
+        present.compress(result)
 
 
 @app.command()
@@ -215,7 +211,7 @@ def convert(
     as_json: JsonOpt = False,
 ) -> None:
     """Convert to ONNX or TFLite and verify the result against the source model."""
-    from edgedeploy import api, convert_job
+    from edgedeploy import api
 
     result = api.convert(
         model,
@@ -235,9 +231,9 @@ def convert(
         trust_new=trust_new,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        convert_job.print_report(result.to_dict())
+        present.convert(result)
 
 
 @app.command()
@@ -251,13 +247,12 @@ def inspect(
 ) -> None:
     """Describe a model: inputs/outputs, ops, parameters, sparsity, sizes, quantization, runtimes."""
     from edgedeploy import api
-    from edgedeploy.convert import inspect as inspect_mod
 
     info = api.inspect(model, _parse_shapes(shape or []))
     if as_json:
-        print_json(info.to_dict())
+        present.json_doc(info.to_dict())
     else:
-        inspect_mod.print_report(info.to_dict())
+        present.inspect(info)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,9 +267,9 @@ def targets_list(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> No
 
     rows = targets_job.list_targets(inventory)
     if as_json:
-        print_json(rows)
+        present.json_doc([row.to_dict() for row in rows])
     else:
-        targets_job.print_list(rows)
+        present.targets(rows)
 
 
 @targets_app.command("show")
@@ -282,11 +277,11 @@ def targets_show(name: str, inventory: InventoryOpt = None, as_json: JsonOpt = F
     """Show one target's variables and cached facts."""
     from edgedeploy import targets_job
 
-    doc = targets_job.show_target(name, inventory)
+    info = targets_job.show_target(name, inventory)
     if as_json:
-        print_json(doc)
+        present.json_doc(info.to_dict())
     else:
-        targets_job.print_show(doc)
+        present.target(info)
 
 
 @targets_app.command("check")
@@ -298,9 +293,9 @@ def targets_check(
 
     facts = targets_job.check_target(name, inventory, trust_new=trust_new)
     if as_json:
-        print_json(facts)
+        present.json_doc(facts.to_dict())
     else:
-        targets_job.print_facts(facts)
+        present.facts(facts)
 
 
 ChecksumOpt = Annotated[
@@ -323,7 +318,7 @@ def push(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
-    from edgedeploy import api, push_job
+    from edgedeploy import api
 
     result = api.push(
         file,
@@ -335,23 +330,18 @@ def push(
         progress=not as_json,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        push_job.print_result(result.to_dict())
+        present.push(result)
     if not result.ok:  # a group push where some target failed
         raise typer.Exit(1)
 
 
 def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
     """`--shape NAME=1,3,48,192` (repeatable) or a bare `--shape 1,3,48,192` for a one-input model."""
-    out: dict[str, list[int]] = {}
-    for spec in shapes:
-        name, _, dims = spec.rpartition("=")
-        try:
-            out[name] = [int(d) for d in dims.split(",") if d.strip()]
-        except ValueError:
-            fail(f"--shape {spec!r}: expected NAME=1,3,224,224 or 1,3,224,224")
-    return out
+    from edgedeploy.shapes import shapes_by_name
+
+    return shapes_by_name(shapes)
 
 
 ShapeOpt = Annotated[
@@ -401,7 +391,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a model once on a target and fetch its outputs."""
-    from edgedeploy import api, profile_job
+    from edgedeploy import api
 
     result = api.run(
         model,
@@ -415,9 +405,9 @@ def run(
         trust_new=trust_new,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        profile_job.print_run(result.to_dict())
+        present.run(result)
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -451,7 +441,7 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure latency, memory, thermal state and power on a target; store a device profile."""
-    from edgedeploy import api, profile_job
+    from edgedeploy import api
 
     result = api.profile(
         model,
@@ -474,9 +464,9 @@ def profile(
         progress=not as_json,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        profile_job.print_profile(result.to_dict())
+        present.measured(result)
 
 
 @app.command()
@@ -491,18 +481,18 @@ def provision(
     as_json: JsonOpt = False,
 ) -> None:
     """Install runtimes on a device WITHOUT internet: wheels fetched on the host, installed offline there."""
-    from edgedeploy.deploy import provision as provision_mod
+    from edgedeploy import provision_job
 
-    result = provision_mod.provision_target(
+    result = provision_job.provision(
         target,
-        runtimes=runtime or list(provisionable_runtimes()),
+        runtime or list(provisionable_runtimes()),
         inventory=inventory,
         trust_new=trust_new,
     )
     if as_json:
-        print_json(result)
+        present.json_doc(result.to_dict())
     else:
-        provision_mod.print_result(result)
+        present.provision(result)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -527,7 +517,7 @@ def fleet_profile(
     checksum: ChecksumOpt = False,
 ) -> None:
     """Profile every model on every target of a group, concurrently, isolating failures."""
-    from edgedeploy import api, fleet_job
+    from edgedeploy import api
 
     result = api.fleet_profile(
         models,
@@ -545,9 +535,9 @@ def fleet_profile(
         progress=not as_json,
     )
     if as_json:
-        print_json(result.to_dict())
+        present.json_doc(result.to_dict())
     else:
-        fleet_job.print_result(result)
+        present.fleet(result)
     raise typer.Exit(0 if not result.failures else 1)
 
 
@@ -568,40 +558,36 @@ def profiles_list(
 ) -> None:
     """List stored profiles."""
     from edgedeploy import api
-    from edgedeploy.profiles import store
 
     found = api.list_profiles(root, target=target, model=model, runtime=runtime, since=since)
-    rows = [row.to_dict() for row in found]
     if as_json:
-        print_json(rows)
+        present.json_doc([row.to_dict() for row in found])
     else:
-        store.print_list(rows)
+        present.profiles(found)
 
 
 @profiles_app.command("show")
 def profiles_show(profile_id: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show one stored profile."""
     from edgedeploy import api
-    from edgedeploy.profiles import store
 
-    doc = api.load_profile(profile_id, root).to_dict()
+    profile = api.load_profile(profile_id, root)
     if as_json:
-        print_json(doc)
+        present.json_doc(profile.to_dict())
     else:
-        store.print_profile(doc)
+        present.stored_profile(profile)
 
 
 @profiles_app.command("compare")
 def profiles_compare(a: str, b: str, root: ProfilesDirOpt = None, as_json: JsonOpt = False) -> None:
     """Compare two profiles; differences smaller than the measured spread are flagged as noise."""
     from edgedeploy import api
-    from edgedeploy.profiles import compare as compare_mod
 
-    doc = api.compare_profiles(a, b, root).to_dict()
+    compared = api.compare_profiles(a, b, root)
     if as_json:
-        print_json(doc)
+        present.json_doc(compared.to_dict())
     else:
-        compare_mod.print_comparison(doc)
+        present.comparison(compared)
 
 
 @profiles_app.command("export")
@@ -610,11 +596,11 @@ def profiles_export(
     root: ProfilesDirOpt = None,
 ) -> None:
     """Export profiles as CSV."""
-    from edgedeploy.profiles import index
+    from edgedeploy import profiles_job
 
     if csv_out is None:
         fail("profiles export needs --csv FILE (or --csv - for stdout)")
-    index.export_csv(root, csv_out)
+    present.exported(profiles_job.export_csv(root, csv_out))
 
 
 @profiles_app.command("report")
@@ -630,10 +616,10 @@ def profiles_report(
     root: ProfilesDirOpt = None,
 ) -> None:
     """Write one self-contained HTML report with tables and plots."""
-    from edgedeploy.profiles import report
+    from edgedeploy import profiles_job
 
-    path = report.write_report(root, output, target=target, model=model, png_dir=png_dir)
-    typer.echo(f"report written: {path}")
+    path = profiles_job.write_report(root, output, target=target, model=model, png_dir=png_dir)
+    present.line(f"report written: {path}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -647,9 +633,9 @@ def emulator_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if a cached image exists.")] = False,
 ) -> None:
     """Build (or reuse) a bootable Debian arm64 disk image with sshd and python3."""
-    from edgedeploy.deploy.emulator import instances as emulator
+    from edgedeploy import emulator_job
 
-    typer.echo(str(emulator.build_image(suite=suite, force=force)))
+    present.line(str(emulator_job.build(suite=suite, force=force)))
 
 
 @emulator_app.command("start")
@@ -666,31 +652,30 @@ def emulator_start(
     ] = "vm",
 ) -> None:
     """Boot an emulated arm64 device and add it to the inventory as a target."""
-    from edgedeploy.deploy.emulator import instances as emulator
+    from edgedeploy import emulator_job
 
-    info = emulator.start_instance(name=name, cpus=cpus, memory=memory, suite=suite, kind=kind)
-    print_json(info)
+    started = emulator_job.start(name, cpus=cpus, memory=memory, suite=suite, kind=kind)
+    present.json_doc(started.to_dict())
 
 
 @emulator_app.command("stop")
 def emulator_stop(name: Annotated[str, typer.Option(help="Instance name.")] = "qemu-arm64") -> None:
     """Shut an emulator down (SSH poweroff, then kill by PID if needed)."""
-    from edgedeploy.deploy.emulator import instances as emulator
+    from edgedeploy import emulator_job
 
-    result = emulator.stop_instance(name)
-    typer.echo(f"{result['name']}: {result['how']}")
+    present.emulator_stopped(emulator_job.stop(name))
 
 
 @emulator_app.command("status")
 def emulator_status(as_json: JsonOpt = False) -> None:
     """List emulator instances."""
-    from edgedeploy.deploy.emulator import instances as emulator
+    from edgedeploy import emulator_job
 
-    rows = emulator.list_instances()
+    rows = emulator_job.status()
     if as_json:
-        print_json(rows)
+        present.json_doc([row.to_dict() for row in rows])
     else:
-        emulator.print_instances(rows)
+        present.emulator_instances(rows)
 
 
 @app.command()
@@ -710,7 +695,7 @@ def quickstart(
     """The whole path on one target: train LeNet-300-100 on MNIST, compress, convert, profile, report."""
     from edgedeploy import quickstart as quickstart_mod
 
-    quickstart_mod.run(
+    result = quickstart_mod.run(
         epochs=epochs,
         output=output,
         target=target,
@@ -719,6 +704,7 @@ def quickstart(
         train_samples=train_samples,
         inventory=inventory,
     )
+    present.quickstart(result)
 
 
 @app.command()
@@ -779,8 +765,9 @@ def tune(
 ) -> None:
     """Search recipes, export formats and threads for the best accuracy/latency/size on the target."""
     from edgedeploy import compress_job, tune_job
+    from edgedeploy.results import TuneResult
 
-    say = (lambda m: typer.echo(m, err=True)) if not as_json else (lambda _m: None)
+    say = present.stderr_lines() if not as_json else (lambda _m: None)
     result = tune_job.run(
         tune_job.TuneOptions(
             model=model, data=data, target=target, output=output, trials=trials,
@@ -791,12 +778,11 @@ def tune(
             data_options=compress_job.DataOptions(batch_size=batch_size), say=say,
         )
     )  # fmt: skip
+    tuned = TuneResult.from_doc(result)
     if as_json:
-        print_json({k: v for k, v in result.items() if k != "trials"})
+        present.json_doc({k: v for k, v in tuned.to_dict().items() if k != "trials"})
     else:
-        from edgedeploy.tune.report import print_table
-
-        print_table(result)
+        present.tune(tuned)
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def run(
 
     require_compress("compress", ("torch", "onnxscript", *MNIST_PACKAGES))
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
+    from edgedeploy.models.loading import load_torch_model
 
     # Everything the user can get wrong is checked before any training starts.
     if repeats < 1:
@@ -70,8 +71,9 @@ def run(
     data = load_compression_data(dataset, data_options or DataOptions(), train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
+    from edgedeploy.present import dim_lines
 
-    say = _printer() if show_progress else None
+    say = dim_lines() if show_progress else None
     warnings = []
     if data.splits.mean is None and not data.splits.source.endswith("(module:factory)"):
         # Whether a model expects normalised inputs cannot be read off its weights: say what it got.
@@ -164,9 +166,9 @@ def time_stage_files(
     from edgedeploy.deploy.transports.connect import open_transport
 
     files = {path.stem: path for path in sorted(folder.glob("*.onnx"))}
-    device = load_inventory(inventory).get(target_name)
-    with open_transport(device, trust_new=trust_new) as transport:
-        timed = TargetTimer(transport, device, remote_prefix="compress-").latencies(files, None, None)  # type: ignore[arg-type]
+    target = load_inventory(inventory).get(target_name)
+    with open_transport(target, trust_new=trust_new) as transport:
+        timed = TargetTimer(transport, target, remote_prefix="compress-").latencies(files, None, None)  # type: ignore[arg-type]
     p50 = timed["p50_ms"]
     base = p50.get("00-input")
     for index, stage in enumerate(result["stages"], 1):
@@ -235,116 +237,3 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--input-size {text!r}: give H,W in pixels (e.g. 224,224)")
     return size[0], size[1]
-
-
-def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
-    """An eager nn.Module from `module:factory`, a pickled module file, or a state_dict file + its
-    architecture (`arch`, given by the user as `arch_option`); errors name the file as `what`."""
-    import torch
-    from torch import nn
-
-    from edgedeploy.models.loading import build_from_factory, build_from_state_dict
-
-    path = Path(spec)
-    if not path.exists():
-        if ":" in spec:
-            return build_from_factory(spec)
-        raise UsageError(f"{what} {spec}: no such file (give a file or module:factory)")
-    if path.is_dir():
-        raise UsageError(f"{what} {spec}: is a directory, not a torch model file")
-    if path.suffix == ".pt2":
-        raise UsageError(
-            f"{what} {spec}: a .pt2 ExportedProgram has no Linear/Conv modules left to compress; "
-            f"give module:factory or a state_dict file with {arch_option}"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - torch.load raises many types for foreign files
-        raise UsageError(f"{what} {spec}: not a torch model file ({type(err).__name__})") from err
-    if isinstance(loaded, torch.jit.ScriptModule):
-        raise UsageError(
-            f"{what} {spec}: TorchScript has no Linear/Conv modules to compress; "
-            f"give module:factory or a state_dict file with {arch_option}"
-        )
-    if isinstance(loaded, nn.Module):
-        return loaded
-    if isinstance(loaded, dict):
-        state = loaded.get("state_dict", loaded.get("model", loaded))
-        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return build_from_state_dict(f"{what} {spec}", state, arch, arch_option)
-    raise UsageError(f"{what} {spec}: holds a {type(loaded).__name__}, not a torch module or state_dict")
-
-
-def _printer() -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    return lambda message: console.print(f"[dim]{message}[/dim]", highlight=False)
-
-
-def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=f"compress {result['model']}")
-    for column in ("stage", "seconds", "accuracy", "params", "non-zeros", "MACs", "unique (max)"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
-    # Measured on each stage's exported ONNX file (output/stages/), not on the torch model.
-    files = Table(title="each stage's exported ONNX file")
-    for column in ("stage", "file bytes", "DC bytes", "accuracy", "p50 ms"):
-        files.add_column(column, justify="left" if column == "stage" else "right")
-    start = result["summary"]["input_file"]
-    latency = result.get("latency") or {}
-    rows = [("input", start, latency.get("input_ms_p50"))]
-    for report in result["stages"]:
-        table.add_row(
-            report["stage"],
-            f"{report['seconds']:.1f}",
-            f"{_acc(report['accuracy_before'])} -> {_acc(report['accuracy_after'])}",
-            f"{report['params_after']:,}",
-            f"{report['nonzeros_after']:,}",
-            f"{report['macs_after']:,}",
-            str(max((layer["unique"] for layer in report["layers"]), default=0)),
-        )
-        rows.append((report["stage"], report, report.get("latency_ms_p50")))
-    for name, entry, p50 in rows:
-        files.add_row(
-            name,
-            f"{entry['file_bytes']:,}",
-            f"{entry['deep_compression_bytes']:,}",
-            _acc(entry["file_accuracy"]),
-            "-" if p50 is None else f"{p50:.3f}",
-        )
-    console.print(table)
-    console.print(files)
-    s = result["summary"]
-    console.print(
-        f"fp32 {s['fp32_bytes']:,} B -> Deep-Compression format {s['deep_compression_bytes']:,} B: "
-        f"[bold]{s['rate']:.1f}x[/bold] ({s['rate_definition']})"
-    )
-    console.print(
-        f"deployable ONNX {s['deployable_bytes']:,} B, zipped {s['zipped_bytes']:,} B "
-        f"({s['zipped_rate']:.1f}x); weight sparsity {s['weight_sparsity']:.1%}"
-    )
-    console.print(f"exported ONNX: {s['survival']['onnx']['verdict']}")
-    if result.get("latency"):
-        lat = result["latency"]
-        console.print(
-            f"latency p50 {lat['input_ms_p50']:.3f} ms (input) -> {lat['final_ms_p50']:.3f} ms "
-            f"({lat['where']})"
-        )
-    r = result["repeats"]
-    if r["n"] > 1 and r["accuracy_mean"] is not None:
-        console.print(
-            f"final accuracy over {r['n']} runs: {r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f}"
-        )
-    else:
-        console.print(f"accuracy {_acc(s['accuracy_before'])} -> {_acc(s['accuracy_after'])}")
-    console.print("files: " + ", ".join(result["files"].values()))
-    for warning in result.get("warnings", []):
-        console.print(f"[yellow]note: {warning}[/yellow]")
-
-
-def _acc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

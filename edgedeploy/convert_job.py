@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.errors import UsageError
+from edgedeploy.shapes import parse_shapes
 
 MNIST_SHAPE = (1, 28, 28)
 MNIST_CALIBRATION_SAMPLES = 256
@@ -49,7 +50,8 @@ def run(
             "--int8-format auto, or --precision auto (to time any model there, use edgedeploy profile "
             "MODEL --target T)"
         )
-    shapes = parse_shapes([input_shape] if isinstance(input_shape, str) else input_shape or [])
+    texts = [input_shape] if isinstance(input_shape, str) else input_shape or []
+    shapes = parse_shapes(texts, "--input-shape")
     source = load_source(model, arch=arch, input_shape=shapes or None)
     output = output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None
@@ -93,22 +95,6 @@ def run(
         return convert_source(source, timer=timer, **options)
 
 
-def parse_shapes(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
-    """`--input-shape 1,3,224,224` or `--input-shape NAME=1,3,224,224` (repeatable: one per input)."""
-    return [(name, parse_shape(dims, name)) for name, _, dims in (t.rpartition("=") for t in texts)]
-
-
-def parse_shape(text: str, name: str = "") -> tuple[int, ...]:
-    spec = f"{name}={text}" if name else text
-    try:
-        shape = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
-    except ValueError as err:
-        raise UsageError(f"--input-shape {spec!r}: expected integers like 1,3,224,224") from err
-    if not shape or min(shape) < 1:
-        raise UsageError(f"--input-shape {spec!r}: expected positive integers like 1,3,224,224")
-    return shape
-
-
 def _verification_data(
     shapes: list[tuple[int, ...]] | None,
     calibration: list[np.ndarray] | None,
@@ -150,66 +136,3 @@ def _verification_data(
         )
         return [test_part.as_float()], test_part.labels, f"{samples} MNIST test images", calibration_set
     return None, None, None, None
-
-
-def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    verification = result["verification"]
-    table = Table(title=f"{result['source']} -> {result['output']}", show_header=False)
-    table.add_row(
-        "format",
-        f"{result['format']} {result['precision']}"
-        + (f" ({result['int8_format']})" if "int8_format" in result else ""),
-    )
-    table.add_row(
-        "size",
-        f"{result['size_bytes'] / 1024:.1f} KiB"
-        + (f" (fp32 {result['fp32_size_bytes'] / 1024:.1f} KiB)" if result.get("fp32_size_bytes") else ""),
-    )
-    for item in result["inputs"]:
-        table.add_row(f"input {item['name']}", str(item["shape"]))
-    table.add_row("layout", result["layout"])
-    table.add_row("verified on", f"{verification['samples']} inputs: {verification['inputs']}")
-    table.add_row("verify metric", f"{verification['metric']} ({verification['metric_reason']})")
-    table.add_row("passes when", verification.get("criterion", "-"))
-    table.add_row(
-        "max / mean abs error",
-        f"{verification['max_abs_error']:.4g} / {verification['mean_abs_error']:.4g}"
-        f" (tolerance {verification['tolerance']:.4g})",
-    )
-    if verification.get("top1_agreement") is not None:
-        table.add_row("top-1 agreement", f"{verification['top1_agreement']:.1%}")
-    if "accuracy" in verification:
-        table.add_row(
-            "accuracy", f"{verification['accuracy']:.1%} (source {verification['source_accuracy']:.1%})"
-        )
-    for key, label in (
-        ("top5_agreement", "top-5 agreement"),
-        ("iou", "IoU (thresholded map)"),
-        ("psnr_db", "PSNR dB"),
-        ("step_agreement", "per-step agreement"),
-        ("relative_error", "relative error"),
-    ):
-        if verification.get(key) is not None:
-            table.add_row(label, f"{verification[key]:.4g}")
-    if "opset_upgrade" in result:
-        upgrade = result["opset_upgrade"]
-        table.add_row("opset", f"upgraded {upgrade['from']} -> {upgrade['to']} before quantizing")
-    if "int8_selection" in result:
-        label = "precision choice" if result.get("precision_requested") == "auto" else "int8 format choice"
-        table.add_row(label, result["int8_selection"]["reason"])
-    for warning in result.get("warnings", []):
-        table.add_row("[bold red]WARNING[/]", warning)
-    checked = result["preflight"]
-    table.add_row(
-        "pre-flight",
-        f"{checked['ops_checked']} op types checked against {checked['converter']}: all supported",
-    )
-    table.add_row(
-        "time", ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result["seconds"].items())
-    )
-    for note in result["notes"]:
-        table.add_row("note", note)
-    Console().print(table)

@@ -22,7 +22,6 @@ import os
 import queue
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any
 from edgedeploy.deploy.inventory import Target, cache_dir, load_inventory
 from edgedeploy.errors import EdgeDeployError, UsageError
 from edgedeploy.fileinfo import sha256_file
+from edgedeploy.present import TargetsProgress, stderr_lines
 from edgedeploy.profiles.schema import utc_now
 from edgedeploy.results import FleetResult, FleetRow
 
@@ -109,36 +109,20 @@ class _TargetState:
 
 
 class _ProgressView:
-    """One rich progress line per target (stderr), or nothing when `enabled` is false."""
+    """The fleet's progress on stderr (present.TargetsProgress), or nothing when `enabled` is false."""
 
     def __init__(self, enabled: bool, totals: dict[str, int], done: dict[str, int]) -> None:
-        self._progress = None
-        self._tasks: dict[str, Any] = {}
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description:<20}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=Console(stderr=True),
-        )
-        for name, total in totals.items():
-            self._tasks[name] = self._progress.add_task(
-                name, total=total, completed=done.get(name, 0), status="queued"
-            )
+        self._progress: TargetsProgress | None = None
+        if enabled:
+            self._progress = TargetsProgress(totals, done)
 
     def status(self, target: str, text: str) -> None:
         if self._progress:
-            self._progress.update(self._tasks[target], status=text)
+            self._progress.status(target, text)
 
     def advance(self, target: str) -> None:
         if self._progress:
-            self._progress.advance(self._tasks[target])
+            self._progress.advance(target)
 
     def __enter__(self) -> _ProgressView:
         if self._progress:
@@ -241,11 +225,12 @@ def run_fleet(
         )
         for t in targets
     }
+    say = stderr_lines()
     if progress:
         todo = sum(len(s.jobs) for s in states.values())
-        sys.stderr.write(
+        say(
             f"fleet run {journal.run_id}: {len(targets)} targets x {len(models)} models, {todo} jobs to do "
-            f"(resume with --resume {journal.run_id})\n"
+            f"(resume with --resume {journal.run_id})"
         )
 
     def profile_one(job: Job, view: _ProgressView) -> dict[str, Any]:
@@ -340,9 +325,9 @@ def run_fleet(
                 while thread.is_alive():
                     thread.join(0.2)
         except KeyboardInterrupt:
-            sys.stderr.write(
+            say(
                 f"fleet run {journal.run_id} interrupted; finished jobs are in {journal.path}; "
-                f"continue with --resume {journal.run_id}\n"
+                f"continue with --resume {journal.run_id}"
             )
             raise
 
@@ -375,28 +360,3 @@ def run_fleet(
         wall_s=round(time.monotonic() - started, 3),
         rows=rows,
     )
-
-
-def print_result(result: FleetResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"fleet run {result.run_id} on {result.group}")
-    for col in ("target", "model", "status", "p50 ms", "time s", "profile / error"):
-        table.add_column(col, overflow="fold")
-    for row in result.rows:
-        status = "[green]ok[/]" if row.ok else "[red]error[/]"
-        if row.resumed:
-            status += " (resumed)"
-        table.add_row(
-            row.target + (" [yellow](emulated)[/]" if row.emulated else ""),
-            Path(row.model).name,
-            status,
-            f"{row.p50_ms:.3f}" if isinstance(row.p50_ms, float) else "-",
-            f"{row.seconds:.1f}",
-            row.profile_path or row.error or "",
-        )
-    console = Console()
-    console.print(table)
-    summary = f"{result.succeeded} ok, {result.failed} failed in {result.wall_s:.1f} s"
-    console.print(f"{summary}; journal {result.journal}")

@@ -32,7 +32,7 @@ from edgedeploy.profiles.store import write_profile
 from edgedeploy.runner_inputs import check_inputs
 
 # time_models is re-exported for callers that imported it from here before the runner client moved out.
-__all__ = ["estimate_power", "print_profile", "print_run", "profile_model", "run_model", "time_models"]
+__all__ = ["estimate_power", "profile_model", "run_model", "time_models"]
 
 
 def _check_model(model: Path) -> None:
@@ -273,60 +273,3 @@ def _fetch_atomic(transport: Transport, remote: str, local: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def print_run(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
-    console.print(f"[bold]{doc['model']['path']}[/] on {doc['target']['name']} with {doc['runtime']['name']}")
-    for out in doc["outputs"]:
-        where = doc["written"].get(out["name"], "(not written; use --out DIR)")
-        console.print(f"  {out['name']}: shape {out['shape']} {out['dtype']} -> {where}")
-
-
-def print_profile(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    lat = doc["latency_ms"]
-    table = Table(title=f"{doc['model']['name']} on {doc['target']['name']} ({doc['runtime'].get('name')})")
-    for col in ("n", "mean", "std", "p50", "p90", "p99", "init", "first", "peak RSS", "energy/inf"):
-        table.add_column(col, justify="right")
-    power = doc["power"]
-    energy = (
-        f"{power['energy_per_inference_mj']:.3f} mJ ({power['source']})"
-        if "energy_per_inference_mj" in power
-        else "n/a"
-    )
-    table.add_row(
-        str(lat["n"]),
-        *(f"{lat[k]:.3f} ms" for k in ("mean", "std", "p50", "p90", "p99")),
-        f"{doc['init_ms']:.1f} ms",
-        f"{doc['first_inference_ms']:.2f} ms",
-        f"{doc['memory']['peak_rss_mb']:.1f} MB",
-        energy,
-    )
-    console = Console()
-    console.print(table)
-    spread = doc.get("repeat_spread")
-    if spread:
-        console.print(
-            f"{spread['repeats']} repeats: p50 {spread['p50_mean_ms']:.3f} ms +- {spread['p50_std_ms']:.3f} "
-            f"(CV {spread['p50_cv']:.1%}, range {spread['p50_min_ms']:.3f}-{spread['p50_max_ms']:.3f} ms)"
-        )
-    console.print(f"power: {power['source']} ({power['method']})")
-    for note in doc.get("notes") or []:
-        console.print(f"note: {note}")
-    if doc.get("contended"):
-        console.print(
-            "[yellow]other processes held the CPU during the runs (waited "
-            f"{_scheduler(doc).get('waiting_fraction', 0):.0%} of the time in the representative repeat): "
-            "latency includes that wait; cpu_time_ms does not[/]"
-        )
-    if doc.get("throttled"):
-        reasons = "; ".join((doc.get("thermal") or {}).get("reasons") or ["in another repeat"])
-        console.print(f"[red]the device was throttling during the runs: {reasons}[/]")
-    if doc.get("emulated"):
-        console.print("[yellow]emulated target: these timings are NOT device timings[/]")
-    console.print(f"profile: {doc['path']}")

@@ -73,55 +73,11 @@ def _push_one(
 
 @contextmanager
 def _progress_bar(file: Path, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar (bytes, throughput, time left) on stderr, fed by the transport's callback."""
+    """The transfer's progress bar on stderr (present.transfer_bar), or None without progress."""
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from edgedeploy.present import transfer_bar
 
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"push {file.name}", total=file.stat().st_size)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def print_result(result: dict[str, Any]) -> None:
-    if "group" in result:
-        for row in result["targets"]:
-            print(f"[{row['target']}] ", end="")
-            if "error" in row:
-                print(f"error: {row['error']}")
-            else:
-                print_result(row)
-        return
-    if result.get("dry_run"):
-        if result["skipped"]:
-            print(f"unchanged, would skip: {result['remote_path']} (sha256 {result['sha256'][:12]})")
-        else:
-            resume = f", resuming after {result['resume_from']} bytes" if result["resume_from"] else ""
-            print(f"would send {result['would_send_bytes']} bytes -> {result['remote_path']}{resume}")
-        runner = result.get("runner")
-        if runner:
-            print(f"runner: {'unchanged' if runner['skipped'] else 'would send'} {runner['remote_path']}")
-        return
-    if result["skipped"]:
-        print(f"unchanged: {result['remote_path']} (0 bytes sent)")
-    else:
-        resumed = f", resumed after {result['resumed_from']} bytes" if result.get("resumed_from") else ""
-        print(
-            f"pushed {result['sent_bytes']} bytes -> {result['remote_path']} "
-            f"(sha256 {result['sha256'][:12]} verified on the device{resumed})"
-        )
-    if "manifest" in result:
-        print(f"manifest: {result['manifest']}")
+    with transfer_bar(f"push {file.name}", file.stat().st_size) as bar:
+        yield bar

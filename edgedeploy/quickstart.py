@@ -3,7 +3,9 @@
 Train LeNet-300-100 on MNIST (offline copy), compress it with the default recipe
 (prune -> distill -> cluster -> QAT), convert baseline and compressed models to ONNX and TFLite
 (each conversion verified, accuracy measured by running the EXPORTED file on the 10k test set), profile
-every variant on the target through the runner, and print one table. Profiles land under profiles/.
+every variant on the target through the runner; the result's table is printed by
+`present.quickstart`. The steps are narrated on stdout as they run (`console`): the walk-through is
+the point of this verb. Profiles land under profiles/.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fileinfo import write_json_atomic, zipped_size
+from edgedeploy.results import QuickstartResult
 
 VALIDATION_SAMPLES = 5000  # held out of the 60k training images; the 10k test set is only for reporting
 
@@ -58,7 +60,7 @@ def run(
     inventory: Path | None = None,
     profiles_root: Path | None = None,
     console: Console | None = None,
-) -> dict[str, Any]:
+) -> QuickstartResult:
     from edgedeploy.extras import MNIST_PACKAGES, require_compress
 
     require_compress("quickstart", ("torch", "onnxscript", *MNIST_PACKAGES))
@@ -208,49 +210,10 @@ def run(
         ),
     }
     write_json_atomic(output / "summary.json", summary)
-    _print_table(console, rows, target)
-    _print_compression(console, result.summary)
-    console.print(f"models and summary in {output}/, profiles under {Path(rows[0]['profile']).parents[2]}/")
-    console.print(f"finished in {timings['total_s']:.0f} s")
-    return summary
+    return QuickstartResult.from_doc(summary, output)
 
 
 def _copy_model(model: Any) -> Any:
     import copy
 
     return copy.deepcopy(model)
-
-
-def _print_table(console: Console, rows: list[dict[str, Any]], target: str) -> None:
-    from rich import box
-
-    table = Table(title=f"LeNet-300-100 on '{target}' (batch 1, 1 thread)", box=box.SIMPLE_HEAD)
-    for col in ("variant", "KB", "zip KB", "accuracy", "p50 µs", "p95 µs", "RSS MB"):
-        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row["variant"],
-            f"{row['size_bytes'] / 1024:,.1f}",
-            f"{row['zipped_bytes'] / 1024:,.1f}",
-            f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "n/a",
-            f"{row['latency_p50_ms'] * 1000:,.1f}",
-            f"{row['latency_p95_ms'] * 1000:,.1f}",
-            f"{row['peak_rss_mb']:.0f}",
-        )
-    console.print(table)
-    console.print("base = trained model, comp = after the compression recipe; KB = file size")
-    if any(r["emulated"] for r in rows):
-        console.print("[yellow]emulated target: timings are not device timings[/]")
-
-
-def _print_compression(console: Console, summary: dict[str, Any]) -> None:
-    """The Deep-Compression-style storage figures, with the rate's definition stated."""
-    survived = all(v.get("survived", False) for v in (summary.get("survival") or {}).values())
-    console.print(
-        f"compression: {summary['fp32_bytes'] / 1024:,.1f} KB fp32 -> "
-        f"{summary['deep_compression_bytes'] / 1024:,.1f} KB in Deep-Compression format "
-        f"= {summary['rate']:.1f}x ({summary['rate_definition']}); "
-        f"sparsity {summary['weight_sparsity']:.0%}, "
-        f"accuracy (validation) {summary['accuracy_before']:.2%} -> {summary['accuracy_after']:.2%}; "
-        f"sparsity and clusters {'survived' if survived else 'did NOT survive'} in the exported ONNX weights"
-    )

@@ -2,9 +2,11 @@
 
 Stdlib only, so importing this module costs nothing. Each result names the fields a script reads
 most as typed attributes; `to_dict()` gives the JSON document the CLI prints with `--json` (and,
-for a profile, the document stored on disk), so nothing a verb reports is lost. `FleetResult` and
-`FleetRow` are built by the fleet job itself; the others are typed views built from the job's
-document (`from_doc`), which stays the one place that decides what the document holds.
+for a profile, the document stored on disk), so nothing a verb reports is lost. `FleetResult`,
+`FleetRow`, `ProfileSummary`, `TargetRow`, `EmulatorStopped` and `ProfilesExport` are plain
+dataclasses; the others are typed views built from the job's document (`from_doc`), which stays
+the one place that decides what the document holds. `edgedeploy.present` prints each of them for
+the CLI.
 """
 
 from __future__ import annotations
@@ -411,3 +413,154 @@ class CompressResult(_Document):
             warnings=list(doc.get("warnings") or []),
             doc=doc,
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# targets / provision / emulator / tune / profiles export / report
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    """One target of the inventory (`targets list`); `arch` and `checked_at` come from cached facts."""
+
+    name: str
+    connection: str
+    address: str
+    groups: list[str]
+    arch: str | None
+    runtime: str
+    threads: int | None
+    emulated: bool
+    checked_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in TargetRow.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class TargetFacts(_Document):
+    """What `targets check` probed on a device (`doc` holds every fact: ISA, RAM, runtimes, ...)."""
+
+    target: str
+    arch: str | None
+    checked_at: str | None
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TargetFacts:
+        return cls(
+            target=str(doc.get("target")), arch=doc.get("arch"), checked_at=doc.get("checked_at"), doc=doc
+        )
+
+
+@dataclass(frozen=True)
+class TargetInfo(_Document):
+    """One target's variables (secrets redacted) and its cached facts, None before any `check`."""
+
+    name: str
+    connection: str
+    address: str
+    facts: TargetFacts | None
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TargetInfo:
+        facts = doc.get("facts")
+        return cls(
+            name=str(doc["name"]),
+            connection=str(doc["connection"]),
+            address=str(doc["address"]),
+            facts=TargetFacts.from_doc(facts) if facts else None,
+            doc=doc,
+        )
+
+
+@dataclass(frozen=True)
+class ProvisionResult(_Document):
+    """Runtimes installed offline on a target (`edgedeploy provision`) and the venv that holds them."""
+
+    target: str
+    interpreter: str
+    installed: dict[str, str]  # distribution -> version, as imported there
+    sent_bytes: int
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ProvisionResult:
+        return cls(
+            target=str(doc["target"]),
+            interpreter=str(doc["interpreter"]),
+            installed=dict(doc["installed"]),
+            sent_bytes=int(doc["sent_bytes"]),
+            doc=doc,
+        )
+
+
+@dataclass(frozen=True)
+class EmulatorInstance(_Document):
+    """One emulator instance: a row of `emulator status`, or what `emulator start` started (then
+    `doc` is its whole state: port, key, image, ...)."""
+
+    name: str
+    kind: str
+    state: str  # "running" or "stopped"
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> EmulatorInstance:
+        return cls(name=str(doc["name"]), kind=str(doc.get("kind", "vm")), state=str(doc["state"]), doc=doc)
+
+
+@dataclass(frozen=True)
+class EmulatorStopped:
+    name: str
+    state: str
+    how: str  # "powered off", "killed", "already stopped", or how a chroot stand-in was stopped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "how": self.how}
+
+
+@dataclass(frozen=True)
+class ProfilesExport:
+    """`profiles export`: the CSV text when it goes to stdout (`--csv -`), else None (written to `path`)."""
+
+    path: Path
+    rows: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class TuneResult(_Document):
+    """A `tune` study: the Pareto front, the recommended model and its files (`doc` holds all trials)."""
+
+    target: str
+    recommended: dict[str, Any] | None
+    pareto: list[dict[str, Any]]
+    report: Path | None
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TuneResult:
+        return cls(
+            target=str(doc["target"]),
+            recommended=doc.get("recommended"),
+            pareto=list(doc.get("pareto") or []),
+            report=Path(doc["report"]) if doc.get("report") else None,
+            doc=doc,
+        )
+
+
+@dataclass(frozen=True)
+class QuickstartResult(_Document):
+    """The quickstart's variants as measured (`doc` is its summary.json) and where it wrote them."""
+
+    target: str
+    output: Path
+    variants: list[dict[str, Any]]  # one row per exported file: size, accuracy, p50/p95, profile
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], output: Path) -> QuickstartResult:
+        return cls(target=str(doc["target"]), output=output, variants=list(doc["variants"]), doc=doc)

@@ -7,7 +7,6 @@ the cache dir so `show`, `list` and the profiles can use them without reconnecti
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from edgedeploy.deploy.facts import cached_facts, facts_path, probe
 from edgedeploy.deploy.inventory import Inventory, Target, load_inventory
 from edgedeploy.fileinfo import write_json_atomic
+from edgedeploy.results import TargetFacts, TargetInfo, TargetRow
 
 
 def describe_address(target: Target) -> str:
@@ -29,23 +29,23 @@ def describe_address(target: Target) -> str:
     return f"{user}{target.host}{port}"
 
 
-def list_targets(inventory: Path | None) -> list[dict[str, Any]]:
+def list_targets(inventory: Path | None) -> list[TargetRow]:
     inv = load_inventory(inventory)
     rows = []
     for name, target in sorted(inv.hosts.items()):
         facts = cached_facts(name)
         rows.append(
-            {
-                "name": name,
-                "connection": target.connection,
-                "address": describe_address(target),
-                "groups": [g for g in target.groups if g != "all"],
-                "arch": (facts or {}).get("arch") or target.vars.get("edgedeploy_arch"),
-                "runtime": target.runtime,
-                "threads": target.threads,
-                "emulated": target.emulated,
-                "checked_at": (facts or {}).get("checked_at"),
-            }
+            TargetRow(
+                name=name,
+                connection=target.connection,
+                address=describe_address(target),
+                groups=[g for g in target.groups if g != "all"],
+                arch=(facts or {}).get("arch") or target.vars.get("edgedeploy_arch"),
+                runtime=target.runtime,
+                threads=target.threads,
+                emulated=target.emulated,
+                checked_at=(facts or {}).get("checked_at"),
+            )
         )
     return rows
 
@@ -65,24 +65,26 @@ def redacted(key: str, value: Any) -> Any:
     return value
 
 
-def show_target(name: str, inventory: Path | None) -> dict[str, Any]:
+def show_target(name: str, inventory: Path | None) -> TargetInfo:
     inv = load_inventory(inventory)
     target = inv.get(name)
-    return {
-        "name": name,
-        "connection": target.connection,
-        "address": describe_address(target),
-        "groups": [g for g in target.groups if g != "all"],
-        "vars": {key: redacted(key, value) for key, value in sorted(target.vars.items())},
-        "python": target.python,
-        "workdir": target.workdir,
-        "facts": cached_facts(name),
-        "facts_path": str(facts_path(name)),
-        "inventory_sources": [str(p) for p in inv.sources],
-    }
+    return TargetInfo.from_doc(
+        {
+            "name": name,
+            "connection": target.connection,
+            "address": describe_address(target),
+            "groups": [g for g in target.groups if g != "all"],
+            "vars": {key: redacted(key, value) for key, value in sorted(target.vars.items())},
+            "python": target.python,
+            "workdir": target.workdir,
+            "facts": cached_facts(name),
+            "facts_path": str(facts_path(name)),
+            "inventory_sources": [str(p) for p in inv.sources],
+        }
+    )
 
 
-def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) -> dict[str, Any]:
+def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) -> TargetFacts:
     from edgedeploy.deploy.transports.connect import open_transport
 
     inv: Inventory = load_inventory(inventory)
@@ -100,83 +102,4 @@ def check_target(name: str, inventory: Path | None, *, trust_new: bool = False) 
         **facts,
     }
     write_json_atomic(facts_path(name), doc)
-    return doc
-
-
-# ------------------------------------------------------------------ printing
-
-
-def print_list(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="targets")
-    for column in ("name", "connection", "address", "groups", "arch", "runtime", "threads", "checked"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"] + (" (emulated)" if row["emulated"] else ""),
-            row["connection"],
-            row["address"],
-            ", ".join(row["groups"]),
-            row["arch"] or "?",
-            row["runtime"],
-            str(row["threads"] or "-"),
-            row["checked_at"] or "never",
-        )
-    Console().print(table)
-
-
-def print_show(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"target {doc['name']}", show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
-    for key in ("connection", "address", "python", "workdir"):
-        table.add_row(key, str(doc[key]))
-    table.add_row("groups", ", ".join(doc["groups"]))
-    for key, value in doc["vars"].items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
-    Console().print(table)
-    if doc["facts"]:
-        print_facts(doc["facts"])
-    else:
-        print(f"no facts cached yet: run `edgedeploy targets check {doc['name']}`")
-
-
-def print_facts(facts: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    isa = ", ".join(k for k, v in facts.get("isa", {}).items() if v) or "none of the tracked ones"
-    runtimes = ", ".join(
-        f"{name} {info['version']}"
-        for name, info in facts.get("runtimes", {}).items()
-        if info.get("available")
-    )
-    zones = facts.get("thermal_zones") or []
-    thermal = ", ".join(f"{z['type']} {z['temp_c']:.0f}°C" for z in zones if z.get("temp_c") is not None)
-    power = ", ".join(s.get("name") or s["kind"] for s in facts.get("power_sensors") or [])
-    cpufreq = facts.get("cpufreq") or {}
-    rows = [
-        ("arch", facts.get("arch")),
-        ("cpu", facts.get("cpu_model")),
-        ("isa features", isa),
-        ("cores", f"{facts.get('cores')} ({facts.get('cores_usable')} usable)"),
-        ("ram", f"{facts.get('ram_mb')} MiB ({facts.get('ram_available_mb')} MiB available)"),
-        ("free disk", f"{facts.get('disk_free_mb')} MiB in {facts.get('workdir')}"),
-        ("os", f"{facts.get('os')} (kernel {facts.get('kernel')})"),
-        ("python", f"{facts.get('python')} ({facts.get('python_path')})"),
-        ("runtimes", runtimes or "none importable: see `edgedeploy provision`"),
-        ("governor", ", ".join(cpufreq.get("governors") or []) or "n/a"),
-        ("thermal", thermal or "no thermal zones"),
-        ("power sensors", power or "none (power will be estimated)"),
-    ]
-    table = Table(title=f"facts: {facts.get('target')} ({facts.get('checked_at')})", show_header=False)
-    table.add_column("fact", style="bold")
-    table.add_column("value")
-    for key, value in rows:
-        table.add_row(key, str(value))
-    Console().print(table)
+    return TargetFacts.from_doc(doc)

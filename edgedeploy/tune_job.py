@@ -72,8 +72,9 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     from edgedeploy.extras import require_compress
 
     require_compress("tune", ("torch", "onnxscript", "torch_pruning", "optuna"))
-    from edgedeploy.compress_job import DataOptions, load_compression_data, load_torch_model
+    from edgedeploy.compress_job import DataOptions, load_compression_data
     from edgedeploy.deploy.inventory import load_inventory
+    from edgedeploy.models.loading import load_torch_model
     from edgedeploy.tune.pool import DevicePool
     from edgedeploy.tune.search import SAMPLERS, open_study, parse_objectives
     from edgedeploy.tune.space import load_space

@@ -12,14 +12,15 @@ from pathlib import Path
 
 
 def time_files(
-    models: dict[str, Path], target: str = "local", threads: int = 1, rounds: int = 3
+    models: dict[str, Path], target_name: str = "local", threads: int = 1, rounds: int = 3
 ) -> dict[str, float]:
-    """Median p50 latency (ms) of each model file on `target`, timed by the runner at `threads`."""
+    """Median p50 latency (ms) of each model file on the target named `target_name`, timed by the
+    runner at `threads`."""
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.deploy.runner_client import time_models
     from edgedeploy.deploy.transports.connect import open_transport
 
-    device = load_inventory().get(target)
-    with open_transport(device) as transport:
-        timed = time_models(transport, device, models, threads=threads, rounds=rounds)
+    target = load_inventory().get(target_name)
+    with open_transport(target) as transport:
+        timed = time_models(transport, target, models, threads=threads, rounds=rounds)
     return {name: float(ms) for name, ms in timed["p50_ms"].items()}

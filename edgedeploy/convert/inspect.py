@@ -614,14 +614,16 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
     require_compress(f"{path}: inspecting a torch file", ("torch",))
     import torch
 
-    names = zipfile.ZipFile(path).namelist()
+    from edgedeploy.models.loading import load_torch_file
+
+    loaded = load_torch_file(path, str(path))
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
     ops: Counter[str] = Counter()
     try:
-        if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
+        if loaded.kind == "exported":
             kind = "torch.export program (.pt2)"
-            program = torch.export.load(str(path))
+            program = loaded.value
             tensors = list(program.state_dict.values()) + list(program.constants.values())
             user_inputs = set(program.graph_signature.user_inputs)
             for node in program.graph.nodes:
@@ -634,9 +636,9 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
                         _fake_io(getattr(a, "name", str(a)), getattr(a, "meta", {}).get("val"))
                         for a in node.args[0]
                     ]
-        elif any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        elif loaded.kind == "torchscript":
             kind = "TorchScript"
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = loaded.value
             tensors = list(module.state_dict().values())
             ops.update(
                 node.kind() for node in module.inlined_graph.nodes() if node.kind().startswith("aten::")
@@ -646,17 +648,8 @@ def _inspect_torch(path: Path) -> dict[str, Any]:
             ]
         else:
             kind = "state_dict"
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-                state = state["state_dict"]
-            if not isinstance(state, dict):
-                raise UsageError(
-                    f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2"
-                )
-            tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
-    except UsageError:
-        raise
-    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
+            tensors = [v for v in loaded.value.values() if isinstance(v, torch.Tensor)]
+    except Exception as err:  # noqa: BLE001 - torch raises many types for programs it cannot read
         raise UsageError(f"{path}: cannot load the torch file ({first_line(err)})") from err
     weights = [t.detach().cpu().float().numpy() for t in tensors if t.is_floating_point()]
     stats = _weight_stats(weights)
@@ -690,47 +683,3 @@ def _fake_io(name: str, value: Any) -> dict[str, Any]:
         "shape": [int(d) for d in value.shape],
         "dtype": str(value.dtype).removeprefix("torch."),
     }
-
-
-def print_report(info: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    summary = Table(title=f"{info['file']} ({info['format']})", show_header=False)
-    summary.add_row("size", f"{info['size_bytes']:,} bytes, zipped {info['zipped_bytes']:,}")
-    summary.add_row(
-        "parameters",
-        f"{info['parameters']:,} ({info['nonzero_parameters']:,} non-zero, sparsity {info['sparsity']:.1%})",
-    )
-    summary.add_row(
-        "unique values",
-        f"{info['unique_values']:,} (at most {info['max_unique_values_per_tensor']:,} in one tensor)",
-    )
-    if info.get("macs") is not None:
-        summary.add_row("MACs / FLOPs", f"{info['macs']:,} / {info['flops']:,} ({info['macs_note']})")
-    elif info.get("macs_note"):
-        summary.add_row("MACs / FLOPs", info["macs_note"])
-    summary.add_row("layout", str(info["layout"]))
-    quant = info["quantization"]
-    per_channel = "yes" if quant["per_channel"] else "no"
-    summary.add_row(
-        "quantization", f"{quant['scheme']}; per-channel: {per_channel}; weights {quant['weight_dtypes']}"
-    )
-    for runtime, verdict in info["runtimes"].items():
-        summary.add_row(f"runtime {runtime}", verdict)
-    console.print(summary)
-    io_table = Table(title="inputs / outputs")
-    for column in ("", "name", "shape", "dtype"):
-        io_table.add_column(column)
-    for role in ("inputs", "outputs"):
-        for item in info[role]:
-            io_table.add_row(role[:-1], str(item["name"]), str(item["shape"]), str(item["dtype"]))
-    console.print(io_table)
-    if info["ops"]:
-        op_table = Table(title="ops")
-        op_table.add_column("op")
-        op_table.add_column("count", justify="right")
-        for op, count in info["ops"].items():
-            op_table.add_row(op, str(count))
-        console.print(op_table)

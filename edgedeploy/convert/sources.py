@@ -13,14 +13,13 @@ import numpy as np
 
 from edgedeploy.convert.files import first_line, guess_layout
 from edgedeploy.errors import UsageError
+from edgedeploy.shapes import Shape, ShapeSpec
 
 TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".pt2", ".bin", ".ckpt"}
 KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
 
-Shape = tuple[int, ...]
-ShapeSpec = list[tuple[str, Shape]]
-"""Shapes the user gave (`--input-shape [NAME=]1,3,224,224`, repeatable): (input name or "", dims)."""
+# Shapes the user gave (`--input-shape [NAME=]1,3,224,224`, repeatable), as edgedeploy.shapes parses them.
 
 
 @dataclass
@@ -216,35 +215,25 @@ def _load_torch_file(path: Path, arch: str | None, input_shape: ShapeSpec | None
     from edgedeploy.extras import require_compress
 
     require_compress(f"{path}: a torch model")
-    import torch
+    from edgedeploy.models.loading import load_torch_file
 
-    if not zipfile.is_zipfile(path):
-        raise UsageError(f"{path}: truncated or corrupt torch file (not a zip archive)")
-    names = zipfile.ZipFile(path).namelist()
+    loaded = load_torch_file(path, str(path))
+    if loaded.kind == "torchscript":
+        return _torchscript_model(path, loaded.value, input_shape)
+    if loaded.kind == "state_dict":
+        return _state_dict_model(path, loaded.value, arch or loaded.arch, input_shape)
+    program = loaded.value
     try:
-        if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
-            program = torch.export.load(str(path))
-            example = program.example_inputs[0] if program.example_inputs else ()
-            names = list(program.graph_signature.user_inputs)
-            names = names if len(names) > 1 else ["input"]
-            declared = [list(t.shape) for t in example] if example and not input_shape else None
-            shapes = resolve_shapes(str(path), names, declared, input_shape)
-            return from_torch_module(program.module(), str(path), shapes, names)
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return _torchscript_model(path, torch.jit.load(str(path), map_location="cpu"), input_shape)
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        example = program.example_inputs[0] if program.example_inputs else ()
+        names = list(program.graph_signature.user_inputs)
+        names = names if len(names) > 1 else ["input"]
+        declared = [list(t.shape) for t in example] if example and not input_shape else None
+        shapes = resolve_shapes(str(path), names, declared, input_shape)
+        return from_torch_module(program.module(), str(path), shapes, names)
     except UsageError:
         raise
-    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable archives
+    except Exception as err:  # noqa: BLE001 - torch raises many types for programs it cannot rebuild
         raise UsageError(f"{path}: cannot load the torch file ({first_line(err)})") from err
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        arch = arch or state.get("arch")
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UsageError(
-            f"{path}: holds a {type(state).__name__}, not a state_dict, TorchScript or .pt2 program"
-        )
-    return _state_dict_model(path, state, arch, input_shape)
 
 
 def _saved_model(path: Path, tf: Any, input_shape: Shape | None) -> SourceModel:

@@ -145,7 +145,7 @@ def _system_python(target_python: str) -> str:
 
 
 def provision_target(
-    target: str,
+    target_name: str,
     runtimes: list[str],
     inventory: Path | None = None,
     trust_new: bool = False,
@@ -161,7 +161,7 @@ def provision_target(
         )
     runtimes = sorted(set(runtimes))
     requirements = [RUNTIME_REQUIREMENTS[r] for r in runtimes] + BASE_REQUIREMENTS
-    host = load_inventory(inventory).get(target)
+    target = load_inventory(inventory).get(target_name)
     seconds: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -171,8 +171,8 @@ def provision_target(
         seconds[name] = round(now - clock, 1)
         clock = now
 
-    with open_transport(host, trust_new=trust_new) as transport:
-        python = _system_python(host.python)
+    with open_transport(target, trust_new=trust_new) as transport:
+        python = _system_python(target.python)
         # The runner's facts commands answer the probe and the import check; it is pushed first (or
         # found unchanged), and every later run uses it anyway.
         runner = push_file(transport, runner_zipapp(), "", python=python).remote_path
@@ -199,7 +199,7 @@ def provision_target(
             # (Debian's python3 without python3-venv); pip runs from its pushed wheel instead.
             result = transport.run([python, "-m", "venv", "--without-pip", venv], timeout=600)
             if not result.ok:
-                raise TargetError(f"{host.name}: creating a venv failed: {result.last_error_line()}")
+                raise TargetError(f"{target.name}: creating a venv failed: {result.last_error_line()}")
         lap("venv")
         pip_wheel = next(
             p.remote_path for w, p in zip(wheels, pushed, strict=True) if w.name.startswith("pip-")
@@ -223,8 +223,8 @@ def provision_target(
         versions = json.loads(out.strip().splitlines()[-1])
         lap("verify")
     # Runtimes provisioned earlier into the same venv are still there: keep them on the record.
-    earlier = host.vars.get("edgedeploy_provisioned") or {}
-    kept = dict(earlier.get("runtimes") or {}) if host.python == venv_python else {}
+    earlier = target.vars.get("edgedeploy_provisioned") or {}
+    kept = dict(earlier.get("runtimes") or {}) if target.python == venv_python else {}
     record = {
         "python": facts["python"],
         "arch": facts["machine"],
@@ -232,9 +232,9 @@ def provision_target(
         "numpy": versions["numpy"],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    set_host_vars(host.name, {"ansible_python_interpreter": venv_python, "edgedeploy_provisioned": record})
+    set_host_vars(target.name, {"ansible_python_interpreter": venv_python, "edgedeploy_provisioned": record})
     return {
-        "target": host.name,
+        "target": target.name,
         "arch": facts["machine"],
         "python": facts["python"],
         "platforms": platform.platforms,
@@ -247,15 +247,3 @@ def provision_target(
         "sent_bytes": sum(p.sent_bytes for p in pushed),
         "seconds": seconds,
     }
-
-
-def print_result(result: dict[str, Any]) -> None:
-    sent_mb = result["sent_bytes"] / 1e6
-    print(
-        f"{result['target']}: {result['arch']}, Python {result['python']} ({', '.join(result['platforms'])})"
-    )
-    print(f"  wheels: {len(result['wheels'])} ({sent_mb:.1f} MB sent, unchanged ones skipped)")
-    for name, version in result["installed"].items():
-        print(f"  {name} {version}")
-    print(f"  interpreter: {result['interpreter']} (recorded as ansible_python_interpreter)")
-    print("  seconds: " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()))

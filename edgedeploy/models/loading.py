@@ -1,12 +1,15 @@
-"""Build torch modules from what users name: `module:factory` paths and state_dicts with an --arch.
+"""Torch models from what users name: `module:factory` paths, torch files, state_dicts + an --arch.
 
-Shared by `compress` and `convert`, so both accept the same names and say the same things when a
-name or a file does not fit.
+The one loader behind `compress`, `convert`, `inspect` and `tune`, so all accept the same names and
+files and say the same things when a name or a file does not fit.
 """
 
 from __future__ import annotations
 
 import importlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgedeploy.errors import UsageError
@@ -93,3 +96,74 @@ def import_file(path: str, spec: str) -> Any:
     sys.path.insert(0, str(file.resolve().parent))
     module_spec.loader.exec_module(module)
     return module
+
+
+@dataclass(frozen=True)
+class TorchFile:
+    """What a torch file holds: `kind` is "exported" (a .pt2 torch.export program), "torchscript",
+    "module" (a pickled nn.Module) or "state_dict"; `arch` is a checkpoint's own architecture name."""
+
+    kind: str
+    value: Any
+    arch: str | None = None
+
+
+def load_torch_file(path: Path, label: str, *, pickled_modules: bool = False) -> TorchFile:
+    """Read any torch file, named `label` in errors. A whole pickled nn.Module is read only with
+    `pickled_modules` (unpickling runs code from the file; compress needs the module's own classes,
+    convert and inspect read weights only). A checkpoint dict {"state_dict" or "model": ...,
+    "arch": ...} gives its state_dict and arch."""
+    import torch
+    from torch import nn
+
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{label}: not a torch model file (truncated or corrupt: not a zip archive)")
+    names = zipfile.ZipFile(path).namelist()
+    try:
+        if path.suffix == ".pt2" or any(n.endswith("serialized_exported_program.json") for n in names):
+            return TorchFile("exported", torch.export.load(str(path)))
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return TorchFile("torchscript", torch.jit.load(str(path), map_location="cpu"))
+        loaded = torch.load(str(path), map_location="cpu", weights_only=not pickled_modules)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for foreign or damaged files
+        lines = str(err).strip().splitlines()
+        why = lines[0] if lines else type(err).__name__
+        raise UsageError(f"{label}: not a torch model file (cannot load it: {why})") from err
+    if isinstance(loaded, nn.Module):
+        return TorchFile("module", loaded)
+    arch = None
+    if isinstance(loaded, dict):
+        inner = loaded.get("state_dict", loaded.get("model"))
+        if isinstance(inner, dict):
+            arch = loaded.get("arch") if isinstance(loaded.get("arch"), str) else None
+            loaded = inner
+    if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        return TorchFile("state_dict", loaded, arch)
+    raise UsageError(
+        f"{label}: holds a {type(loaded).__name__}, not a torch module, state_dict, TorchScript or "
+        ".pt2 program"
+    )
+
+
+def load_torch_model(spec: str, arch: str | None, what: str = "model", arch_option: str = "--arch") -> Any:
+    """An eager nn.Module (whose Linear/Conv layers compress and tune change) from `module:factory`,
+    a pickled module file, or a state_dict file + its architecture (`arch`, given by the user as
+    `arch_option`); errors name the file as `what`."""
+    path = Path(spec)
+    label = f"{what} {spec}"
+    if not path.exists():
+        if ":" in spec:
+            return build_from_factory(spec)
+        raise UsageError(f"{label}: no such file (give a file or module:factory)")
+    if path.is_dir():
+        raise UsageError(f"{label}: is a directory, not a torch model file")
+    loaded = load_torch_file(path, label, pickled_modules=True)
+    if loaded.kind in ("exported", "torchscript"):
+        what_it_is = "a .pt2 ExportedProgram" if loaded.kind == "exported" else "TorchScript"
+        raise UsageError(
+            f"{label}: {what_it_is} has no Linear/Conv modules left to compress; "
+            f"give module:factory or a state_dict file with {arch_option}"
+        )
+    if loaded.kind == "module":
+        return loaded.value
+    return build_from_state_dict(label, loaded.value, arch or loaded.arch, arch_option)

@@ -121,36 +121,3 @@ def compare_profiles(root: Path | None, a: str, b: str) -> dict[str, Any]:
     if id_a["emulated"] or id_b["emulated"]:
         notes.append("an emulated target is involved: its timings are not device timings")
     return {"a": id_a, "b": id_b, "notes": notes, "metrics": compare_docs(doc_a, doc_b)}
-
-
-def print_comparison(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(f"A: {doc['a']['path']}\nB: {doc['b']['path']}")
-    for note in doc["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
-    table = Table(title="B relative to A")
-    for col in ("metric", "A", "B", "delta", "delta %", "spread", "verdict"):
-        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
-    for row in doc["metrics"]:
-        if row["noise"] is True:
-            verdict = "[dim]noise (within spread)[/]"
-        elif row["better"] is None:
-            verdict = "same"
-        else:
-            verdict = f"[green]{row['better'].upper()} better[/]"
-            if row["noise"] is None:
-                verdict += " [dim](no spread measured)[/]"
-        pct = row["delta_pct"]
-        table.add_row(
-            f"{row['metric']} ({row['unit']})" if row["unit"] else row["metric"],
-            f"{row['a']:.4g}",
-            f"{row['b']:.4g}",
-            f"{row['delta']:+.4g}",
-            f"{pct:+.1f}%" if pct is not None else "-",
-            f"±{row['spread']:.3g}" if row["spread"] is not None else "-",
-            verdict,
-        )
-    console.print(table)

@@ -5,7 +5,7 @@ The index is a cache, never the truth: `ProfileIndex.open(root)` brings it up to
 missing, stale-format or damaged index file is simply rebuilt. It lives at `<root>/.index.sqlite`
 (hidden, gitignored); where the store is read-only the index is built in memory instead.
 
-The store's queries are here too: `list_profiles`, `load_profile`/`resolve_id` and `export_csv`.
+The store's queries are here too: `list_profiles`, `load_profile`/`resolve_id` and `summary_csv`.
 A profile's id is its path relative to the store root without `.json`
 (`local/lenet300/20261124T231600.123456Z`); `show` also takes a file path or a unique prefix of the
 id or of the file stem.
@@ -18,13 +18,11 @@ import datetime as dt
 import io
 import os
 import sqlite3
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from edgedeploy.errors import UsageError
-from edgedeploy.fileinfo import write_bytes_atomic
 from edgedeploy.profiles.store import (
     SUMMARY_FIELDS,
     iter_profile_files,
@@ -237,15 +235,11 @@ def load_profile(root: Path | None, ident: str) -> dict[str, Any]:
     return doc
 
 
-def export_csv(root: Path | None, path: Path) -> None:
-    """All profiles' summary rows as CSV (`-` writes to stdout); the file is written atomically."""
+def summary_csv(root: Path | None) -> tuple[str, int]:
+    """All profiles' summary rows as CSV text, and how many rows it holds (`profiles export`)."""
     rows = list_profiles(root)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_FIELDS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    if str(path) == "-":
-        sys.stdout.write(buffer.getvalue())
-    else:
-        write_bytes_atomic(path, buffer.getvalue().encode())
-        sys.stderr.write(f"{len(rows)} profiles -> {path}\n")
+    return buffer.getvalue(), len(rows)

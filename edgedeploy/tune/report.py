@@ -25,56 +25,6 @@ MAX_MARKER_AREA = 700.0  # points^2 of the largest file's marker
 MIN_MARKER_AREA = 14.0  # a tiny file stays visible
 
 
-def print_table(result: dict[str, Any]) -> None:
-    """The Pareto front as a table, the counts, the recommended model and where the report is."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    # Piped into a file or a CI log, rich would wrap the settings column at 80 characters.
-    console = Console(width=None if sys.stdout.isatty() else 180)
-    for message in result["messages"]:
-        console.print(f"[yellow]{message}[/]", highlight=False)
-    table = Table(title=f"Pareto front on {result['target']} ({', '.join(result['objectives'])})")
-    columns = (
-        "trial", "accuracy", "p50 ms", "size KB", "peak MB", "export", "runtime", "threads", "device",
-        "settings",
-    )  # fmt: skip
-    for column in columns:
-        left = column in ("export", "runtime", "device", "settings")
-        table.add_column(column, justify="left" if left else "right")
-    for t in result["pareto"]:
-        table.add_row(
-            str(t["number"]),
-            f"{t['accuracy']:.4f}",
-            f"{t['p50_ms']:.3f}",
-            f"{t['size_bytes'] / 1000:.1f}",
-            "n/a" if t.get("peak_rss_mb") is None else f"{t['peak_rss_mb']:.1f}",
-            t["export"],
-            str(t.get("runtime") or "auto"),
-            str(t["threads"]),
-            t["device"] + (" (emulated)" if t.get("emulated") else ""),
-            describe_settings(t["settings"]),
-        )
-    console.print(table)
-    counts = result["counts"]
-    console.print(
-        f"{counts['COMPLETE']} measured, {counts['PRUNED']} pruned (below accuracy floor "
-        f"{result['accuracy_floor']:.4f}), {counts['FAIL']} failed; devices used: "
-        + ", ".join(f"{name} x{n}" for name, n in result["devices"]["used"].items())
-    )
-    rec = result["recommended"]
-    console.print(
-        f"recommended: trial {rec['number']} {rec['export']} ({rec.get('runtime') or 'auto'}) at "
-        f"{rec['threads']} threads, accuracy {rec['accuracy']:.4f} (input "
-        f"{result['input_model']['accuracy']:.4f}), p50 {rec['p50_ms']:.3f} ms, {rec['size_bytes']:,} B "
-        f"-> {result['recommended_files']['model']}"
-    )
-    if result.get("report"):
-        console.print(f"report: {result['report']}")
-
-
 def _measured(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in result["trials"] if t["state"] == "COMPLETE" and t.get("p50_ms") is not None]
 

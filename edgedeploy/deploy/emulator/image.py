@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -86,7 +87,10 @@ def image_dir(suite: str) -> Path:
 
 
 def _log(msg: str) -> None:
-    print(f"[emulator] {msg}", flush=True)
+    # Progress of a build that takes minutes: on stderr, so that stdout stays the verb's result
+    # (`emulator start` prints its instance as JSON there, after a build it may have started).
+    sys.stderr.write(f"[emulator] {msg}\n")
+    sys.stderr.flush()
 
 
 def _which(prog: str) -> str | None:

@@ -33,7 +33,7 @@ from edgedeploy.deploy.inventory import cache_dir
 from edgedeploy.deploy.user_inventory import set_host_vars
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
 
-__all__ = ["build_image", "list_instances", "print_instances", "start_instance", "stop_instance"]
+__all__ = ["build_image", "list_instances", "start_instance", "stop_instance"]
 
 INVENTORY_GROUP = "emulators"
 GUEST_WORKDIR = "/root/edgedeploy"
@@ -364,30 +364,3 @@ def list_instances() -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def print_instances(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        print("no emulator instances (start one: edgedeploy emulator start)")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="emulator instances (timings on these targets are emulated, not device timings)")
-    columns = [
-        "name",
-        "kind",
-        "state",
-        "pid",
-        "ssh",
-        "cpus",
-        "memory_mb",
-        "suite",
-        "started_at",
-        "boot_seconds",
-    ]
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    Console().print(table)
