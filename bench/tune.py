@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -393,6 +394,9 @@ def main() -> None:
             for name, result in (("tuned", tuned), ("random", random)):
                 if result.get("recommended"):
                     contenders[name] = Path(result["recommended"]["file"])
+            # The same bytes are the same model: their two timings differ by noise only, never a win.
+            digests = {n: hashlib.sha256(f.read_bytes()).hexdigest() for n, f in contenders.items()}
+            same_file = "tuned" in digests and digests.get("tuned") == digests.get("random")
             progress(f"timing {len(contenders)} contenders side by side")
             final = side_by_side(contenders, target, inventory, cfg)
 
@@ -469,8 +473,10 @@ def main() -> None:
             "speedup_met": speedup is not None and speedup >= GOAL_SPEEDUP,
             # Under the same constraint: faster by more than the tie margin (or random found nothing).
             "beats_random_search": bool(best and within(best))
+            and not same_file
             and (not rand or not within(rand) or best["p50_ms"] < rand["p50_ms"] * (1 - TIE_MARGIN)),
             "tie_margin": TIE_MARGIN,
+            "tuned_and_random_same_file": same_file,
             "random_over_tuned_p50": round(rand["p50_ms"] / best["p50_ms"], 3) if best and rand else None,
             "seconds_met": seconds <= GOAL_SECONDS,
         },
