@@ -1,7 +1,7 @@
 """`edgedeploy tune` against fixed recipes and against random search, on the MobileNetV2 (Fashion-MNIST)
 of bench/cnn_compression.py (issue 16).
 
-    python bench/tune.py [--quick] [--group] [--trials N] [--seed N] [--train-samples N] ...
+    python -m bench.tune [--quick] [--group] [--trials N] [--seed N] [--train-samples N] ...
 
 One run, one process, every latency through the stand-alone runner:
 
