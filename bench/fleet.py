@@ -57,6 +57,7 @@ import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 from edgedeploy.fleet_job import run_fleet  # noqa: E402
+from edgedeploy.options import FleetProfileOptions  # noqa: E402
 from tests.fleet_support import make_onnx  # noqa: E402
 from tests.isolation import DEVICE_CPU_SHARES  # noqa: E402
 from tests.sshd import SSHServer  # noqa: E402
@@ -124,10 +125,8 @@ def measured_run(
     throttled_before = throttled() if throttled else 0.0
     started_at = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
-    result = run_fleet(
-        [model], group, inventory=inventory, runs=runs, warmup=10, workers=16, progress=False,
-        store_root=store,
-    ).to_dict()  # fmt: skip
+    options = FleetProfileOptions(inventory=inventory, runs=runs, warmup=10, workers=16, profiles_dir=store)
+    result = run_fleet([model], group, options).to_dict()
     wall = time.perf_counter() - start
     time.sleep(SETTLE_S)
     cpu = device_cpu_seconds() - cpu_before
@@ -179,7 +178,9 @@ def measure_fleet(
     groups = {"one": {"hosts": {names[0]: None}}, "fleet": {"hosts": {n: None for n in names}}}
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts, "children": groups}}))
     store = root / "profiles"
-    run_fleet([model], "fleet", inventory=inventory, runs=5, warmup=1, progress=False, store_root=store)
+    run_fleet(
+        [model], "fleet", FleetProfileOptions(inventory=inventory, runs=5, warmup=1, profiles_dir=store)
+    )
     time.sleep(SETTLE_S)  # the warm-up's sessions are reaped (and counted) before the first measured run
     cores = os.cpu_count() or 1
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "fleet": []}
