@@ -103,7 +103,9 @@ class Journal:
 
 
 @dataclass
-class _TargetState:
+class TargetQueue:
+    """One target's jobs, in the order they run, and what became of them (the scheduler fills it)."""
+
     target: Target
     jobs: list[Job]
     hung: str | None = None
@@ -245,9 +247,10 @@ class FleetScheduler:
         self.timeout = timeout
         self.retries = retries
 
-    def run(self, states: list[_TargetState], view: _ProgressView) -> None:
+    def run(self, states: list[TargetQueue], view: _ProgressView | None = None) -> None:
         """Work through every target's jobs; returns when all are done (or re-raises Ctrl-C)."""
-        pending: queue.Queue[_TargetState] = queue.Queue()
+        view = view or _ProgressView(False, {}, {})
+        pending: queue.Queue[TargetQueue] = queue.Queue()
         for state in states:
             pending.put(state)
         # Daemon threads: Ctrl-C ends the run at once; the journal already holds every finished job.
@@ -268,7 +271,7 @@ class FleetScheduler:
             )
             raise
 
-    def _worker(self, pending: queue.Queue[_TargetState], view: _ProgressView) -> None:
+    def _worker(self, pending: queue.Queue[TargetQueue], view: _ProgressView) -> None:
         while True:
             try:
                 state = pending.get_nowait()
@@ -279,7 +282,7 @@ class FleetScheduler:
             except Exception as exc:  # noqa: BLE001 - one target's failure must not end the run or lose rows
                 state.stopped = _describe(exc)
 
-    def _drain(self, state: _TargetState, view: _ProgressView) -> None:
+    def _drain(self, state: TargetQueue, view: _ProgressView) -> None:
         for job in state.jobs:
             row = self._run_job(state, job, view)
             self.journal.append({"event": "job", **row.to_dict()})
@@ -287,7 +290,7 @@ class FleetScheduler:
             view.advance(job.target)
         view.status(state.target.name, "done" if not state.hung else "[red]hung[/]")
 
-    def _run_job(self, state: _TargetState, job: Job, view: _ProgressView) -> FleetRow:
+    def _run_job(self, state: TargetQueue, job: Job, view: _ProgressView) -> FleetRow:
         row = FleetRow(
             target=job.target,
             model=str(job.model),
@@ -362,7 +365,7 @@ def run_fleet(models: list[Path], target: str, options: FleetProfileOptions | No
         }
     )
     states = {
-        t.name: _TargetState(
+        t.name: TargetQueue(
             t, [Job(t.name, m, digests[m]) for m in models if (t.name, digests[m]) not in finished]
         )
         for t in targets
@@ -392,7 +395,7 @@ def run_fleet(models: list[Path], target: str, options: FleetProfileOptions | No
 
 
 def _rows(
-    states: list[_TargetState],
+    states: list[TargetQueue],
     models: list[Path],
     digests: dict[Path, str],
     finished: dict[tuple[str, str], dict[str, Any]],
