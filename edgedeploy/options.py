@@ -39,8 +39,10 @@ def _as_path(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _as_paths(value: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> tuple[Path, ...]:
+def _as_paths(value: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None) -> tuple[Path, ...]:
     """A tuple of paths; one path given alone is a tuple of one (a str is not a sequence of letters)."""
+    if value is None:
+        return ()
     if isinstance(value, str | os.PathLike):
         return (Path(value),)
     return tuple(Path(v) for v in value)
