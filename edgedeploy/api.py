@@ -5,7 +5,7 @@
     profile = api.profile("model.onnx", "pi5", runs=200)
     print(profile.target, profile.p50_ms, profile.peak_rss_mb)
 
-    settings = api.ProfileOptions(runs=200, threads=1)  # the same, as one typed, reusable object
+    settings = api.ProfileOptions(runs=200, threads=1)  # settings as one typed, reusable object
     profile = api.profile("model.onnx", "pi5", settings)
 
 Every function does what the verb of the same name does (same defaults, same checks, same files
