@@ -48,6 +48,7 @@ import psutil
 import yaml
 
 from edgedeploy.fleet_job import run_fleet
+from edgedeploy.options import FleetProfileOptions
 from tests.support.isolation import DEVICE_CPU_SHARES, ssh_hosts, ssh_servers
 from tests.support.onnx_models import dense_onnx
 
@@ -87,10 +88,8 @@ def measured_run(
     throttled_before = throttled() if throttled else 0.0
     started_at = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
-    result = run_fleet(
-        [model], group, inventory=inventory, runs=runs, warmup=10, workers=16, progress=False,
-        store_root=store,
-    ).to_dict()  # fmt: skip
+    options = FleetProfileOptions(inventory=inventory, runs=runs, warmup=10, workers=16, profiles_dir=store)
+    result = run_fleet([model], group, options).to_dict()
     wall = time.perf_counter() - start
     time.sleep(SETTLE_S)
     cpu = device_cpu_seconds() - cpu_before
@@ -142,7 +141,9 @@ def measure_fleet(
     groups = {"one": {"hosts": {names[0]: None}}, "fleet": {"hosts": {n: None for n in names}}}
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts, "children": groups}}))
     store = root / "profiles"
-    run_fleet([model], "fleet", inventory=inventory, runs=5, warmup=1, progress=False, store_root=store)
+    run_fleet(
+        [model], "fleet", FleetProfileOptions(inventory=inventory, runs=5, warmup=1, profiles_dir=store)
+    )
     time.sleep(SETTLE_S)  # the warm-up's sessions are reaped (and counted) before the first measured run
     cores = os.cpu_count() or 1
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "fleet": []}

@@ -164,6 +164,7 @@ def measure(
 
     Interleaving (A B C D A B C D ...) instead of A A A A B B B B ... puts a slow drift in machine load
     into every variant's spread alike, rather than into whichever variant happened to run during it."""
+    from edgedeploy.options import ProfileOptions
     from edgedeploy.profile_job import profile_model
 
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)  # like the runner's input
@@ -175,9 +176,11 @@ def measure(
             for arm, settings in arms.items():
                 time.sleep(settings.cooldown)
                 prof = profile_model(
-                    path, "local", runs=settings.runs, warmup=settings.warmup,
-                    min_seconds=settings.min_seconds, warmup_seconds=settings.warmup_seconds,
-                    cores=settings.cores, threads=args.threads, progress=False, store_root=store,
+                    path, "local", ProfileOptions(
+                        runs=settings.runs, warmup=settings.warmup, min_seconds=settings.min_seconds,
+                        warmup_seconds=settings.warmup_seconds, cores=settings.cores, threads=args.threads,
+                        profiles_dir=store,
+                    ),
                 )  # fmt: skip
                 bare_p50, _ = bare_p50_ms(path, x, args.threads, settings)
                 record = raw[variant][arm]

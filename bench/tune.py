@@ -51,11 +51,12 @@ import yaml
 from bench.support.training import MODELS, fashion_mnist
 from edgedeploy import tune_job
 from edgedeploy.compress.pipeline import DEFAULT_RECIPE, compress_model
-from edgedeploy.compress_job import DataOptions, load_compression_data
+from edgedeploy.compress_job import load_compression_data
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.deploy.runner_client import time_models
 from edgedeploy.deploy.transports.connect import open_transport
 from edgedeploy.models import zoo
+from edgedeploy.options import DataOptions, ProfileOptions
 from edgedeploy.profile_job import profile_model
 from edgedeploy.train import seed_everything, train
 from edgedeploy.tune.candidate import CandidateJob, export_file
@@ -188,10 +189,10 @@ def measure_file(
     """Profile one file at every thread count of the space; its fastest is its figure."""
     by_threads = {}
     for threads in cfg["space"]["threads"]:
-        profile = profile_model(
-            path, target, runs=cfg["runs"], warmup=5, threads=threads, inventory=inventory,
-            progress=False, store_root=store, accuracy=accuracy, tags={"bench": name},
-        )  # fmt: skip
+        settings = ProfileOptions.counted(
+            runs=cfg["runs"], warmup=5, threads=threads, inventory=inventory, profiles_dir=store
+        )
+        profile = profile_model(path, target, settings, accuracy=accuracy, tags={"bench": name})
         by_threads[threads] = profile["latency_ms"]["p50"]
     threads = min(by_threads, key=lambda t: by_threads[t])
     return {

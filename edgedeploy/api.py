@@ -5,6 +5,9 @@
     profile = api.profile("model.onnx", "pi5", runs=200)
     print(profile.target, profile.p50_ms, profile.peak_rss_mb)
 
+    settings = api.ProfileOptions(runs=200, threads=1)  # settings as one typed, reusable object
+    profile = api.profile("model.onnx", "pi5", settings)
+
 Every function does what the verb of the same name does (same defaults, same checks, same files
 written) and returns a typed result from `edgedeploy.results` instead of printing; `to_dict()` on a
 result is the document the CLI prints with `--json`. A failure the caller can act on (a bad file or
@@ -12,6 +15,10 @@ option, an unreachable or refusing device) raises `edgedeploy.errors.EdgeDeployE
 for bad input, `TargetError` for a device, `NotYetSupported` for what cannot be done yet; `str(err)`
 is the one line the CLI would print. A fleet run does not raise for a failed device: its rows say
 which failed and why (`FleetResult.failures`).
+
+Each verb's settings are one frozen dataclass of `edgedeploy.options` (`ProfileOptions`, ...), the
+one place their defaults are stated: pass it as `options`, or pass its fields as keywords, which are
+applied over `options` (or over the defaults) to build one.
 
 Importing this module is cheap: each function imports its job (and torch, onnx, ... behind it) when
 called. Paths may be given as `str` or `Path`. Nothing here prints to stdout; on stderr there are
@@ -23,8 +30,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
+from edgedeploy.options import (
+    CompressOptions,
+    ConvertOptions,
+    FleetProfileOptions,
+    ProfileOptions,
+    PushOptions,
+    RunOptions,
+    Shapes,
+    TargetAccess,
+)
 from edgedeploy.results import (
     Comparison,
     CompressResult,
@@ -38,6 +57,12 @@ from edgedeploy.results import (
 )
 
 __all__ = [
+    "CompressOptions",
+    "ConvertOptions",
+    "FleetProfileOptions",
+    "ProfileOptions",
+    "PushOptions",
+    "RunOptions",
     "compare_profiles",
     "compress",
     "convert",
@@ -51,122 +76,59 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-Shapes = dict[str, list[int]]
-"""Fixed input shapes by input name, e.g. {"x": [1, 3, 224, 224]}; the key "" for a one-input model."""
 
 
 def _path(value: PathLike | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _paths(values: Sequence[PathLike] | PathLike) -> list[Path]:
-    """A list of paths; one path given alone is a list of one (a str is not a list of letters)."""
-    if isinstance(values, str | os.PathLike):
-        return [Path(values)]
-    return [Path(v) for v in values]
+Options = TypeVar("Options", bound=TargetAccess)
+
+
+def _options(kind: type[Options], options: Options | None, changes: dict[str, Any]) -> Options:
+    """`options` (default: the verb's defaults) with the keyword arguments applied over it: one
+    options object whichever way a caller spells its settings (a misspelt name is a TypeError)."""
+    base = kind() if options is None else options
+    return replace(base, **changes) if changes else base
 
 
 def compress(
     model: str,
-    output: PathLike = "out/compressed",
-    *,
-    recipe: PathLike | None = None,
-    data: str = "mnist",
-    arch: str | None = None,
-    train_samples: int | None = None,
-    seed: int = 0,
-    repeats: int = 1,
-    teacher: str | None = None,
-    teacher_arch: str | None = None,
-    batch_size: int = 128,
-    workers: int = 0,
-    input_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    val_fraction: float = 0.1,
-    latency_target: str | None = "local",
-    inventory: PathLike | None = None,
-    trust_new: bool = False,
-    progress: bool = False,
+    output: PathLike | None = None,
+    options: CompressOptions | None = None,
+    **changes: Any,
 ) -> CompressResult:
     """Compress a torch model by a recipe (`edgedeploy compress`); needs the [compress] extra.
 
     `model` and `teacher` are module:factory, a TorchScript/.pt2 file or a state_dict (with
-    `arch`); `data` as the CLI's --data. `latency_target=None` skips timing the stage files."""
+    `arch`); `data` as the CLI's --data. `latency_target=None` skips timing the stage files.
+    Settings: `CompressOptions` fields, as `options` or as keywords (`output` may come second)."""
     from edgedeploy import compress_job
 
-    options = compress_job.DataOptions(
-        batch_size=batch_size,
-        workers=workers,
-        input_size=input_size,
-        channels=channels,
-        mean=tuple(mean) if mean is not None else None,
-        std=tuple(std) if std is not None else None,
-        val_fraction=val_fraction,
-    )
-    doc = compress_job.run(
-        model=model,
-        recipe=_path(recipe),
-        output=Path(output),
-        arch=arch,
-        dataset=data,
-        train_samples=train_samples,
-        seed=seed,
-        repeats=repeats,
-        show_progress=progress,
-        teacher=teacher,
-        teacher_arch=teacher_arch,
-        data_options=options,
-        latency_target=latency_target,
-        inventory=_path(inventory),
-        trust_new=trust_new,
-    )
-    return CompressResult.from_doc(doc)
+    if output is not None:
+        changes["output"] = output
+    return CompressResult.from_doc(compress_job.run(model, _options(CompressOptions, options, changes)))
 
 
 def convert(
     model: PathLike,
-    to: str = "onnx",
-    precision: str = "fp32",
+    to: str | None = None,
+    precision: str | None = None,
     output: PathLike | None = None,
-    *,
-    calibration: PathLike | None = None,
-    int8_format: str = "auto",
-    arch: str | None = None,
-    input_shape: Sequence[str] | str | None = None,
-    tolerance: float | None = None,
-    verify_metric: str = "auto",
-    verify_samples: int = 16,
-    threads: int | None = None,
-    target: str | None = None,
-    inventory: PathLike | None = None,
-    trust_new: bool = False,
+    options: ConvertOptions | None = None,
+    **changes: Any,
 ) -> ConvertResult:
     """Convert to ONNX or TFLite and verify against the source (`edgedeploy convert`).
 
     `input_shape` as the CLI's --input-shape ("1,3,224,224" or "NAME=1,3,224,224", one per input).
-    A conversion that fails verification raises UsageError; `target` times the int8 candidates there."""
+    A conversion that fails verification raises UsageError; `target` times the int8 candidates there.
+    Settings: `ConvertOptions` fields, as `options` or as keywords (`to`, `precision`, `output` may
+    come positionally)."""
     from edgedeploy import convert_job
 
-    doc = convert_job.run(
-        model=str(model),
-        to=to,
-        precision=precision,
-        output=_path(output),
-        calibration=_path(calibration),
-        int8_format=int8_format,
-        arch=arch,
-        input_shape=list(input_shape) if isinstance(input_shape, list | tuple) else input_shape,
-        tolerance=tolerance,
-        verify_samples=verify_samples,
-        threads=threads,
-        target=target,
-        inventory=_path(inventory),
-        trust_new=trust_new,
-        verify_metric=verify_metric,
-    )
-    return ConvertResult.from_doc(doc)
+    given = {"to": to, "precision": precision, "output": output}
+    changes.update({name: value for name, value in given.items() if value is not None})
+    return ConvertResult.from_doc(convert_job.run(str(model), _options(ConvertOptions, options, changes)))
 
 
 def inspect(model: PathLike, shapes: Shapes | None = None) -> ModelInfo:
@@ -178,153 +140,59 @@ def inspect(model: PathLike, shapes: Shapes | None = None) -> ModelInfo:
 
 
 def push(
-    model: PathLike,
-    target: str = "local",
-    *,
-    inventory: PathLike | None = None,
-    trust_new: bool = False,
-    dry_run: bool = False,
-    checksum: bool = False,
-    progress: bool = False,
+    model: PathLike, target: str = "local", options: PushOptions | None = None, **changes: Any
 ) -> PushResult:
     """Send a model and the runner to a target's work dir, sha256-verified (`edgedeploy push`).
 
     A group name pushes to each host: a host that fails is a `Pushed` with `error` (see
-    `PushResult.ok`), the others are still pushed."""
-    # Until push has its own job module, the verb's one entry point is in deploy/push.py.
+    `PushResult.ok`), the others are still pushed. Settings: `PushOptions` fields."""
     from edgedeploy.push_job import push_to_target
 
-    doc = push_to_target(
-        Path(model),
-        target,
-        inventory=_path(inventory),
-        trust_new=trust_new,
-        dry_run=dry_run,
-        progress=progress,
-        checksum=checksum,
-    )
-    return PushResult.from_doc(doc, target, dry_run)
+    opts = _options(PushOptions, options, changes)
+    return PushResult.from_doc(push_to_target(Path(model), target, opts), target, opts.dry_run)
 
 
 def run(
-    model: PathLike,
-    target: str = "local",
-    *,
-    inputs: Sequence[PathLike] | PathLike = (),
-    out_dir: PathLike | None = None,
-    runtime: str = "auto",
-    threads: int | None = None,
-    shapes: Shapes | None = None,
-    inventory: PathLike | None = None,
-    trust_new: bool = False,
+    model: PathLike, target: str = "local", options: RunOptions | None = None, **changes: Any
 ) -> RunResult:
     """Run a model once on a target (`edgedeploy run`); with `out_dir`, fetch each output there as
-    <output-name>.npy. `inputs` are .npy files in the model's input order (default: random)."""
+    <output-name>.npy. `inputs` are .npy files in the model's input order (default: random).
+    Settings: `RunOptions` fields."""
     from edgedeploy import profile_job
 
-    doc = profile_job.run_model(
-        Path(model),
-        target,
-        inputs=_paths(inputs),
-        out_dir=_path(out_dir),
-        runtime=runtime,
-        threads=threads,
-        shapes=shapes or {},
-        inventory=_path(inventory),
-        trust_new=trust_new,
+    return RunResult.from_doc(
+        profile_job.run_model(Path(model), target, _options(RunOptions, options, changes))
     )
-    return RunResult.from_doc(doc)
 
 
 def profile(
-    model: PathLike,
-    target: str = "local",
-    *,
-    runs: int = 100,
-    warmup: int = 10,
-    min_seconds: float = 1.0,
-    warmup_seconds: float = 0.5,
-    duration: float | None = None,
-    threads: int | None = None,
-    runtime: str = "auto",
-    repeats: int = 1,
-    cores: str | None = None,
-    cooldown: float = 0.0,
-    inputs: Sequence[PathLike] | PathLike = (),
-    shapes: Shapes | None = None,
-    raw_samples: bool = False,
-    profiles_dir: PathLike | None = None,
-    inventory: PathLike | None = None,
-    trust_new: bool = False,
-    progress: bool = False,
+    model: PathLike, target: str = "local", options: ProfileOptions | None = None, **changes: Any
 ) -> Profile:
     """Measure a model on a target and store the profile (`edgedeploy profile`, same defaults).
 
     The profile is written under `profiles_dir` (default: ./profiles or $EDGEDEPLOY_PROFILES);
-    `Profile.path` is its file."""
+    `Profile.path` is its file. Settings: `ProfileOptions` fields."""
     from edgedeploy import profile_job
 
-    doc = profile_job.profile_model(
-        Path(model),
-        target,
-        runs=runs,
-        warmup=warmup,
-        min_seconds=min_seconds,
-        warmup_seconds=warmup_seconds,
-        duration=duration,
-        threads=threads,
-        runtime=runtime,
-        repeats=repeats,
-        cores=cores,
-        cooldown=cooldown,
-        inputs=_paths(inputs),
-        shapes=shapes or {},
-        raw_samples=raw_samples,
-        inventory=_path(inventory),
-        trust_new=trust_new,
-        progress=progress,
-        store_root=_path(profiles_dir),
-    )
-    return Profile.from_doc(doc, _path(profiles_dir))
+    opts = _options(ProfileOptions, options, changes)
+    return Profile.from_doc(profile_job.profile_model(Path(model), target, opts), opts.profiles_dir)
 
 
 def fleet_profile(
     models: Sequence[PathLike] | PathLike,
     target: str = "all",
-    *,
-    inventory: PathLike | None = None,
-    workers: int = 8,
-    runs: int = 50,
-    warmup: int = 5,
-    timeout: float = 600.0,
-    retries: int = 1,
-    resume: str | None = None,
-    trust_new: bool = False,
-    profiles_dir: PathLike | None = None,
-    checksum: bool = False,
-    progress: bool = False,
+    options: FleetProfileOptions | None = None,
+    **changes: Any,
 ) -> FleetResult:
     """Profile every model on every target of a group at once (`edgedeploy fleet profile`).
 
     Each (target, model) success stores a profile under `profiles_dir`; a failing device gives
-    error rows and never stops the others. `resume=run_id` skips the pairs that already succeeded."""
+    error rows and never stops the others. `resume=run_id` skips the pairs that already succeeded.
+    Settings: `FleetProfileOptions` fields."""
     from edgedeploy import fleet_job
 
-    return fleet_job.run_fleet(
-        _paths(models),
-        target,
-        inventory=_path(inventory),
-        workers=workers,
-        runs=runs,
-        warmup=warmup,
-        timeout=timeout,
-        retries=retries,
-        resume=resume,
-        trust_new=trust_new,
-        progress=progress,
-        store_root=_path(profiles_dir),
-        checksum=checksum,
-    )
+    paths = [Path(models)] if isinstance(models, str | os.PathLike) else [Path(m) for m in models]
+    return fleet_job.run_fleet(paths, target, _options(FleetProfileOptions, options, changes))
 
 
 def list_profiles(

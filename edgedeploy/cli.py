@@ -15,6 +15,15 @@ import typer
 
 from edgedeploy import present
 from edgedeploy.errors import EdgeDeployError
+from edgedeploy.options import (
+    CompressOptions,
+    ConvertOptions,
+    DataOptions,
+    FleetProfileOptions,
+    ProfileOptions,
+    PushOptions,
+    RunOptions,
+)
 from edgedeploy.runner import provisionable_runtimes, supported_runtimes
 
 app = typer.Typer(
@@ -68,7 +77,7 @@ def compress(
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for the compressed model and report.")
-    ] = Path("out/compressed"),
+    ] = CompressOptions.output,
     arch: Annotated[
         str | None, typer.Option(help="Architecture name for a state_dict file (e.g. lenet300).")
     ] = None,
@@ -82,12 +91,12 @@ def compress(
             "without class folders are unlabelled, for distillation only); an .npz with x_train, y_train, "
             "x_val, y_val; or module:factory returning (train, val) torch Datasets or DataLoaders.",
         ),
-    ] = "mnist",
+    ] = CompressOptions.data,
     train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = CompressOptions.seed,
     repeats: Annotated[
         int, typer.Option(help="Repeat the recipe N times; report mean and std accuracy.")
-    ] = 1,
+    ] = CompressOptions.repeats,
     teacher: Annotated[
         str | None,
         typer.Option(help="Distillation teacher (same forms as MODEL); default: the input model."),
@@ -95,10 +104,10 @@ def compress(
     teacher_arch: Annotated[
         str | None, typer.Option(help="Architecture name for a teacher state_dict file.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = CompressOptions.batch_size,
     workers: Annotated[
         int, typer.Option(help="DataLoader worker processes decoding images (0: in this process).")
-    ] = 0,
+    ] = CompressOptions.workers,
     input_size: Annotated[
         str | None,
         typer.Option(help="Image folders: resize every image to H,W (default: the first image's size)."),
@@ -120,14 +129,14 @@ def compress(
     ] = None,
     val_fraction: Annotated[
         float, typer.Option(help="Share held out for validation when the data has no val split.")
-    ] = 0.1,
+    ] = CompressOptions.val_fraction,
     latency_target: Annotated[
         str,
         typer.Option(
             help="Time the input's and each stage's exported ONNX file on this target with the runner "
             "(default: local, this host); 'none' skips timing."
         ),
-    ] = "local",
+    ] = str(CompressOptions.latency_target),  # the flag spells None as 'none'
     inventory: InventoryOpt = None,
     trust_new: TrustNewOpt = False,
     as_json: JsonOpt = False,
@@ -135,9 +144,8 @@ def compress(
     """Compress a trained PyTorch model stage by stage (prune, distill, cluster, quantize, low-rank)."""
     from edgedeploy import api, compress_job
 
-    result = api.compress(
-        model,
-        output,
+    options = CompressOptions(
+        output=output,
         recipe=recipe,
         data=dataset,
         arch=arch,
@@ -158,6 +166,7 @@ def compress(
         trust_new=trust_new,
         progress=not as_json,
     )
+    result = api.compress(model, options=options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -169,19 +178,21 @@ def convert(
     model: Annotated[
         str, typer.Argument(help="Source model: torch (module:factory or file), .onnx, .keras/.h5, .tflite.")
     ],
-    to: Annotated[str, typer.Option("--to", help="onnx or tflite.")] = "onnx",
+    to: Annotated[str, typer.Option("--to", help="onnx or tflite.")] = ConvertOptions.to,
     precision: Annotated[
         str,
         typer.Option(
             help="fp32, fp16, int8-dynamic, int8, or auto (ONNX: int8 when faster than fp32 where timed, "
             "else fp32)."
         ),
-    ] = "fp32",
+    ] = ConvertOptions.precision,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file.")] = None,
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration data for int8: a .npy file or a directory of .npy files.")
     ] = None,
-    int8_format: Annotated[str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")] = "auto",
+    int8_format: Annotated[
+        str, typer.Option(help="ONNX int8 format: qdq, qoperator or auto.")
+    ] = ConvertOptions.int8_format,
     arch: Annotated[str | None, typer.Option(help="Architecture name for a state_dict file.")] = None,
     input_shape: Annotated[
         list[str] | None,
@@ -197,8 +208,10 @@ def convert(
         typer.Option(
             help="auto (inferred from the output), abs, classification, dense, sequence or regression."
         ),
-    ] = "auto",
-    verify_samples: Annotated[int, typer.Option(help="Inputs used to verify the conversion.")] = 16,
+    ] = ConvertOptions.verify_metric,
+    verify_samples: Annotated[
+        int, typer.Option(help="Inputs used to verify the conversion.")
+    ] = ConvertOptions.verify_samples,
     threads: Annotated[
         int | None, typer.Option(help="Threads for timing the int8 auto candidates (default: all).")
     ] = None,
@@ -213,15 +226,14 @@ def convert(
     """Convert to ONNX or TFLite and verify the result against the source model."""
     from edgedeploy import api
 
-    result = api.convert(
-        model,
-        to,
-        precision,
-        output,
+    options = ConvertOptions(
+        to=to,
+        precision=precision,
+        output=output,
         calibration=calibration,
         int8_format=int8_format,
         arch=arch,
-        input_shape=input_shape,
+        input_shape=tuple(input_shape or ()),
         tolerance=tolerance,
         verify_metric=verify_metric,
         verify_samples=verify_samples,
@@ -230,6 +242,7 @@ def convert(
         inventory=inventory,
         trust_new=trust_new,
     )
+    result = api.convert(model, options=options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -320,15 +333,10 @@ def push(
     """Send a model (and the runner) to a target's work directory, verified by sha256."""
     from edgedeploy import api
 
-    result = api.push(
-        file,
-        target,
-        inventory=inventory,
-        trust_new=trust_new,
-        dry_run=dry_run,
-        checksum=checksum,
-        progress=not as_json,
+    options = PushOptions(
+        inventory=inventory, trust_new=trust_new, dry_run=dry_run, checksum=checksum, progress=not as_json
     )
+    result = api.push(file, target, options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -383,7 +391,7 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write each output as DIR/<output-name>.npy.")
     ] = None,
-    runtime: RuntimeOpt = "auto",
+    runtime: RuntimeOpt = RunOptions.runtime,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
     shape: ShapeOpt = None,
     inventory: InventoryOpt = None,
@@ -393,9 +401,7 @@ def run(
     """Run a model once on a target and fetch its outputs."""
     from edgedeploy import api
 
-    result = api.run(
-        model,
-        target,
+    options = RunOptions(
         inputs=_npy_inputs(ctx, inputs),
         out_dir=out,
         runtime=runtime,
@@ -404,6 +410,7 @@ def run(
         inventory=inventory,
         trust_new=trust_new,
     )
+    result = api.run(model, target, options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -415,22 +422,28 @@ def profile(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A .onnx or .tflite model.")],
     target: TargetOpt = "local",
-    runs: Annotated[int, typer.Option(help="Timed inferences (at least).")] = 100,
-    warmup: Annotated[int, typer.Option(help="Untimed warm-up inferences (at least).")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed inferences (at least).")] = ProfileOptions.runs,
+    warmup: Annotated[
+        int, typer.Option(help="Untimed warm-up inferences (at least).")
+    ] = ProfileOptions.warmup,
     min_seconds: Annotated[
         float, typer.Option(help="Keep timing past --runs until this long has passed (0: exactly --runs).")
-    ] = 1.0,
-    warmup_seconds: Annotated[float, typer.Option(help="Keep warming up past --warmup this long.")] = 0.5,
+    ] = ProfileOptions.min_seconds,
+    warmup_seconds: Annotated[
+        float, typer.Option(help="Keep warming up past --warmup this long.")
+    ] = ProfileOptions.warmup_seconds,
     duration: Annotated[
         float | None, typer.Option(help="Run for this many seconds instead of --runs.")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the target's).")] = None,
-    runtime: RuntimeOpt = "auto",
+    runtime: RuntimeOpt = ProfileOptions.runtime,
     repeats: Annotated[
         int, typer.Option(help="Repeat the whole measurement K times (fresh processes) and report spread.")
-    ] = 1,
+    ] = ProfileOptions.repeats,
     cores: Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0,1.")] = None,
-    cooldown: Annotated[float, typer.Option(help="Seconds to rest between repeats.")] = 0.0,
+    cooldown: Annotated[
+        float, typer.Option(help="Seconds to rest between repeats.")
+    ] = ProfileOptions.cooldown,
     inputs: Annotated[
         list[Path] | None, typer.Option("--inputs", help=".npy inputs instead of random ones.")
     ] = None,
@@ -443,9 +456,7 @@ def profile(
     """Measure latency, memory, thermal state and power on a target; store a device profile."""
     from edgedeploy import api
 
-    result = api.profile(
-        model,
-        target,
+    options = ProfileOptions(
         runs=runs,
         warmup=warmup,
         min_seconds=min_seconds,
@@ -463,6 +474,7 @@ def profile(
         trust_new=trust_new,
         progress=not as_json,
     )
+    result = api.profile(model, target, options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -505,11 +517,15 @@ def fleet_profile(
     models: Annotated[list[Path], typer.Argument(help="Models to profile on every target.")],
     target: TargetOpt = "all",
     inventory: InventoryOpt = None,
-    workers: Annotated[int, typer.Option(help="Targets worked on at once.")] = 8,
-    runs: Annotated[int, typer.Option(help="Timed inferences per profile.")] = 50,
-    warmup: Annotated[int, typer.Option(help="Warm-up inferences per profile.")] = 5,
-    timeout: Annotated[float, typer.Option(help="Seconds allowed per (target, model) job.")] = 600.0,
-    retries: Annotated[int, typer.Option(help="Retries per job on transient failures.")] = 1,
+    workers: Annotated[int, typer.Option(help="Targets worked on at once.")] = FleetProfileOptions.workers,
+    runs: Annotated[int, typer.Option(help="Timed inferences per profile.")] = FleetProfileOptions.runs,
+    warmup: Annotated[int, typer.Option(help="Warm-up inferences per profile.")] = FleetProfileOptions.warmup,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds allowed per (target, model) job.")
+    ] = FleetProfileOptions.timeout,
+    retries: Annotated[
+        int, typer.Option(help="Retries per job on transient failures.")
+    ] = FleetProfileOptions.retries,
     resume: Annotated[str | None, typer.Option(help="Resume an interrupted fleet run by its id.")] = None,
     trust_new: TrustNewOpt = False,
     root: ProfilesDirOpt = None,
@@ -519,9 +535,7 @@ def fleet_profile(
     """Profile every model on every target of a group, concurrently, isolating failures."""
     from edgedeploy import api
 
-    result = api.fleet_profile(
-        models,
-        target,
+    options = FleetProfileOptions(
         inventory=inventory,
         workers=workers,
         runs=runs,
@@ -534,6 +548,7 @@ def fleet_profile(
         checksum=checksum,
         progress=not as_json,
     )
+    result = api.fleet_profile(models, target, options)
     if as_json:
         present.json_doc(result.to_dict())
     else:
@@ -744,7 +759,7 @@ def tune(
         int, typer.Option(help="Validation inputs each exported file is scored on.")
     ] = 2000,
     train_samples: Annotated[int | None, typer.Option(help="Use only this many training samples.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = DataOptions.batch_size,
     seed: Annotated[int, typer.Option(help="Random seed (sampler and training).")] = 0,
     profiles_dir: Annotated[
         Path | None, typer.Option(help="Profile store for every trial's profile (default: DIR/profiles).")
@@ -764,7 +779,7 @@ def tune(
     as_json: JsonOpt = False,
 ) -> None:
     """Search recipes, export formats and threads for the best accuracy/latency/size on the target."""
-    from edgedeploy import compress_job, tune_job
+    from edgedeploy import tune_job
     from edgedeploy.results import TuneResult
 
     say = present.stderr_lines() if not as_json else (lambda _m: None)
@@ -775,7 +790,7 @@ def tune(
             arch=arch, seed=seed, runs=runs, eval_samples=eval_samples, train_samples=train_samples,
             inventory=inventory, trust_new=trust_new, profiles_dir=profiles_dir, ray=ray,
             ray_parallel=ray_parallel, sampler=sampler,
-            data_options=compress_job.DataOptions(batch_size=batch_size), say=say,
+            data_options=DataOptions(batch_size=batch_size), say=say,
         )
     )  # fmt: skip
     tuned = TuneResult.from_doc(result)

@@ -14,13 +14,13 @@ import os
 import shutil
 import statistics
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedeploy.errors import UsageError
+from edgedeploy.options import CompressOptions, DataOptions
 
 OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json", "calibration.npy")
 CALIBRATION_BYTES = 16 * 2**20
@@ -30,50 +30,36 @@ STAGES_DIR = "stages"
 accuracies and latencies of the report were measured on."""
 
 
-def run(
-    *,
-    model: str,
-    recipe: Path | None,
-    output: Path,
-    arch: str | None,
-    dataset: str,
-    train_samples: int | None,
-    seed: int,
-    repeats: int,
-    show_progress: bool,
-    teacher: str | None = None,
-    teacher_arch: str | None = None,
-    data_options: DataOptions | None = None,
-    latency_target: str | None = "local",
-    inventory: Path | None = None,
-    trust_new: bool = False,
-) -> dict[str, Any]:
+def run(model: str, options: CompressOptions | None = None) -> dict[str, Any]:
+    """Compress `model` (module:factory or a torch file) by `options.recipe`; returns the report."""
     from edgedeploy.extras import MNIST_PACKAGES, require_compress
 
     require_compress("compress", ("torch", "onnxscript", *MNIST_PACKAGES))
     from edgedeploy.compress.pipeline import DEFAULT_RECIPE, load_recipe
     from edgedeploy.models.loading import load_torch_model
 
+    opts = options or CompressOptions()
+    recipe, output, seed, repeats, teacher = opts.recipe, opts.output, opts.seed, opts.repeats, opts.teacher
     # Everything the user can get wrong is checked before any training starts.
     if repeats < 1:
         raise UsageError("--repeats must be >= 1")
-    if train_samples is not None and train_samples < 1:
+    if opts.train_samples is not None and opts.train_samples < 1:
         raise UsageError("--train-samples must be >= 1")
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} exists and is not a directory")
     load_recipe(recipe)
-    torch_model = load_torch_model(model, arch)
+    torch_model = load_torch_model(model, opts.arch)
     teacher_model = (
-        load_torch_model(teacher, teacher_arch, what="teacher", arch_option="--teacher-arch")
+        load_torch_model(teacher, opts.teacher_arch, what="teacher", arch_option="--teacher-arch")
         if teacher
         else None
     )
-    data = load_compression_data(dataset, data_options or DataOptions(), train_samples, seed)
+    data = load_compression_data(opts.data, opts, opts.train_samples, seed)
 
     from edgedeploy.compress.pipeline import compress_model
     from edgedeploy.present import dim_lines
 
-    say = dim_lines() if show_progress else None
+    say = dim_lines() if opts.progress else None
     warnings = []
     if data.splits.mean is None and not data.splits.source.endswith("(module:factory)"):
         # Whether a model expects normalised inputs cannot be read off its weights: say what it got.
@@ -108,7 +94,7 @@ def run(
             "model": model,
             "recipe": str(recipe or DEFAULT_RECIPE),
             "teacher": teacher,
-            "dataset": dataset,
+            "dataset": opts.data,
             "data": data.splits.describe(),
             "train_samples": data.train_samples,
             "eval_samples": data.eval_samples,
@@ -129,11 +115,11 @@ def run(
         for entry in [*result["stages"], result["summary"]["input_file"]]:
             if entry.get("file"):
                 entry["file"] = str(output / STAGES_DIR / Path(entry["file"]).name)
-        if latency_target:
+        if opts.latency_target:
             if say:
-                say(f"timing the input and each stage's ONNX file on target {latency_target!r}")
+                say(f"timing the input and each stage's ONNX file on target {opts.latency_target!r}")
             result["latency"] = time_stage_files(
-                staging / STAGES_DIR, result, latency_target, inventory, trust_new
+                staging / STAGES_DIR, result, opts.latency_target, opts.inventory, opts.trust_new
             )
         import torch
 
@@ -179,19 +165,6 @@ def time_stage_files(
         "timed_on": timed["timed_on"],
         "where": timed["where"],
     }
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """How `--data` is read (see edgedeploy.data.sources.load_data)."""
-
-    batch_size: int = 128
-    workers: int = 0
-    input_size: tuple[int, int] | None = None
-    channels: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    val_fraction: float = 0.1
 
 
 def load_compression_data(spec: str, options: DataOptions, train_samples: int | None, seed: int) -> Any:

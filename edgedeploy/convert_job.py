@@ -8,52 +8,43 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.errors import UsageError
+from edgedeploy.options import ConvertOptions
 from edgedeploy.shapes import parse_shapes
 
 MNIST_SHAPE = (1, 28, 28)
 MNIST_CALIBRATION_SAMPLES = 256
 
 
-def run(
-    model: str,
-    to: str = "onnx",
-    precision: str = "fp32",
-    output: Path | None = None,
-    calibration: Path | None = None,
-    int8_format: str = "auto",
-    arch: str | None = None,
-    input_shape: list[str] | str | None = None,
-    tolerance: float | None = None,
-    verify_samples: int = 16,
-    threads: int | None = None,
-    target: str | None = None,
-    inventory: Path | None = None,
-    trust_new: bool = False,
-    verify_metric: str = "auto",
-) -> dict[str, Any]:
+def run(model: str, options: ConvertOptions | None = None) -> dict[str, Any]:
     """Convert `model` and verify it; returns the result document (see convert.api.convert_source).
 
-    With `target`, the int8 auto candidates are timed on that target; it is connected to before the
-    conversion starts, so an unknown or unreachable target fails in seconds."""
+    With `options.target`, the int8 auto candidates are timed on that target; it is connected to
+    before the conversion starts, so an unknown or unreachable target fails in seconds."""
     from edgedeploy.convert.api import convert_source
     from edgedeploy.convert.files import load_calibration, match_inputs
     from edgedeploy.convert.sources import load_source
 
+    opts = options or ConvertOptions()
+    to, precision, verify_samples, calibration = (
+        opts.to,
+        opts.precision,
+        opts.verify_samples,
+        opts.calibration,
+    )
     if verify_samples < 1:
         raise UsageError(f"--verify-samples {verify_samples}: need at least 1")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads {threads}: need at least 1")
-    timed = precision == "auto" or (precision == "int8" and int8_format == "auto")
-    if target is not None and not (to == "onnx" and timed):
+    if opts.threads is not None and opts.threads < 1:
+        raise UsageError(f"--threads {opts.threads}: need at least 1")
+    timed = precision == "auto" or (precision == "int8" and opts.int8_format == "auto")
+    if opts.target is not None and not (to == "onnx" and timed):
         raise UsageError(
             "--target times the int8 candidates on a device: it needs --to onnx --precision int8 "
             "--int8-format auto, or --precision auto (to time any model there, use edgedeploy profile "
             "MODEL --target T)"
         )
-    texts = [input_shape] if isinstance(input_shape, str) else input_shape or []
-    shapes = parse_shapes(texts, "--input-shape")
-    source = load_source(model, arch=arch, input_shape=shapes or None)
-    output = output or Path(f"{source.stem}-{precision}.{to}")
+    shapes = parse_shapes(list(opts.input_shape), "--input-shape")
+    source = load_source(model, arch=opts.arch, input_shape=shapes or None)
+    output = opts.output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None
     if calibration is not None:
         calibration_data = load_calibration(calibration, source.input_names)
@@ -69,30 +60,30 @@ def run(
     verify_inputs, labels, origin, calibration_data = _verification_data(
         source.input_shapes, calibration_data, calibration, verify_samples, precision
     )
-    options: dict[str, Any] = {
+    settings: dict[str, Any] = {
         "to": to,
         "precision": precision,
         "output": output,
         "calibration": calibration_data,
         "verify_inputs": verify_inputs,
         "labels": labels,
-        "tolerance": tolerance,
-        "int8_format": int8_format,
-        "threads": threads,
+        "tolerance": opts.tolerance,
+        "int8_format": opts.int8_format,
+        "threads": opts.threads,
         "inputs_origin": origin,
         "verify_samples": verify_samples,
-        "verify_metric": verify_metric,
+        "verify_metric": opts.verify_metric,
     }
-    if target is None:
-        return convert_source(source, **options)
+    if opts.target is None:
+        return convert_source(source, **settings)
     from edgedeploy.convert.timing import TargetTimer
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.deploy.transports.connect import open_transport
 
-    device = load_inventory(inventory).get(target)
-    with open_transport(device, trust_new=trust_new) as transport:
+    device = load_inventory(opts.inventory).get(opts.target)
+    with open_transport(device, trust_new=opts.trust_new) as transport:
         timer = TargetTimer(transport, device, remote_prefix=f"{output.stem}.")
-        return convert_source(source, timer=timer, **options)
+        return convert_source(source, timer=timer, **settings)
 
 
 def _verification_data(

@@ -3,7 +3,8 @@
 Shape of a run:
 - one queue per target: a device runs one job at a time (two profiles at once on one board would
   measure each other), while up to `workers` targets are worked on at once;
-- every (target, model) job is `profile_job.profile_model` under a watchdog of `timeout` seconds.
+- every (target, model) job is `profile_job.profile_model` (`JobRunner`) under a watchdog of
+  `timeout` seconds (`FleetScheduler`, which decides what runs next on which target).
   A job that fails with a device error is retried (`retries` times, with backoff); a job that hangs
   past its timeout is NOT retried (that costs another full timeout) and the target's remaining jobs
   become error rows without being attempted, because the abandoned attempt may still hold the device;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import queue
@@ -32,7 +34,9 @@ from typing import Any
 from edgedeploy.deploy.inventory import Target, cache_dir, load_inventory
 from edgedeploy.errors import EdgeDeployError, UsageError
 from edgedeploy.fileinfo import sha256_file
+from edgedeploy.options import FleetProfileOptions, ProfileOptions
 from edgedeploy.present import TargetsProgress, stderr_lines
+from edgedeploy.profile_job import profile_model
 from edgedeploy.profiles.schema import utc_now
 from edgedeploy.results import FleetResult, FleetRow
 
@@ -99,7 +103,9 @@ class Journal:
 
 
 @dataclass
-class _TargetState:
+class TargetQueue:
+    """One target's jobs, in the order they run, and what became of them (the scheduler fills it)."""
+
     target: Target
     jobs: list[Job]
     hung: str | None = None
@@ -174,81 +180,101 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run_fleet(
-    models: list[Path],
-    target: str,
-    *,
-    inventory: Path | None = None,
-    workers: int = 8,
-    runs: int = 50,
-    warmup: int = 5,
-    timeout: float = 600.0,
-    retries: int = 1,
-    resume: str | None = None,
-    trust_new: bool = False,
-    progress: bool = True,
-    store_root: Path | None = None,
-    checksum: bool = False,
-) -> FleetResult:
-    """Profile every model on every target of `target` (a group or host); one row per pair.
-    `checksum`: the device's copies of runner and model are checked by sha256, not size and mtime."""
-    from edgedeploy.profile_job import profile_model
+JobStatus = Callable[[str], None]
+"""Where a running job reports what it is doing (its target's progress line)."""
 
-    if workers < 1 or runs < 1 or warmup < 0 or retries < 0 or timeout <= 0:
-        raise UsageError("--workers and --runs must be >= 1, --warmup and --retries >= 0, --timeout > 0")
-    if not models:
-        raise UsageError("fleet profile needs at least one model")
-    for model in models:
-        if not model.is_file():
-            raise UsageError(f"{model}: no such file")
-    targets = load_inventory(inventory).resolve(target)
-    by_digest: dict[str, Path] = {}
-    for model in models:  # the same bytes under two names are one job, not two
-        by_digest.setdefault(sha256_file(model), model)
-    digests = {model: digest for digest, model in by_digest.items()}
-    models = list(digests)
 
-    journal = Journal(resume or new_run_id())
-    finished = journal.finished() if resume else {}
-    journal.append(
-        {
-            "event": "resume" if resume else "start",
-            "group": target,
-            "inventory": str(inventory) if inventory else None,
-            "models": [str(m.resolve()) for m in models],
-            "settings": {"runs": runs, "warmup": warmup, "timeout": timeout, "retries": retries},
-        }
-    )
-    states = {
-        t.name: _TargetState(
-            t, [Job(t.name, m, digests[m]) for m in models if (t.name, digests[m]) not in finished]
-        )
-        for t in targets
-    }
-    say = stderr_lines()
-    if progress:
-        todo = sum(len(s.jobs) for s in states.values())
-        say(
-            f"fleet run {journal.run_id}: {len(targets)} targets x {len(models)} models, {todo} jobs to do "
-            f"(resume with --resume {journal.run_id})"
+@dataclass(frozen=True)
+class JobRunner:
+    """Runs one job: one model profiled on one target with the fleet's settings. Which job runs
+    when, the watchdog, retries and a hung target are the scheduler's business, not this one's."""
+
+    profile: ProfileOptions
+
+    @classmethod
+    def for_fleet(cls, options: FleetProfileOptions) -> JobRunner:
+        # A fixed count of runs per profile (no time floors): the fleet compares targets on equal work.
+        return cls(
+            ProfileOptions.counted(
+                runs=options.runs,
+                warmup=options.warmup,
+                inventory=options.inventory,
+                trust_new=options.trust_new,
+                timeout=options.timeout,
+                profiles_dir=options.profiles_dir,
+                checksum=options.checksum,
+            )
         )
 
-    def profile_one(job: Job, view: _ProgressView) -> dict[str, Any]:
-        return profile_model(
-            job.model,
-            job.target,
-            runs=runs,
-            warmup=warmup,
-            inventory=inventory,
-            trust_new=trust_new,
-            progress=False,
-            timeout=timeout,
-            store_root=store_root,
-            on_status=lambda msg: view.status(job.target, msg),
-            checksum=checksum,
-        )
+    def __call__(self, job: Job, status: JobStatus) -> dict[str, Any]:
+        """The stored profile (with its `path`); raises what profiling raises."""
+        return profile_model(job.model, job.target, self.profile, on_status=status)
 
-    def run_job(state: _TargetState, job: Job, view: _ProgressView) -> FleetRow:
+
+RunJob = Callable[[Job, JobStatus], dict[str, Any]]
+"""One job run to its profile document (`JobRunner`, or any callable of that shape)."""
+
+
+class FleetScheduler:
+    """Which target runs what next: one queue per target, worked through in order by one of up to
+    `workers` threads; each job under a watchdog of `timeout` seconds, retried `retries` times on
+    device errors; a target whose job hung gets its later jobs as 'not attempted' rows; a worker
+    stopped by an error outside any job's handling records why on its target (`stopped`).
+    Every finished job is a row on its target's state and a line in the journal as it ends."""
+
+    def __init__(
+        self, run_job: RunJob, journal: Journal, *, workers: int, timeout: float, retries: int
+    ) -> None:
+        self.run_job = run_job
+        self.journal = journal
+        self.workers = workers
+        self.timeout = timeout
+        self.retries = retries
+
+    def run(self, states: list[TargetQueue], view: _ProgressView | None = None) -> None:
+        """Work through every target's jobs; returns when all are done (or re-raises Ctrl-C)."""
+        view = view or _ProgressView(False, {}, {})
+        pending: queue.Queue[TargetQueue] = queue.Queue()
+        for state in states:
+            pending.put(state)
+        # Daemon threads: Ctrl-C ends the run at once; the journal already holds every finished job.
+        threads = [
+            threading.Thread(target=self._worker, args=(pending, view), daemon=True)
+            for _ in range(min(self.workers, len(states)))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            stderr_lines()(
+                f"fleet run {self.journal.run_id} interrupted; finished jobs are in {self.journal.path}; "
+                f"continue with --resume {self.journal.run_id}"
+            )
+            raise
+
+    def _worker(self, pending: queue.Queue[TargetQueue], view: _ProgressView) -> None:
+        while True:
+            try:
+                state = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._drain(state, view)
+            except Exception as exc:  # noqa: BLE001 - one target's failure must not end the run or lose rows
+                state.stopped = _describe(exc)
+
+    def _drain(self, state: TargetQueue, view: _ProgressView) -> None:
+        for job in state.jobs:
+            row = self._run_job(state, job, view)
+            self.journal.append({"event": "job", **row.to_dict()})
+            state.rows.append(row)
+            view.advance(job.target)
+        view.status(state.target.name, "done" if not state.hung else "[red]hung[/]")
+
+    def _run_job(self, state: TargetQueue, job: Job, view: _ProgressView) -> FleetRow:
         row = FleetRow(
             target=job.target,
             model=str(job.model),
@@ -261,11 +287,12 @@ def run_fleet(
             return row
         row.started = utc_now()
         start = time.monotonic()
-        for attempt in range(retries + 1):
-            row.attempts = attempt + 1
-            view.status(job.target, f"{job.model.name} (attempt {attempt + 1})")
+        attempt = functools.partial(self.run_job, job, functools.partial(view.status, job.target))
+        for number in range(self.retries + 1):
+            row.attempts = number + 1
+            view.status(job.target, f"{job.model.name} (attempt {number + 1})")
             try:
-                doc = _call_with_watchdog(lambda: profile_one(job, view), timeout)
+                doc = _call_with_watchdog(attempt, self.timeout)
             except JobTimeout as exc:
                 row.error = f"{job.target}: {exc}"
                 state.hung = f"{job.target} hung on {job.model.name} ({exc})"
@@ -275,8 +302,8 @@ def run_fleet(
                 break
             except Exception as exc:  # noqa: BLE001 - any device failure becomes this row, never the run's
                 row.error = _describe(exc)
-                if attempt < retries:
-                    time.sleep(RETRY_BACKOFF_S * 2**attempt)
+                if number < self.retries:
+                    time.sleep(RETRY_BACKOFF_S * 2**number)
                 continue
             row.status, row.error = "ok", None
             row.profile_path = doc.get("path")
@@ -286,53 +313,82 @@ def run_fleet(
         row.finished = utc_now()
         return row
 
-    def drain(state: _TargetState, view: _ProgressView) -> None:
-        for job in state.jobs:
-            row = run_job(state, job, view)
-            journal.append({"event": "job", **row.to_dict()})
-            state.rows.append(row)
-            view.advance(job.target)
-        view.status(state.target.name, "done" if not state.hung else "[red]hung[/]")
+
+def run_fleet(models: list[Path], target: str, options: FleetProfileOptions | None = None) -> FleetResult:
+    """Profile every model on every target of `target` (a group or host); one row per pair.
+    `options.checksum`: the device's copies of runner and model are checked by sha256, not size and mtime."""
+    opts = options or FleetProfileOptions()
+    if opts.workers < 1 or opts.runs < 1 or opts.warmup < 0 or opts.retries < 0 or opts.timeout <= 0:
+        raise UsageError("--workers and --runs must be >= 1, --warmup and --retries >= 0, --timeout > 0")
+    if not models:
+        raise UsageError("fleet profile needs at least one model")
+    for model in models:
+        if not model.is_file():
+            raise UsageError(f"{model}: no such file")
+    targets = load_inventory(opts.inventory).resolve(target)
+    by_digest: dict[str, Path] = {}
+    for model in models:  # the same bytes under two names are one job, not two
+        by_digest.setdefault(sha256_file(model), model)
+    digests = {model: digest for digest, model in by_digest.items()}
+    models = list(digests)
+
+    journal = Journal(opts.resume or new_run_id())
+    finished = journal.finished() if opts.resume else {}
+    journal.append(
+        {
+            "event": "resume" if opts.resume else "start",
+            "group": target,
+            "inventory": str(opts.inventory) if opts.inventory else None,
+            "models": [str(m.resolve()) for m in models],
+            "settings": {
+                "runs": opts.runs,
+                "warmup": opts.warmup,
+                "timeout": opts.timeout,
+                "retries": opts.retries,
+            },
+        }
+    )
+    states = {
+        t.name: TargetQueue(
+            t, [Job(t.name, m, digests[m]) for m in models if (t.name, digests[m]) not in finished]
+        )
+        for t in targets
+    }
+    if opts.progress:
+        todo = sum(len(s.jobs) for s in states.values())
+        stderr_lines()(
+            f"fleet run {journal.run_id}: {len(targets)} targets x {len(models)} models, {todo} jobs to do "
+            f"(resume with --resume {journal.run_id})"
+        )
 
     started = time.monotonic()
-    pending: queue.Queue[_TargetState] = queue.Queue()
-    for state in states.values():
-        pending.put(state)
-
-    def worker(view: _ProgressView) -> None:
-        while True:
-            try:
-                state = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                drain(state, view)
-            except Exception as exc:  # noqa: BLE001 - one target's failure must not end the run or lose rows
-                state.stopped = _describe(exc)
-
+    scheduler = FleetScheduler(
+        JobRunner.for_fleet(opts), journal, workers=opts.workers, timeout=opts.timeout, retries=opts.retries
+    )
     totals = {name: len(models) for name in states}
     already = {name: len(models) - len(s.jobs) for name, s in states.items()}
-    with _ProgressView(progress, totals, already) as view:
-        # Daemon threads: Ctrl-C ends the run at once; the journal already holds every finished job.
-        threads = [
-            threading.Thread(target=worker, args=(view,), daemon=True)
-            for _ in range(min(workers, len(states)))
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
-        except KeyboardInterrupt:
-            say(
-                f"fleet run {journal.run_id} interrupted; finished jobs are in {journal.path}; "
-                f"continue with --resume {journal.run_id}"
-            )
-            raise
+    with _ProgressView(opts.progress, totals, already) as view:
+        scheduler.run(list(states.values()), view)
+    return FleetResult(
+        run_id=journal.run_id,
+        journal=journal.path,
+        group=target,
+        wall_s=round(time.monotonic() - started, 3),
+        rows=_rows(list(states.values()), models, digests, finished),
+    )
 
+
+def _rows(
+    states: list[TargetQueue],
+    models: list[Path],
+    digests: dict[Path, str],
+    finished: dict[tuple[str, str], dict[str, Any]],
+) -> list[FleetRow]:
+    """One row per (target, model), in target then model order: this run's, a resumed run's, or
+    one saying why the job never ran."""
     rows: list[FleetRow] = []
-    for name, state in states.items():
+    for state in states:
+        name = state.target.name
         by_key = {(r.target, r.model_sha256): r for r in state.rows}
         for model in models:
             key = (name, digests[model])
@@ -353,10 +409,4 @@ def run_fleet(
                         error=f"not run: {why}",
                     )
                 )
-    return FleetResult(
-        run_id=journal.run_id,
-        journal=journal.path,
-        group=target,
-        wall_s=round(time.monotonic() - started, 3),
-        rows=rows,
-    )
+    return rows

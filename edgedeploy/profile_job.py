@@ -26,6 +26,7 @@ from edgedeploy.deploy.runner_client import (
 from edgedeploy.deploy.transports.base import Transport
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fileinfo import sha256_file
+from edgedeploy.options import ProfileOptions, RunOptions
 from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
@@ -45,80 +46,65 @@ def _check_model(model: Path) -> None:
 def profile_model(
     model: Path,
     target_name: str,
+    options: ProfileOptions | None = None,
     *,
-    runs: int = 100,
-    warmup: int = 10,
-    min_seconds: float = 0.0,
-    warmup_seconds: float = 0.0,
-    duration: float | None = None,
-    threads: int | None = None,
-    runtime: str = "auto",
-    repeats: int = 1,
-    cores: str | None = None,
-    cooldown: float = 0.0,
-    inputs: list[Path] | None = None,
-    shapes: dict[str, list[int]] | None = None,
-    raw_samples: bool = False,
-    inventory: Path | None = None,
-    trust_new: bool = False,
-    progress: bool = True,
-    timeout: float = 900.0,
-    store_root: Path | None = None,
     on_status: Callable[[str], None] | None = None,
-    checksum: bool = False,
     accuracy: float | None = None,
     tags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure `model` on one target and store the profile; returns the profile with its `path`.
 
     `accuracy` (measured by the caller on this very file) is recorded as `model.accuracy`, which
-    `profiles report` plots; `tags` (e.g. which tune trial measured what) are stored as `tags`.
+    `profiles report` plots; `tags` (e.g. which tune trial measured what) are stored as `tags`;
+    `on_status` hears which repeat starts.
 
     Each repeat is a fresh runner process (load, warm-up, timed runs), so the spread across repeats
     includes what changes between processes, not only between loops. The timed runs go on past
-    `runs` until `min_seconds` have passed, the warm-up past `warmup` until `warmup_seconds` (the
-    CLI's defaults, 1 s and 0.5 s, are TFLite benchmark_model's); `cores` pins the runner.
+    `runs` until `min_seconds` have passed, the warm-up past `warmup` until `warmup_seconds`
+    (see `ProfileOptions`); `cores` pins the runner.
     """
     from edgedeploy.deploy.transports.connect import open_transport
 
+    opts = options or ProfileOptions()
     _check_model(model)
-    check_inputs(model, inputs or [], shapes or {})
+    check_inputs(model, list(opts.inputs), opts.shapes)
     if (
-        runs < 1
-        or repeats < 1
-        or min(warmup, warmup_seconds, min_seconds, cooldown) < 0
-        or (duration is not None and duration <= 0)
+        opts.runs < 1
+        or opts.repeats < 1
+        or min(opts.warmup, opts.warmup_seconds, opts.min_seconds, opts.cooldown) < 0
+        or (opts.duration is not None and opts.duration <= 0)
     ):
         raise UsageError(
             "--runs and --repeats must be >= 1, --warmup, --warmup-seconds, --min-seconds and --cooldown "
             ">= 0, --duration > 0"
         )
-    target = load_inventory(inventory).get(target_name)
+    target = load_inventory(opts.inventory).get(target_name)
     settings = RunnerSettings.for_target(
         target,
-        threads=threads,
-        runtime=runtime,
-        runs=runs,
-        warmup=warmup,
-        min_seconds=min_seconds,
-        warmup_seconds=warmup_seconds,
-        duration=duration,
-        cores=cores,
-        raw_samples=raw_samples,
-        shapes=shapes or {},
+        threads=opts.threads,
+        runtime=opts.runtime,
+        runs=opts.runs,
+        warmup=opts.warmup,
+        min_seconds=opts.min_seconds,
+        warmup_seconds=opts.warmup_seconds,
+        duration=opts.duration,
+        cores=opts.cores,
+        raw_samples=opts.raw_samples,
+        shapes=opts.shapes,
     )
     args = settings.profile_args()
-    if duration or min_seconds or warmup_seconds:
-        timeout = max(timeout, ((duration or min_seconds) + warmup_seconds) * 2 + 120)
+    timeout = opts.timeout
+    if opts.duration or opts.min_seconds or opts.warmup_seconds:
+        timeout = max(timeout, ((opts.duration or opts.min_seconds) + opts.warmup_seconds) * 2 + 120)
     status = on_status or (lambda _msg: None)
     docs: list[dict[str, Any]] = []
-    with open_transport(target, trust_new=trust_new) as transport:
-        input_args = push_inputs(transport, target, inputs or [])
-        command = deploy_runner(transport, target, model, checksum=checksum)
-        for i in range(repeats):
-            status(f"{target.name}: {model.name} run {i + 1}/{repeats}")
-            if i and cooldown:
-                transport.run(["sleep", str(cooldown)], timeout=cooldown + 30)
+    with open_transport(target, trust_new=opts.trust_new) as transport:
+        input_args = push_inputs(transport, target, list(opts.inputs))
+        command = deploy_runner(transport, target, model, checksum=opts.checksum)
+        for i in range(opts.repeats):
+            status(f"{target.name}: {model.name} run {i + 1}/{opts.repeats}")
+            if i and opts.cooldown:
+                transport.run(["sleep", str(opts.cooldown)], timeout=opts.cooldown + 30)
             docs.append(invoke_runner(transport, target, model, command, [*args, *input_args], timeout))
     # The representative repeat is the one with the median p50; the others are summarised.
     representative = sorted(docs, key=lambda d: d["latency_ms"]["p50"])[(len(docs) - 1) // 2]
@@ -129,26 +115,26 @@ def profile_model(
         runner_doc=representative,
         power=profile_power(target, representative),
         settings={
-            "runs": runs,
-            "warmup": warmup,
-            "min_seconds": min_seconds,
-            "warmup_seconds": warmup_seconds,
-            "duration_s": duration,
+            "runs": opts.runs,
+            "warmup": opts.warmup,
+            "min_seconds": opts.min_seconds,
+            "warmup_seconds": opts.warmup_seconds,
+            "duration_s": opts.duration,
             "threads": settings.threads,
             "requested_runtime": settings.runtime,
-            "cores": cores,
-            "repeats": repeats,
-            "cooldown_s": cooldown,
-            "inputs": "user" if inputs else "random",
+            "cores": opts.cores,
+            "repeats": opts.repeats,
+            "cooldown_s": opts.cooldown,
+            "inputs": "user" if opts.inputs else "random",
         },
-        repeats=[_repeat_summary(d) for d in docs] if repeats > 1 else None,
-        repeat_spread=_spread(docs) if repeats > 1 else None,
+        repeats=[_repeat_summary(d) for d in docs] if opts.repeats > 1 else None,
+        repeat_spread=_spread(docs) if opts.repeats > 1 else None,
     )
     if accuracy is not None:
         profile["model"]["accuracy"] = accuracy
     if tags:
         profile["tags"] = tags
-    profile["path"] = str(write_profile(profile, store_root))
+    profile["path"] = str(write_profile(profile, opts.profiles_dir))
     return profile
 
 
@@ -194,36 +180,27 @@ def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_model(
-    model: Path,
-    target_name: str,
-    *,
-    inputs: list[Path],
-    out_dir: Path | None,
-    runtime: str = "auto",
-    threads: int | None = None,
-    shapes: dict[str, list[int]] | None = None,
-    inventory: Path | None = None,
-    trust_new: bool = False,
-    timeout: float = 600.0,
-) -> dict[str, Any]:
+def run_model(model: Path, target_name: str, options: RunOptions | None = None) -> dict[str, Any]:
     """Run once and fetch outputs as DIR/<output-name>.npy."""
     from edgedeploy.deploy.transports.connect import open_transport
 
+    opts = options or RunOptions()
     _check_model(model)
-    check_inputs(model, inputs, shapes or {})
-    target = load_inventory(inventory).get(target_name)
-    settings = RunnerSettings.for_target(target, threads=threads, runtime=runtime, shapes=shapes or {})
-    with open_transport(target, trust_new=trust_new) as transport:
+    check_inputs(model, list(opts.inputs), opts.shapes)
+    target = load_inventory(opts.inventory).get(target_name)
+    settings = RunnerSettings.for_target(
+        target, threads=opts.threads, runtime=opts.runtime, shapes=opts.shapes
+    )
+    with open_transport(target, trust_new=opts.trust_new) as transport:
         remote_out = remote_join(transport.workdir, "outputs", model.stem)
         args = settings.run_args(remote_out)
-        args += push_inputs(transport, target, inputs)
+        args += push_inputs(transport, target, list(opts.inputs))
         command = deploy_runner(transport, target, model)
-        doc = invoke_runner(transport, target, model, command, args, timeout)
+        doc = invoke_runner(transport, target, model, command, args, opts.timeout)
         written: dict[str, str] = {}
-        if out_dir is not None:
+        if opts.out_dir is not None:
             # Every destination is checked before the first fetch: a refused name leaves no files.
-            destinations = _output_destinations(target, doc.get("outputs"), out_dir)
+            destinations = _output_destinations(target, doc.get("outputs"), opts.out_dir)
             for out, local in zip(doc["outputs"], destinations, strict=True):
                 _fetch_atomic(transport, remote_join(remote_out, local.name), local)
                 written[str(out.get("name"))] = str(local)

@@ -13,57 +13,39 @@ from typing import Any
 from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import manifest_path, plan_push, push_file
 from edgedeploy.errors import EdgeDeployError, UsageError
+from edgedeploy.options import PushOptions
 
 
-def push_to_target(
-    file: Path,
-    target_name: str,
-    *,
-    inventory: Path | None = None,
-    trust_new: bool = False,
-    dry_run: bool = False,
-    progress: bool = True,
-    checksum: bool = False,
-) -> dict[str, Any]:
+def push_to_target(file: Path, target_name: str, options: PushOptions | None = None) -> dict[str, Any]:
     """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
     A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
     `ok` false when any failed (one unreachable board does not stop the others)."""
+    opts = options or PushOptions()
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
-    inv = load_inventory(inventory)
+    inv = load_inventory(opts.inventory)
     if target_name in inv.hosts:
-        return _push_one(
-            inv.hosts[target_name],
-            file,
-            trust_new=trust_new,
-            dry_run=dry_run,
-            progress=progress,
-            checksum=checksum,
-        )
+        return _push_one(inv.hosts[target_name], file, opts)
     rows: list[dict[str, Any]] = []
     for target in inv.resolve(target_name):
         try:
-            doc = _push_one(
-                target, file, trust_new=trust_new, dry_run=dry_run, progress=progress, checksum=checksum
-            )
-            rows.append({"target": target.name, **doc})
+            rows.append({"target": target.name, **_push_one(target, file, opts)})
         except EdgeDeployError as exc:
             rows.append({"target": target.name, "error": str(exc)})
     return {"group": target_name, "ok": all("error" not in r for r in rows), "targets": rows}
 
 
-def _push_one(
-    target: Target, file: Path, *, trust_new: bool, dry_run: bool, progress: bool, checksum: bool = False
-) -> dict[str, Any]:
+def _push_one(target: Target, file: Path, opts: PushOptions) -> dict[str, Any]:
     from edgedeploy.deploy.runner_client import runner_zipapp
     from edgedeploy.deploy.transports.connect import open_transport
 
-    with open_transport(target, trust_new=trust_new) as transport:
-        if dry_run:
+    checksum = opts.checksum
+    with open_transport(target, trust_new=opts.trust_new) as transport:
+        if opts.dry_run:
             doc = plan_push(transport, file, "models", python=target.python, checksum=checksum)
             doc["runner"] = plan_push(transport, runner_zipapp(), "", python=target.python, checksum=checksum)
             return doc
-        with _progress_bar(file, enabled=progress) as bar:
+        with _progress_bar(file, enabled=opts.progress) as bar:
             result = push_file(
                 transport, file, "models", python=target.python, progress=bar, checksum=checksum
             )

@@ -71,6 +71,7 @@ def run(
     from edgedeploy.convert.files import native_output_to
     from edgedeploy.data.mnist import load_mnist
     from edgedeploy.models.zoo import lenet300
+    from edgedeploy.options import ProfileOptions
     from edgedeploy.profile_job import profile_model
     from edgedeploy.train import accuracy, seed_everything, train
 
@@ -169,12 +170,9 @@ def run(
         prof = profile_model(
             path,
             target,
-            runs=runs,
-            warmup=20,
-            threads=1,
-            inventory=inventory,
-            progress=False,
-            store_root=profiles_root,
+            ProfileOptions.counted(
+                runs=runs, warmup=20, threads=1, inventory=inventory, profiles_dir=profiles_root
+            ),
             # Measured on this exported file (10k test images): the report's Pareto chart needs it.
             accuracy=conv["verification"].get("accuracy"),
         )

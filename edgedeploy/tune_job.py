@@ -72,9 +72,10 @@ def run(opts: TuneOptions) -> dict[str, Any]:
     from edgedeploy.extras import require_compress
 
     require_compress("tune", ("torch", "onnxscript", "torch_pruning", "optuna"))
-    from edgedeploy.compress_job import DataOptions, load_compression_data
+    from edgedeploy.compress_job import load_compression_data
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.models.loading import load_torch_model
+    from edgedeploy.options import DataOptions
     from edgedeploy.tune.pool import DevicePool
     from edgedeploy.tune.search import SAMPLERS, open_study, parse_objectives
     from edgedeploy.tune.space import load_space
@@ -439,6 +440,7 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any] | None:
     next free one tried, so an unreachable board fails this measurement, never the study. A device
     without the requested runtime is not set aside: that runtime is skipped on it from then on. When
     no healthy device has it, the first such measurement fails saying so and later ones return None."""
+    from edgedeploy.options import ProfileOptions
     from edgedeploy.profile_job import profile_model
     from edgedeploy.tune.pool import NoDeviceLeft
 
@@ -459,14 +461,15 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any] | None:
                     profile = profile_model(
                         Path(attrs["file"]),
                         target.name,
-                        runs=opts.runs,
-                        warmup=5,
-                        threads=attrs["threads"],
-                        runtime=runtime,
-                        inventory=opts.inventory,
-                        trust_new=opts.trust_new,
-                        progress=False,
-                        store_root=ctx.store_root,
+                        ProfileOptions.counted(
+                            runs=opts.runs,
+                            warmup=5,
+                            threads=attrs["threads"],
+                            runtime=runtime,
+                            inventory=opts.inventory,
+                            trust_new=opts.trust_new,
+                            profiles_dir=ctx.store_root,
+                        ),
                         accuracy=attrs["accuracy"],
                         tags={
                             "tune": {

@@ -13,12 +13,17 @@ import pytest
 
 from edgedeploy.convert import onnx_export
 from edgedeploy.convert.api import _select_int8
-from edgedeploy.convert_job import run as convert
+from edgedeploy.convert_job import run
 from edgedeploy.errors import UsageError
+from edgedeploy.options import ConvertOptions
 from tests.support.cli import run_cli
 from tests.support.third_party_onnx import page_crops, third_party_onnx, vad_feeds
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def convert(model: str, **options: Any) -> dict[str, Any]:
+    return run(model, ConvertOptions(**options))
 
 
 def ocr_data(tmp_path: Path, name: str, shape: tuple[int, int], normalize: str, count: int = 8) -> Path:

@@ -12,17 +12,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgedeploy.errors import UsageError
 from edgedeploy.fleet_job import Journal, run_fleet
-from edgedeploy.results import FleetRow
+from edgedeploy.options import FleetProfileOptions
+from edgedeploy.results import FleetResult, FleetRow
 from tests.support.cli import run_bench, run_cli
 from tests.support.fleet import hanging_python, kill_recorded, local_inventory
 from tests.support.onnx_models import dense_onnx
 
-FAST = {"runs": 5, "warmup": 1, "progress": False}
+FAST = {"runs": 5, "warmup": 1}
 OFF = {"ansible_python_interpreter": "/bin/false"}  # a device whose Python exits 1 at once
 
 
@@ -39,13 +41,17 @@ def hang_pids(tmp_path: Path) -> Iterator[Path]:
     kill_recorded(pid_file)
 
 
+def fleet(models: list[Path], group: str, **options: Any) -> FleetResult:
+    return run_fleet(models, group, FleetProfileOptions(**options))
+
+
 def _overlaps(a: FleetRow, b: FleetRow) -> bool:
     return a.started < b.finished and b.started < a.finished
 
 
 def test_targets_run_concurrently_one_job_per_device(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}, "c": {}})
-    result = run_fleet(models, "lab", inventory=inv, workers=3, store_root=tmp_path / "store", **FAST)
+    result = fleet(models, "lab", inventory=inv, workers=3, profiles_dir=tmp_path / "store", **FAST)
 
     assert [r.status for r in result.rows] == ["ok"] * 6, result.rows
     assert {(r.target, r.model_name) for r in result.rows} == {
@@ -72,7 +78,7 @@ def test_targets_run_concurrently_one_job_per_device(tmp_path: Path, models: lis
 
 def test_workers_bound_how_many_targets_run_at_once(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "b": {}})
-    result = run_fleet(models[:1], "lab", inventory=inv, workers=1, store_root=tmp_path / "s", **FAST)
+    result = fleet(models[:1], "lab", inventory=inv, workers=1, profiles_dir=tmp_path / "s", **FAST)
     a, b = result.rows
     assert a.status == b.status == "ok"
     assert not _overlaps(a, b)
@@ -87,14 +93,14 @@ def test_dead_and_hanging_devices_give_error_rows_while_others_finish(
         "broken": OFF,
     }
     inv = local_inventory(tmp_path / "inv.yml", hosts)
-    result = run_fleet(
+    result = fleet(
         # the timeout leaves a loaded 2-core CI machine room for the good device's two jobs
         models,
         "lab",
         inventory=inv,
         timeout=12,
         retries=1,
-        store_root=tmp_path / "store",
+        profiles_dir=tmp_path / "store",
         **FAST,
     )
     rows = {(r.target, r.model_name): r for r in result.rows}
@@ -113,12 +119,12 @@ def test_dead_and_hanging_devices_give_error_rows_while_others_finish(
 def test_resume_skips_finished_pairs_and_redoes_failed_ones(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": OFF})
     store = tmp_path / "store"
-    first = run_fleet(models, "lab", inventory=inv, retries=0, store_root=store, **FAST)
+    first = fleet(models, "lab", inventory=inv, retries=0, profiles_dir=store, **FAST)
     assert [r.status for r in first.rows] == ["ok", "ok", "error", "error"]
 
     # The device comes back; resuming redoes only its two jobs.
     local_inventory(tmp_path / "inv.yml", {"a": {}, "flaky": {}})
-    second = run_fleet(models, "lab", inventory=inv, resume=first.run_id, store_root=store, **FAST)
+    second = fleet(models, "lab", inventory=inv, resume=first.run_id, profiles_dir=store, **FAST)
     assert second.run_id == first.run_id
     assert [r.status for r in second.rows] == ["ok"] * 4
     assert [r.resumed for r in second.rows] == [True, True, False, False]
@@ -134,7 +140,7 @@ def test_resume_skips_finished_pairs_and_redoes_failed_ones(tmp_path: Path, mode
 def test_resume_of_an_unknown_run_is_a_usage_error(tmp_path: Path, models: list[Path]) -> None:
     inv = local_inventory(tmp_path / "inv.yml", {"a": {}})
     with pytest.raises(UsageError, match="no fleet run 'nope'"):
-        run_fleet(models, "lab", inventory=inv, resume="nope", **FAST)
+        fleet(models, "lab", inventory=inv, resume="nope", **FAST)
 
 
 def test_cli_json_rows_and_exit_codes(tmp_path: Path, models: list[Path]) -> None:

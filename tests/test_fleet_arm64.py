@@ -27,6 +27,7 @@ from edgedeploy.deploy.emulator import instances as emulator
 from edgedeploy.deploy.inventory import load_inventory
 from edgedeploy.errors import TargetError, UsageError
 from edgedeploy.fleet_job import run_fleet
+from edgedeploy.options import FleetProfileOptions
 from tests.support.emulator_env import FLEET_HOSTS, IMAGES
 from tests.support.isolation import IsolationUnavailable, network_namespace
 from tests.support.onnx_models import dense_onnx
@@ -100,10 +101,10 @@ def test_fleet_over_arm64_chroot_hosts_each_in_its_own_namespace(
             if not (site / RUNTIME_MARKER).is_dir():
                 shutil.copytree(runtime, site, dirs_exist_ok=True)
         inventory = _group_inventory(tmp_path / "arm64.yml", names)
-        result = run_fleet(
-            [model], "arm64", inventory=inventory, runs=5, warmup=1, timeout=300, progress=False,
-            store_root=tmp_path / "store",
-        )  # fmt: skip
+        options = FleetProfileOptions(
+            inventory=inventory, runs=5, warmup=1, timeout=300, profiles_dir=tmp_path / "store"
+        )
+        result = run_fleet([model], "arm64", options)
     assert [r.status for r in result.rows] == ["ok"] * HOSTS, result.rows
     assert sorted(r.target for r in result.rows) == names
     addresses = [s["address"] for s in states]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from edgedeploy.fleet_job import Journal, run_fleet
+from edgedeploy.options import FleetProfileOptions
 from tests.support.fleet import ssh_inventory
 from tests.support.isolation import IsolationUnavailable, isolated_server
 from tests.support.onnx_models import dense_onnx
@@ -63,10 +64,10 @@ def test_ssh_fleet_with_a_server_stopped_mid_run(
             victim.crash()
 
     monkeypatch.setattr(Journal, "append", append_then_crash)
-    result = run_fleet(
-        models, "boxes", inventory=inv, runs=5, warmup=1, timeout=60, retries=1,
-        progress=False, store_root=tmp_path / "store",
-    )  # fmt: skip
+    options = FleetProfileOptions(
+        inventory=inv, runs=5, warmup=1, timeout=60, retries=1, profiles_dir=tmp_path / "store"
+    )
+    result = run_fleet(models, "boxes", options)
     assert crashed.is_set()
     rows = {(r.target, Path(r.model).name): r for r in result.rows}
     for box in ("box0", "box2"):
