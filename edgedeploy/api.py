@@ -148,8 +148,7 @@ def push(
     `PushResult.ok`), the others are still pushed. Settings: `PushOptions` fields."""
     from edgedeploy.push_job import push_to_target
 
-    opts = _options(PushOptions, options, changes)
-    return PushResult.from_doc(push_to_target(Path(model), target, opts), target, opts.dry_run)
+    return push_to_target(Path(model), target, _options(PushOptions, options, changes))
 
 
 def run(
