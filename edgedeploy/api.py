@@ -159,9 +159,7 @@ def run(
     Settings: `RunOptions` fields."""
     from edgedeploy import profile_job
 
-    return RunResult.from_doc(
-        profile_job.run_model(Path(model), target, _options(RunOptions, options, changes))
-    )
+    return profile_job.run_model(Path(model), target, _options(RunOptions, options, changes))
 
 
 def profile(

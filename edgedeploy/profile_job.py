@@ -30,6 +30,7 @@ from edgedeploy.options import ProfileOptions, RunOptions
 from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
+from edgedeploy.results import RunResult
 from edgedeploy.runner_inputs import check_inputs
 
 # time_models is re-exported for callers that imported it from here before the runner client moved out.
@@ -180,7 +181,7 @@ def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_model(model: Path, target_name: str, options: RunOptions | None = None) -> dict[str, Any]:
+def run_model(model: Path, target_name: str, options: RunOptions | None = None) -> RunResult:
     """Run once and fetch outputs as DIR/<output-name>.npy."""
     from edgedeploy.deploy.transports.connect import open_transport
 
@@ -206,7 +207,7 @@ def run_model(model: Path, target_name: str, options: RunOptions | None = None) 
                 written[str(out.get("name"))] = str(local)
     doc["target"] = {"name": target.name, "emulated": target.emulated}
     doc["written"] = written
-    return doc
+    return RunResult.from_doc(doc)
 
 
 def _output_destinations(target: Target, outputs: object, out_dir: Path) -> list[Path]:
