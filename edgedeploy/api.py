@@ -128,7 +128,7 @@ def convert(
 
     given = {"to": to, "precision": precision, "output": output}
     changes.update({name: value for name, value in given.items() if value is not None})
-    return ConvertResult.from_doc(convert_job.run(str(model), _options(ConvertOptions, options, changes)))
+    return convert_job.run(str(model), _options(ConvertOptions, options, changes))
 
 
 def inspect(model: PathLike, shapes: Shapes | None = None) -> ModelInfo:
