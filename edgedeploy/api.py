@@ -107,7 +107,7 @@ def compress(
 
     if output is not None:
         changes["output"] = output
-    return CompressResult.from_doc(compress_job.run(model, _options(CompressOptions, options, changes)))
+    return compress_job.run(model, _options(CompressOptions, options, changes))
 
 
 def convert(
