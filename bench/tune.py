@@ -193,7 +193,7 @@ def measure_file(
             runs=cfg["runs"], warmup=5, threads=threads, inventory=inventory, profiles_dir=store
         )
         profile = profile_model(path, target, settings, accuracy=accuracy, tags={"bench": name})
-        by_threads[threads] = profile["latency_ms"]["p50"]
+        by_threads[threads] = profile.p50_ms
     threads = min(by_threads, key=lambda t: by_threads[t])
     return {
         "accuracy": accuracy,

@@ -171,8 +171,7 @@ def profile(
     `Profile.path` is its file. Settings: `ProfileOptions` fields."""
     from edgedeploy import profile_job
 
-    opts = _options(ProfileOptions, options, changes)
-    return Profile.from_doc(profile_job.profile_model(Path(model), target, opts), opts.profiles_dir)
+    return profile_job.profile_model(Path(model), target, _options(ProfileOptions, options, changes))
 
 
 def fleet_profile(

@@ -496,19 +496,18 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any] | None:
                     return {**attrs, "status": "failed", "error": str(err)}
         except NoDeviceLeft as err:
             return {**attrs, "status": "failed", "error": str(err)}
-        latency = profile["latency_ms"]
         return {
             **attrs,
             "status": "measured",
             "device": target.name,
-            "emulated": profile.get("emulated", False),
-            "p50_ms": latency["p50"],
-            "p90_ms": latency.get("p90"),
-            "peak_rss_mb": (profile.get("memory") or {}).get("peak_rss_mb"),
-            "energy_mj": (profile.get("power") or {}).get("energy_per_inference_mj"),
-            "power_source": (profile.get("power") or {}).get("source"),
-            "runtime": (profile.get("runtime") or {}).get("name"),
-            "profile": profile["path"],
+            "emulated": profile.emulated,
+            "p50_ms": profile.p50_ms,
+            "p90_ms": profile.p90_ms,
+            "peak_rss_mb": profile.peak_rss_mb,
+            "energy_mj": profile.energy_mj,
+            "power_source": profile.power_source,
+            "runtime": profile.runtime,
+            "profile": profile.path,
         }
 
 
