@@ -253,7 +253,7 @@ def run_study(
     )  # fmt: skip
     started = time.perf_counter()
     try:
-        result = tune_job.run(opts)
+        result = tune_job.run(opts).to_dict()
     except tune_job.NothingMeetsFloor:
         result = json.loads((root / name / "tune.json").read_text())
     result["bench_seconds"] = round(time.perf_counter() - started, 1)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
+from edgedeploy.results import TuneResult
 
 DEFAULT_STUDY = "tune"
 # Trial parameters explored on each trained candidate without retraining (see tune/search.py).
@@ -68,7 +69,9 @@ class NothingMeetsFloor(EdgeDeployError):
         super().__init__(message, exit_code=EXIT_NOTHING_MEETS_FLOOR)
 
 
-def run(opts: TuneOptions) -> dict[str, Any]:
+def run(opts: TuneOptions) -> TuneResult:
+    """The `tune` verb: search, measure, write tune.json and report.html; returns the study's result
+    (its document is tune.json)."""
     from edgedeploy.extras import require_compress
 
     require_compress("tune", ("torch", "onnxscript", "torch_pruning", "optuna"))
@@ -156,7 +159,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
             f"no model within --max-accuracy-drop {opts.max_accuracy_drop:g} (accuracy >= {floor:.4f}, "
             f"input model {baseline['accuracy']:.4f}); {detail}; all trials in {out / 'tune.json'}"
         )
-    return result
+    return TuneResult.from_doc(result)
 
 
 @dataclass
