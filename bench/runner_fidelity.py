@@ -181,7 +181,7 @@ def measure(
                         warmup_seconds=settings.warmup_seconds, cores=settings.cores, threads=args.threads,
                         profiles_dir=store,
                     ),
-                )  # fmt: skip
+                ).to_dict()  # fmt: skip
                 bare_p50, _ = bare_p50_ms(path, x, args.threads, settings)
                 record = raw[variant][arm]
                 record["runner_p50_ms"].append(prof["latency_ms"]["p50"])

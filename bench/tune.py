@@ -193,7 +193,7 @@ def measure_file(
             runs=cfg["runs"], warmup=5, threads=threads, inventory=inventory, profiles_dir=store
         )
         profile = profile_model(path, target, settings, accuracy=accuracy, tags={"bench": name})
-        by_threads[threads] = profile["latency_ms"]["p50"]
+        by_threads[threads] = profile.p50_ms
     threads = min(by_threads, key=lambda t: by_threads[t])
     return {
         "accuracy": accuracy,
@@ -253,7 +253,7 @@ def run_study(
     )  # fmt: skip
     started = time.perf_counter()
     try:
-        result = tune_job.run(opts)
+        result = tune_job.run(opts).to_dict()
     except tune_job.NothingMeetsFloor:
         result = json.loads((root / name / "tune.json").read_text())
     result["bench_seconds"] = round(time.perf_counter() - started, 1)

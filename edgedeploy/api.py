@@ -107,7 +107,7 @@ def compress(
 
     if output is not None:
         changes["output"] = output
-    return CompressResult.from_doc(compress_job.run(model, _options(CompressOptions, options, changes)))
+    return compress_job.run(model, _options(CompressOptions, options, changes))
 
 
 def convert(
@@ -128,7 +128,7 @@ def convert(
 
     given = {"to": to, "precision": precision, "output": output}
     changes.update({name: value for name, value in given.items() if value is not None})
-    return ConvertResult.from_doc(convert_job.run(str(model), _options(ConvertOptions, options, changes)))
+    return convert_job.run(str(model), _options(ConvertOptions, options, changes))
 
 
 def inspect(model: PathLike, shapes: Shapes | None = None) -> ModelInfo:
@@ -148,8 +148,7 @@ def push(
     `PushResult.ok`), the others are still pushed. Settings: `PushOptions` fields."""
     from edgedeploy.push_job import push_to_target
 
-    opts = _options(PushOptions, options, changes)
-    return PushResult.from_doc(push_to_target(Path(model), target, opts), target, opts.dry_run)
+    return push_to_target(Path(model), target, _options(PushOptions, options, changes))
 
 
 def run(
@@ -160,9 +159,7 @@ def run(
     Settings: `RunOptions` fields."""
     from edgedeploy import profile_job
 
-    return RunResult.from_doc(
-        profile_job.run_model(Path(model), target, _options(RunOptions, options, changes))
-    )
+    return profile_job.run_model(Path(model), target, _options(RunOptions, options, changes))
 
 
 def profile(
@@ -174,8 +171,7 @@ def profile(
     `Profile.path` is its file. Settings: `ProfileOptions` fields."""
     from edgedeploy import profile_job
 
-    opts = _options(ProfileOptions, options, changes)
-    return Profile.from_doc(profile_job.profile_model(Path(model), target, opts), opts.profiles_dir)
+    return profile_job.profile_model(Path(model), target, _options(ProfileOptions, options, changes))
 
 
 def fleet_profile(

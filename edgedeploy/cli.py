@@ -780,10 +780,9 @@ def tune(
 ) -> None:
     """Search recipes, export formats and threads for the best accuracy/latency/size on the target."""
     from edgedeploy import tune_job
-    from edgedeploy.results import TuneResult
 
     say = present.stderr_lines() if not as_json else (lambda _m: None)
-    result = tune_job.run(
+    tuned = tune_job.run(
         tune_job.TuneOptions(
             model=model, data=data, target=target, output=output, trials=trials,
             max_accuracy_drop=max_accuracy_drop, objectives=objectives, space=space, study=study,
@@ -793,7 +792,6 @@ def tune(
             data_options=DataOptions(batch_size=batch_size), say=say,
         )
     )  # fmt: skip
-    tuned = TuneResult.from_doc(result)
     if as_json:
         present.json_doc({k: v for k, v in tuned.to_dict().items() if k != "trials"})
     else:

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgedeploy.errors import UsageError
 from edgedeploy.options import CompressOptions, DataOptions
+from edgedeploy.results import CompressResult
 
 OUTPUT_FILES = ("model.onnx", "model.pt", "model.pt2", "report.json", "calibration.npy")
 CALIBRATION_BYTES = 16 * 2**20
@@ -30,8 +31,9 @@ STAGES_DIR = "stages"
 accuracies and latencies of the report were measured on."""
 
 
-def run(model: str, options: CompressOptions | None = None) -> dict[str, Any]:
-    """Compress `model` (module:factory or a torch file) by `options.recipe`; returns the report."""
+def run(model: str, options: CompressOptions | None = None) -> CompressResult:
+    """Compress `model` (module:factory or a torch file) by `options.recipe`; returns the result,
+    whose document is report.json."""
     from edgedeploy.extras import MNIST_PACKAGES, require_compress
 
     require_compress("compress", ("torch", "onnxscript", *MNIST_PACKAGES))
@@ -138,7 +140,7 @@ def run(model: str, options: CompressOptions | None = None) -> dict[str, Any]:
         os.replace(staging / STAGES_DIR, output / STAGES_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return result
+    return CompressResult.from_doc(result)
 
 
 def time_stage_files(

@@ -9,14 +9,15 @@ import numpy as np
 
 from edgedeploy.errors import UsageError
 from edgedeploy.options import ConvertOptions
+from edgedeploy.results import ConvertResult
 from edgedeploy.shapes import parse_shapes
 
 MNIST_SHAPE = (1, 28, 28)
 MNIST_CALIBRATION_SAMPLES = 256
 
 
-def run(model: str, options: ConvertOptions | None = None) -> dict[str, Any]:
-    """Convert `model` and verify it; returns the result document (see convert.api.convert_source).
+def run(model: str, options: ConvertOptions | None = None) -> ConvertResult:
+    """Convert `model` and verify it; returns the result, whose document is convert.api.convert_source's.
 
     With `options.target`, the int8 auto candidates are timed on that target; it is connected to
     before the conversion starts, so an unknown or unreachable target fails in seconds."""
@@ -75,15 +76,15 @@ def run(model: str, options: ConvertOptions | None = None) -> dict[str, Any]:
         "verify_metric": opts.verify_metric,
     }
     if opts.target is None:
-        return convert_source(source, **settings)
+        return ConvertResult.from_doc(convert_source(source, **settings))
     from edgedeploy.convert.timing import TargetTimer
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.deploy.transports.connect import open_transport
 
-    device = load_inventory(opts.inventory).get(opts.target)
-    with open_transport(device, trust_new=opts.trust_new) as transport:
-        timer = TargetTimer(transport, device, remote_prefix=f"{output.stem}.")
-        return convert_source(source, timer=timer, **settings)
+    target = load_inventory(opts.inventory).get(opts.target)
+    with open_transport(target, trust_new=opts.trust_new) as transport:
+        timer = TargetTimer(transport, target, remote_prefix=f"{output.stem}.")
+        return ConvertResult.from_doc(convert_source(source, timer=timer, **settings))
 
 
 def _verification_data(

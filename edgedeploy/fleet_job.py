@@ -207,8 +207,8 @@ class JobRunner:
         )
 
     def __call__(self, job: Job, status: JobStatus) -> dict[str, Any]:
-        """The stored profile (with its `path`); raises what profiling raises."""
-        return profile_model(job.model, job.target, self.profile, on_status=status)
+        """The stored profile's document (with its `path`); raises what profiling raises."""
+        return profile_model(job.model, job.target, self.profile, on_status=status).to_dict()
 
 
 RunJob = Callable[[Job, JobStatus], dict[str, Any]]

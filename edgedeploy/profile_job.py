@@ -30,6 +30,7 @@ from edgedeploy.options import ProfileOptions, RunOptions
 from edgedeploy.profiles.power import estimate_power, profile_power
 from edgedeploy.profiles.schema import build_profile
 from edgedeploy.profiles.store import write_profile
+from edgedeploy.results import Profile, RunResult
 from edgedeploy.runner_inputs import check_inputs
 
 # time_models is re-exported for callers that imported it from here before the runner client moved out.
@@ -51,8 +52,9 @@ def profile_model(
     on_status: Callable[[str], None] | None = None,
     accuracy: float | None = None,
     tags: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Measure `model` on one target and store the profile; returns the profile with its `path`.
+) -> Profile:
+    """Measure `model` on one target and store the profile; returns it (`Profile.path` is its file,
+    `to_dict()` the stored document with its `path`).
 
     `accuracy` (measured by the caller on this very file) is recorded as `model.accuracy`, which
     `profiles report` plots; `tags` (e.g. which tune trial measured what) are stored as `tags`;
@@ -135,7 +137,7 @@ def profile_model(
     if tags:
         profile["tags"] = tags
     profile["path"] = str(write_profile(profile, opts.profiles_dir))
-    return profile
+    return Profile.from_doc(profile, opts.profiles_dir)
 
 
 def _scheduler(doc: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def _spread(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_model(model: Path, target_name: str, options: RunOptions | None = None) -> dict[str, Any]:
+def run_model(model: Path, target_name: str, options: RunOptions | None = None) -> RunResult:
     """Run once and fetch outputs as DIR/<output-name>.npy."""
     from edgedeploy.deploy.transports.connect import open_transport
 
@@ -206,7 +208,7 @@ def run_model(model: Path, target_name: str, options: RunOptions | None = None) 
                 written[str(out.get("name"))] = str(local)
     doc["target"] = {"name": target.name, "emulated": target.emulated}
     doc["written"] = written
-    return doc
+    return RunResult.from_doc(doc)
 
 
 def _output_destinations(target: Target, outputs: object, out_dir: Path) -> list[Path]:

@@ -14,13 +14,18 @@ from edgedeploy.deploy.inventory import Target, load_inventory
 from edgedeploy.deploy.push import manifest_path, plan_push, push_file
 from edgedeploy.errors import EdgeDeployError, UsageError
 from edgedeploy.options import PushOptions
+from edgedeploy.results import PushResult
 
 
-def push_to_target(file: Path, target_name: str, options: PushOptions | None = None) -> dict[str, Any]:
+def push_to_target(file: Path, target_name: str, options: PushOptions | None = None) -> PushResult:
     """The `push` verb: the model into `models/`, the runner beside it, each verified and recorded.
-    A group name pushes to each of its hosts in turn: `{"group", "targets": [result or error]}`, and
-    `ok` false when any failed (one unreachable board does not stop the others)."""
+    A group name pushes to each of its hosts in turn (document `{"group", "targets": [result or
+    error]}`), and `ok` is false when any failed (one unreachable board does not stop the others)."""
     opts = options or PushOptions()
+    return PushResult.from_doc(_push(file, target_name, opts), target_name, opts.dry_run)
+
+
+def _push(file: Path, target_name: str, opts: PushOptions) -> dict[str, Any]:
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
     inv = load_inventory(opts.inventory)

@@ -185,12 +185,12 @@ def run(
                 "zipped_bytes": zipped_size(path),
                 "accuracy": conv["verification"].get("accuracy"),
                 "top1_agreement": conv["verification"]["top1_agreement"],
-                "latency_p50_ms": prof["latency_ms"]["p50"],
-                "latency_p95_ms": prof["latency_ms"]["p95"],
-                "peak_rss_mb": prof["memory"]["peak_rss_mb"],
-                "runtime": prof["runtime"].get("name"),
-                "emulated": prof.get("emulated", False),
-                "profile": prof["path"],
+                "latency_p50_ms": prof.p50_ms,
+                "latency_p95_ms": prof.to_dict()["latency_ms"]["p95"],  # not a summary field
+                "peak_rss_mb": prof.peak_rss_mb,
+                "runtime": prof.runtime,
+                "emulated": prof.emulated,
+                "profile": prof.path,
             }
         )
     timings["profile_s"] = time.perf_counter() - t

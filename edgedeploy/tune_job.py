@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgedeploy.errors import EdgeDeployError, TargetError, UsageError
+from edgedeploy.results import TuneResult
 
 DEFAULT_STUDY = "tune"
 # Trial parameters explored on each trained candidate without retraining (see tune/search.py).
@@ -68,7 +69,9 @@ class NothingMeetsFloor(EdgeDeployError):
         super().__init__(message, exit_code=EXIT_NOTHING_MEETS_FLOOR)
 
 
-def run(opts: TuneOptions) -> dict[str, Any]:
+def run(opts: TuneOptions) -> TuneResult:
+    """The `tune` verb: search, measure, write tune.json and report.html; returns the study's result
+    (its document is tune.json)."""
     from edgedeploy.extras import require_compress
 
     require_compress("tune", ("torch", "onnxscript", "torch_pruning", "optuna"))
@@ -156,7 +159,7 @@ def run(opts: TuneOptions) -> dict[str, Any]:
             f"no model within --max-accuracy-drop {opts.max_accuracy_drop:g} (accuracy >= {floor:.4f}, "
             f"input model {baseline['accuracy']:.4f}); {detail}; all trials in {out / 'tune.json'}"
         )
-    return result
+    return TuneResult.from_doc(result)
 
 
 @dataclass
@@ -496,19 +499,18 @@ def _measure(ctx: _Context, attrs: dict[str, Any]) -> dict[str, Any] | None:
                     return {**attrs, "status": "failed", "error": str(err)}
         except NoDeviceLeft as err:
             return {**attrs, "status": "failed", "error": str(err)}
-        latency = profile["latency_ms"]
         return {
             **attrs,
             "status": "measured",
             "device": target.name,
-            "emulated": profile.get("emulated", False),
-            "p50_ms": latency["p50"],
-            "p90_ms": latency.get("p90"),
-            "peak_rss_mb": (profile.get("memory") or {}).get("peak_rss_mb"),
-            "energy_mj": (profile.get("power") or {}).get("energy_per_inference_mj"),
-            "power_source": (profile.get("power") or {}).get("source"),
-            "runtime": (profile.get("runtime") or {}).get("name"),
-            "profile": profile["path"],
+            "emulated": profile.emulated,
+            "p50_ms": profile.p50_ms,
+            "p90_ms": profile.p90_ms,
+            "peak_rss_mb": profile.peak_rss_mb,
+            "energy_mj": profile.energy_mj,
+            "power_source": profile.power_source,
+            "runtime": profile.runtime,
+            "profile": profile.path,
         }
 
 

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def convert(model: str, **options: Any) -> dict[str, Any]:
-    return run(model, ConvertOptions(**options))
+    return run(model, ConvertOptions(**options)).to_dict()
 
 
 def ocr_data(tmp_path: Path, name: str, shape: tuple[int, int], normalize: str, count: int = 8) -> Path:
