@@ -120,7 +120,7 @@ def convert(
 ) -> ConvertResult:
     """Convert to ONNX or TFLite and verify against the source (`edgedeploy convert`).
 
-    `input_shape` as the CLI's --input-shape ("1,3,224,224" or "NAME=1,3,224,224", one per input).
+    `input_shape` as the CLI's --shape ("1,3,224,224" or "NAME=1,3,224,224", one per input).
     A conversion that fails verification raises UsageError; `target` times the int8 candidates there.
     Settings: `ConvertOptions` fields, as `options` or as keywords (`to`, `precision`, `output` may
     come positionally)."""

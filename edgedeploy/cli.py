@@ -197,8 +197,9 @@ def convert(
     input_shape: Annotated[
         list[str] | None,
         typer.Option(
-            "--input-shape",
+            # --shape as on inspect, run and profile; --input-shape still accepted (its old name).
             "--shape",
+            "--input-shape",
             help="Input shape, e.g. 1,3,224,224; NAME=1,3,224,224 per input (repeatable) for several.",
         ),
     ] = None,

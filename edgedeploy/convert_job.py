@@ -43,7 +43,7 @@ def run(model: str, options: ConvertOptions | None = None) -> ConvertResult:
             "--int8-format auto, or --precision auto (to time any model there, use edgedeploy profile "
             "MODEL --target T)"
         )
-    shapes = parse_shapes(list(opts.input_shape), "--input-shape")
+    shapes = parse_shapes(list(opts.input_shape), "--shape")
     source = load_source(model, arch=opts.arch, input_shape=shapes or None)
     output = opts.output or Path(f"{source.stem}-{precision}.{to}")
     calibration_data = None

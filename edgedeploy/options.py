@@ -108,7 +108,7 @@ class CompressOptions(DataOptions, TargetAccess):
 
 @dataclass(frozen=True, kw_only=True)
 class ConvertOptions(TargetAccess):
-    """`edgedeploy convert`. `input_shape` as --input-shape: "1,3,224,224" or "NAME=1,3,224,224" per input."""
+    """`edgedeploy convert`. `input_shape` as --shape: "1,3,224,224" or "NAME=1,3,224,224" per input."""
 
     to: str = "onnx"
     precision: str = "fp32"

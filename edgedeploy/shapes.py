@@ -1,5 +1,5 @@
-"""Input shapes as the user types them: the one parser behind every verb's `--shape` (convert's
-`--input-shape`, inspect, run, profile).
+"""Input shapes as the user types them: the one parser behind every verb's `--shape` (convert,
+inspect, run, profile).
 
 Stdlib only: the CLI imports it while parsing options.
 """

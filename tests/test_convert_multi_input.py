@@ -103,7 +103,7 @@ def test_pt2_file_and_onnx_with_dynamic_dims(tmp_path: Path) -> None:
     source = load_source(str(fp32), input_shape=[("extra", (4, 5)), ("image", (4, 1, 8, 8))])
     result = convert_source(source, "onnx", "int8-dynamic", tmp_path / "two-dyn.onnx")
     assert result["inputs"][1] == {"name": "extra", "shape": [4, 5]} and result["verification"]["passed"]
-    with pytest.raises(UsageError, match=r"--input-shape image=1,1,9,9 does not fit its shape \?,1,8,8"):
+    with pytest.raises(UsageError, match=r"--shape image=1,1,9,9 does not fit its shape \?,1,8,8"):
         load_source(str(fp32), input_shape=[("image", (1, 1, 9, 9))])
     with pytest.raises(NotYetSupported, match="models with several inputs convert to ONNX only"):
         convert_source(load_source(str(fp32)), "tflite", "fp32", tmp_path / "two.tflite")
@@ -114,7 +114,7 @@ def test_dynamic_dimensions_per_input_in_convert_and_run(tmp_path: Path) -> None
     path = onnx_model(
         tmp_path / "add.onnx", [("Add", ["a", "b"], ["y"])], {"a": dims, "b": dims}, {"y": dims}
     )
-    with pytest.raises(UsageError, match=r"need a shape: --input-shape a=1,4,\? --input-shape b=1,4,\?"):
+    with pytest.raises(UsageError, match=r"need a shape: --shape a=1,4,\? --shape b=1,4,\?"):
         load_source(str(path))
     source = load_source(str(path), input_shape=[("", (2, 4, 7)), ("", (2, 4, 7))])  # in input order
     result = convert_source(source, "onnx", "fp16", tmp_path / "add-fp16.onnx")

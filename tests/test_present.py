@@ -80,5 +80,5 @@ def test_one_shape_parser_for_every_verb() -> None:
 def test_a_bad_shape_is_one_usage_error_naming_the_option(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_shapes([text])
-    with pytest.raises(UsageError, match=r"^--input-shape "):
-        parse_shapes([text], "--input-shape")
+    with pytest.raises(UsageError, match=r"^--shape "):
+        parse_shapes([text], "--shape")

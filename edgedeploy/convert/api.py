@@ -96,7 +96,7 @@ def convert_source(
     names = source.input_names
     if source.input_shapes is None:
         wanted = f"NAME=dims for each input ({', '.join(names)})" if len(names) > 1 else "e.g. 1,3,224,224"
-        raise UsageError(f"{source.name}: input shape unknown; pass --input-shape {wanted}")
+        raise UsageError(f"{source.name}: input shape unknown; pass --shape {wanted}")
     shapes = [tuple(shape) for shape in source.input_shapes]
     notes = list(source.notes)
     batched = source.batched

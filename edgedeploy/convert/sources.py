@@ -19,7 +19,7 @@ TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".pt2", ".bin", ".ckpt"}
 KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
 
-# Shapes the user gave (`--input-shape [NAME=]1,3,224,224`, repeatable), as edgedeploy.shapes parses them.
+# Shapes the user gave (`--shape [NAME=]1,3,224,224`, repeatable), as edgedeploy.shapes parses them.
 
 
 @dataclass
@@ -117,7 +117,7 @@ def resolve_shapes(
     unknown = sorted(set(by_name) - set(names))
     if unknown or len(unnamed) > len(names) or (unnamed and by_name):
         raise UsageError(
-            f"{origin}: --input-shape {', '.join(unknown) or 'values'} do not match the model's inputs "
+            f"{origin}: --shape {', '.join(unknown) or 'values'} do not match the model's inputs "
             f"({', '.join(names)}); give NAME=dims per input, or one shape per input in order"
         )
     if declared is None and not given:
@@ -133,14 +133,12 @@ def resolve_shapes(
                 or any(w is not None and w != d for w, d in zip(want, dims, strict=False))
             ):
                 raise UsageError(
-                    f"{origin}: --input-shape {name}={_dims(dims)} does not fit its shape {_dims(want)}"
+                    f"{origin}: --shape {name}={_dims(dims)} does not fit its shape {_dims(want)}"
                 )
             shapes.append(tuple(dims))
             continue
         if want is None:
-            raise UsageError(
-                f"{origin}: the shape of input {name!r} is unknown; pass --input-shape {name}=..."
-            )
+            raise UsageError(f"{origin}: the shape of input {name!r} is unknown; pass --shape {name}=...")
         if any(d is None for d in want[1:]):
             missing.append(
                 f"{name}="
@@ -150,7 +148,7 @@ def resolve_shapes(
     if missing:
         raise UsageError(
             f"{origin}: inputs with dynamic dimensions (?) need a shape: "
-            + " ".join(f"--input-shape {m}" for m in missing)
+            + " ".join(f"--shape {m}" for m in missing)
         )
     return shapes
 
@@ -265,7 +263,7 @@ def _torchscript_model(path: Path, scripted: Any, input_shape: ShapeSpec | None)
     from torch._export.converter import TS2EPConverter
 
     if not input_shape:
-        raise UsageError(f"{path}: TorchScript keeps no input shape; pass --input-shape, e.g. 1,1,28,28")
+        raise UsageError(f"{path}: TorchScript keeps no input shape; pass --shape, e.g. 1,1,28,28")
     names = [argument.name for argument in scripted.forward.schema.arguments[1:]]
     names = names if len(names) > 1 else ["input"]
     shapes = resolve_shapes(str(path), names, None, input_shape)
