@@ -25,6 +25,7 @@ from edgedeploy.options import (
     RunOptions,
 )
 from edgedeploy.runner import provisionable_runtimes, supported_runtimes
+from edgedeploy.shapes import shapes_by_name
 
 app = typer.Typer(
     help="Compress, convert, push and profile neural networks on edge devices.",
@@ -262,7 +263,7 @@ def inspect(
     """Describe a model: inputs/outputs, ops, parameters, sparsity, sizes, quantization, runtimes."""
     from edgedeploy import api
 
-    info = api.inspect(model, _parse_shapes(shape or []))
+    info = api.inspect(model, shapes_by_name(shape or []))
     if as_json:
         present.json_doc(info.to_dict())
     else:
@@ -346,13 +347,6 @@ def push(
         raise typer.Exit(1)
 
 
-def _parse_shapes(shapes: list[str]) -> dict[str, list[int]]:
-    """`--shape NAME=1,3,48,192` (repeatable) or a bare `--shape 1,3,48,192` for a one-input model."""
-    from edgedeploy.shapes import shapes_by_name
-
-    return shapes_by_name(shapes)
-
-
 ShapeOpt = Annotated[
     list[str] | None, typer.Option("--shape", help="Fix a dynamic input shape: NAME=1,3,48,192 (repeatable).")
 ]
@@ -407,7 +401,7 @@ def run(
         out_dir=out,
         runtime=runtime,
         threads=threads,
-        shapes=_parse_shapes(shape or []),
+        shapes=shapes_by_name(shape or []),
         inventory=inventory,
         trust_new=trust_new,
     )
@@ -469,7 +463,7 @@ def profile(
         cores=cores,
         cooldown=cooldown,
         inputs=_npy_inputs(ctx, inputs),
-        shapes=_parse_shapes(shape or []),
+        shapes=shapes_by_name(shape or []),
         raw_samples=raw,
         inventory=inventory,
         trust_new=trust_new,
