@@ -142,13 +142,14 @@ def main() -> None:
         )
         files[label] = output
         print(f"{label}: {result['size_bytes']} bytes, {rows[-1]['total_s']} s", file=sys.stderr)
-    latency_files = {
-        "fp32": files["onnx-fp32"],
-        "qdq": files["onnx-int8-qdq"],
-        "qoperator": files["onnx-int8-qoperator"],
+    # Only the files that passed verification are timed; a failed one is a row with its error above.
+    latency_kinds = {
+        "fp32": "onnx-fp32",
+        "qdq": "onnx-int8-qdq",
+        "qoperator": "onnx-int8-qoperator",
+        "int8-dynamic": "onnx-int8-dynamic",
     }
-    if "onnx-int8-dynamic" in files:  # it failed verification before per-channel convolutions
-        latency_files["int8-dynamic"] = files["onnx-int8-dynamic"]
+    latency_files = {name: files[kind] for name, kind in latency_kinds.items() if kind in files}
     report = {
         "model": description,
         "host": {

@@ -65,6 +65,27 @@ def test_opset11_classifier_is_upgraded_before_int8(tmp_path: Path, cls_files: t
         assert "SLOWER than fp32" in selection["reason"] and "--precision auto" in result["warnings"][0]
 
 
+def test_int8_candidates_load_where_ort_refuses_its_exact_int8_option(
+    tmp_path: Path, cls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On x86-64 CPUs without VNNI the host verifies (and the runner times) int8 with ORT's
+    session.x64quantprecision; onnxruntime 1.31.1 refused this upgraded QDQ graph with it set ("Attempt to
+    replace the existing tensor"). Forced on (whatever this CPU is), both candidates still load: a
+    graph ORT refuses that way is loaded with ORT's default kernels, and the note says which."""
+    from edgedeploy.runner.device import runtimes
+
+    monkeypatch.setattr(runtimes, "_saturates", [True])
+    result = convert_cls(cls_files, tmp_path / "cls-int8.onnx", precision="int8")
+    rows = result["int8_selection"]["candidates"]
+    assert all(row["passed"] and row["p50_ms"] > 0 for row in rows), rows
+    note = next(note for note in result["notes"] if "has no VNNI" in note)
+    dropped = result["verification"].get("session_options_dropped")
+    assert ("default int8 kernels: onnxruntime could not load" in note) == bool(dropped)
+    assert result["verification"].get("session_options") == (
+        None if dropped else runtimes.X64_QUANT_PRECISION
+    )
+
+
 def test_auto_drops_a_candidate_that_does_not_load(
     tmp_path: Path, cls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

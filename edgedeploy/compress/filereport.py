@@ -44,10 +44,11 @@ def onnx_file_accuracy(path: Path, data: CompressionData) -> float | None:
         return None
     import onnxruntime as ort
 
+    from edgedeploy.runner.device.runtimes import open_ort_session
     from edgedeploy.train import ordered_batches
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_ort_session(ort, str(path))[0]
     except Exception as err:  # noqa: BLE001 - onnxruntime raises several unrelated types
         raise UsageError(f"{path}: onnxruntime cannot load it ({err})") from err
     name = session.get_inputs()[0].name

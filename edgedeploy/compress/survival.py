@@ -155,8 +155,10 @@ def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, batch_size: int = 10
     """Top-1 accuracy of an ONNX classifier run in onnxruntime."""
     import onnxruntime as ort
 
+    from edgedeploy.runner.device.runtimes import open_ort_session
+
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_ort_session(ort, str(path))[0]
     except Exception as err:  # noqa: BLE001 - onnxruntime raises several unrelated types
         raise UsageError(f"{path}: onnxruntime cannot load it ({err})") from err
     input_name = session.get_inputs()[0].name

@@ -29,6 +29,7 @@ from edgedeploy.convert.verify import (
     failed_check,
 )
 from edgedeploy.errors import NotYetSupported, UsageError
+from edgedeploy.runner.device.runtimes import int8_saturates
 
 # "auto": int8 when an int8 encoding passing verification is faster than fp32 where timed, else fp32.
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "auto")
@@ -272,6 +273,17 @@ def convert_source(
         result["opset_upgrade"] = {"from": upgraded_from, "to": onnx_export.QUANTIZATION_MIN_OPSET}
     if to == "onnx" and precision == "int8":
         result["int8_format"] = onnx_export.INT8_FORMATS[chosen]
+    if to == "onnx" and precision.startswith("int8") and int8_saturates():
+        how = (
+            f"verified with onnxruntime's default int8 kernels: {verification['session_options_dropped']}"
+            if verification.get("session_options_dropped")
+            else "verified with onnxruntime's session.x64quantprecision=1, as the runner times it on such "
+            "CPUs; set that session option wherever you run this file on an x86-64 CPU without VNNI"
+        )
+        notes.append(
+            "this x86-64 CPU has no VNNI, where onnxruntime's default int8 kernels saturate and lose "
+            f"accuracy: {how}"
+        )
     if selection is not None:
         result["int8_selection"] = selection
         if selection.get("warning"):
@@ -435,7 +447,13 @@ def _verify_candidate(
         verb = "load" if isinstance(err, UsageError) else "run"
         problem = f"{label} does not {verb} in the runtime: {ort_error(cause, path, label)}"
         return failed_check(problem, metric, tolerance, len(reference))
-    return compare(reference, outputs, labels, tolerance, metric, precision)
+    check = compare(reference, outputs, labels, tolerance, metric, precision)
+    # How onnxruntime was set up for these outputs (the runner sets it up the same way).
+    if getattr(runner, "session_options", None):
+        check["session_options"] = runner.session_options
+    if getattr(runner, "session_options_dropped", None):
+        check["session_options_dropped"] = runner.session_options_dropped
+    return check
 
 
 def _select_int8(

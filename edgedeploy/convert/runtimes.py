@@ -38,13 +38,16 @@ class OnnxRunner:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        from edgedeploy.runner.device.runtimes import open_ort_session
+
+        def quiet(options: Any) -> None:
+            options.log_severity_level = 3
+
+        # The runner's session set-up, so the outputs verified here are those the runner times.
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session, self.session_options, self.session_options_dropped = open_ort_session(
+                ort, str(path), threads, quiet
+            )
         except Exception as err:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
             raise UsageError(
                 f"{path}: onnxruntime cannot load it ({ort_error(err, path, str(path))})"

@@ -120,6 +120,8 @@ _FIELDS: dict[str, str] = {
     "runtime.name": _TEXT,
     "runtime.version": _TEXT,
     "runtime.threads": _INT,
+    "runtime.session_options": _OBJECT,
+    "runtime.session_options_dropped": _TEXT,
     "settings": _OBJECT,
     "inputs": _LIST,
     "outputs": _LIST,

@@ -159,7 +159,7 @@ def measure(args):
         "runner_version": RUNNER_VERSION,
         "started": started,
         "model": {"path": args.model, "size_bytes": os.path.getsize(args.model)},
-        "runtime": {"name": model.name, "version": model.version, "threads": model.threads},
+        "runtime": runtime_doc(model),
         "inputs": [
             {
                 "name": s["name"],
@@ -193,6 +193,17 @@ def measure(args):
         "rss_delta_mb": _delta(rss_mb(), rss_before),
     }
     doc["finished"] = now_iso()
+    return doc
+
+
+def runtime_doc(model):
+    """The profile's `runtime`: name, version, threads, and the session options set beyond threads
+    (ORT's x64quantprecision on x86-64 CPUs without VNNI), so a profile says how it was measured."""
+    doc = {"name": model.name, "version": model.version, "threads": model.threads}
+    if getattr(model, "session_options", None):
+        doc["session_options"] = dict(model.session_options)
+    if getattr(model, "session_options_dropped", None):
+        doc["session_options_dropped"] = model.session_options_dropped
     return doc
 
 

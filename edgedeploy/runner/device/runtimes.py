@@ -12,6 +12,7 @@ Per runtime (named by its pip distribution):
 
 import importlib
 import os
+import platform
 
 from . import RunnerError
 
@@ -37,6 +38,79 @@ INSTALL_HINT = (
 )
 
 
+# onnxruntime's int8 kernels on x86-64 CPUs without VNNI multiply uint8 x int8 pairs with AVX2's
+# VPMADDUBSW, whose int16 pair sums saturate: a correct int8 EfficientNet-Lite0 then agreed with its
+# fp32 model on 34-44% of top-1 labels (81% on a VNNI CPU and on TFLite; ORT's `reduce_range` did not
+# help). This session option makes ORT widen the products to int16 first (slower, still faster than
+# fp32 there: 11.0 vs 15.5 ms); the host's verification and the runner both set it on such CPUs, so
+# the outputs checked are the outputs timed. VNNI CPUs and Arm use their exact dot-product kernels.
+X64_QUANT_PRECISION = {"session.x64quantprecision": "1"}
+_VNNI_FLAGS = frozenset(("avx512_vnni", "avx_vnni", "amx_int8"))
+_saturates = []
+
+
+def int8_saturates(machine=None, flags=None):
+    """True on an x86-64 CPU without VNNI (see X64_QUANT_PRECISION); False where /proc/cpuinfo says
+    nothing (another OS): onnxruntime's default stays."""
+    if machine is None and flags is None:
+        if not _saturates:  # one read of /proc/cpuinfo per process
+            _saturates.append(int8_saturates(platform.machine(), _cpu_flags()))
+        return _saturates[0]
+    if (machine or "").lower() not in ("x86_64", "amd64"):
+        return False
+    return bool(flags) and not (set(flags) & _VNNI_FLAGS)
+
+
+def _cpu_flags():
+    from .host import cpuinfo
+
+    return cpuinfo()[1]
+
+
+def ort_session_options(ort, threads=None, exact_int8=None):
+    """(SessionOptions, the config entries set beyond threads): how every ORT session of the runner and
+    of the host's verification is set up. `exact_int8` None: X64_QUANT_PRECISION where int8_saturates()."""
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    applied = dict(X64_QUANT_PRECISION) if (int8_saturates() if exact_int8 is None else exact_int8) else {}
+    for key, value in applied.items():
+        opts.add_session_config_entry(key, value)
+    return opts, applied
+
+
+def open_ort_session(ort, model, threads=None, configure=None):
+    """(InferenceSession, options applied, why they were dropped or None). onnxruntime 1.31.1 refuses
+    some QDQ graphs with x64quantprecision set ("Attempt to replace the existing tensor", a PaddleOCR
+    classifier upgraded to opset 13): such a graph is loaded again with ORT's default, and the caller
+    says so. `configure(opts)` adjusts the options first (the host quiets ORT's log)."""
+    opts, applied = ort_session_options(ort, threads)
+    if configure:
+        configure(opts)
+    try:
+        return (
+            ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"]),
+            applied,
+            None,
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        if not applied:
+            raise
+        dropped = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    opts, _ = ort_session_options(ort, threads, exact_int8=False)
+    if configure:
+        configure(opts)
+    session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    return (
+        session,
+        {},
+        "onnxruntime could not load the graph with %s (%s): loaded with its default "
+        "int8 kernels, whose products can saturate on this CPU"
+        % (", ".join("%s=%s" % kv for kv in sorted(X64_QUANT_PRECISION.items())), dropped[:300]),
+    )
+
+
 class OnnxRuntimeModel(object):
     name = "onnxruntime"
 
@@ -44,12 +118,10 @@ class OnnxRuntimeModel(object):
         import onnxruntime as ort
 
         self.version = ort.__version__
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+            self.session, self.session_options, self.session_options_dropped = open_ort_session(
+                ort, path, threads
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise RunnerError("onnxruntime cannot load %s: %s" % (path, str(exc).splitlines()[0]))
         self.threads = threads or 0
