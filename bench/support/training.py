@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedeploy.data.augment import random_shift
+from edgedeploy.data.augment import shift_images
 from edgedeploy.data.mnist import load_mnist
 from edgedeploy.train import train
 
@@ -66,8 +66,13 @@ def jittered(
     x: np.ndarray, y: np.ndarray, copies: int, seed: int, max_shift: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """x plus `copies` copies shifted by up to `max_shift` pixels each way (Hinton's teacher jitter),
-    made once up front by the training loop's own augmentation (edgedeploy.data.augment.random_shift)."""
-    generator = torch.Generator().manual_seed(seed)
+    made once up front by the training loop's own shift (edgedeploy.data.augment.shift_images). The
+    offsets come from NumPy's generator seeded with `seed`, as in the runs saved under bench/results/,
+    so those runs' training sets are reproduced image for image."""
+    rng = np.random.default_rng(seed)
     images = torch.from_numpy(x)
-    shifted = [random_shift(images, max_shift, generator).numpy() for _ in range(copies)]
+    shifted = []
+    for _ in range(copies):
+        dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, len(x)))
+        shifted.append(shift_images(images, torch.from_numpy(dy), torch.from_numpy(dx), max_shift).numpy())
     return np.concatenate([x, *shifted]), np.concatenate([y] * (copies + 1))
