@@ -11,7 +11,12 @@ import pytest
 
 from edgedeploy.runner.device import runtimes
 from edgedeploy.runner.device.measure import runtime_doc
-from edgedeploy.runner.device.runtimes import X64_QUANT_PRECISION, OnnxRuntimeModel, int8_saturates
+from edgedeploy.runner.device.runtimes import (
+    X64_QUANT_PRECISION,
+    OnnxRuntimeModel,
+    cpu_int8_saturates,
+    int8_saturates,
+)
 
 K = 64
 
@@ -46,7 +51,7 @@ def _matmul_integer(path: Path) -> Path:
     ],
 )
 def test_which_cpus_get_the_exact_int8_products(machine: str, flags: set[str], saturates: bool) -> None:
-    assert int8_saturates(machine, flags) is saturates
+    assert cpu_int8_saturates(machine, flags) is saturates
 
 
 def test_the_runner_model_computes_exact_int8_products_on_this_cpu(tmp_path: Path) -> None:

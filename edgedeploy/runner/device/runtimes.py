@@ -49,22 +49,21 @@ _VNNI_FLAGS = frozenset(("avx512_vnni", "avx_vnni", "amx_int8"))
 _saturates = []
 
 
-def int8_saturates(machine=None, flags=None):
-    """True on an x86-64 CPU without VNNI (see X64_QUANT_PRECISION); False where /proc/cpuinfo says
-    nothing (another OS): onnxruntime's default stays."""
-    if machine is None and flags is None:
-        if not _saturates:  # one read of /proc/cpuinfo per process
-            _saturates.append(int8_saturates(platform.machine(), _cpu_flags()))
-        return _saturates[0]
+def int8_saturates():
+    """True when this process runs on an x86-64 CPU without VNNI (see X64_QUANT_PRECISION)."""
+    if not _saturates:  # one read of /proc/cpuinfo per process
+        from .host import cpuinfo
+
+        _saturates.append(cpu_int8_saturates(platform.machine(), cpuinfo()[1]))
+    return _saturates[0]
+
+
+def cpu_int8_saturates(machine, flags):
+    """True for an x86-64 `machine` whose CPU `flags` lack VNNI; False where /proc/cpuinfo gave no
+    flags (another OS): onnxruntime's default stays."""
     if (machine or "").lower() not in ("x86_64", "amd64"):
         return False
     return bool(flags) and not (set(flags) & _VNNI_FLAGS)
-
-
-def _cpu_flags():
-    from .host import cpuinfo
-
-    return cpuinfo()[1]
 
 
 def ort_session_options(ort, threads=None, exact_int8=None):
@@ -85,30 +84,24 @@ def open_ort_session(ort, model, threads=None, configure=None):
     some QDQ graphs with x64quantprecision set ("Attempt to replace the existing tensor", a PaddleOCR
     classifier upgraded to opset 13): such a graph is loaded again with ORT's default, and the caller
     says so. `configure(opts)` adjusts the options first (the host quiets ORT's log)."""
-    opts, applied = ort_session_options(ort, threads)
-    if configure:
-        configure(opts)
-    try:
-        return (
-            ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"]),
-            applied,
-            None,
-        )
-    except Exception as exc:  # onnxruntime raises its own exception types
-        if not applied:
-            raise
-        dropped = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    opts, _ = ort_session_options(ort, threads, exact_int8=False)
-    if configure:
-        configure(opts)
-    session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-    return (
-        session,
-        {},
-        "onnxruntime could not load the graph with %s (%s): loaded with its default "
-        "int8 kernels, whose products can saturate on this CPU"
-        % (", ".join("%s=%s" % kv for kv in sorted(X64_QUANT_PRECISION.items())), dropped[:300]),
-    )
+    dropped = None
+    for exact_int8 in (None, False):  # as set up for this CPU, then ORT's default int8 kernels
+        opts, applied = ort_session_options(ort, threads, exact_int8)
+        if configure:
+            configure(opts)
+        try:
+            session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            if not applied:
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            dropped = (
+                "onnxruntime could not load the graph with %s (%s): loaded with its default int8 "
+                "kernels, whose products can saturate on this CPU"
+                % (", ".join("%s=%s" % kv for kv in sorted(X64_QUANT_PRECISION.items())), reason[:300])
+            )
+            continue
+        return session, applied, dropped
 
 
 class OnnxRuntimeModel(object):
