@@ -15,7 +15,10 @@ speed-ups are baseline fp32 p50 / compressed p50 from the same run.
 
 CPU training is the cost on the 2-core machine, so the run uses a few epochs per model and a stride-2 stem
 (14x14 after the stem: 4x fewer MACs); inputs are normalised with Fashion-MNIST's mean and std; the JSON's
-`config` and each model's `model` say what was used. `--jobs 2 --threads 1` runs the two models side by
+`config` and each model's `model` say what was used. Training runs the CNNs' weights channels-last
+(`train(channels_last=True)`: MobileNetV2 ~1.7x faster per epoch on one core), which pays for 7 baseline
+epochs of MobileNetV2, half an epoch of fine-tuning per pruning step and a few epochs of distillation of
+the pruned model under a cosine schedule. `--jobs 2 --threads 1` runs the two models side by
 side, one single-threaded process each (faster than 2-thread training on a machine shared with other
 work). `--quick` is a smoke run on a few hundred images (its figures mean nothing).
 
@@ -84,7 +87,8 @@ def config(quick: bool, target_speedup: float, threads: int) -> dict[str, Any]:
             "prune_epochs_per_step": 0.1,
             "prune_step": 0.4,
             "max_amount": 0.4,
-            "distill_epochs": 0.1,
+            "distill_epochs": {arch: 0.1 for arch in MODELS},
+            "distill_schedule": "cosine",
             "qat_epochs": 0.1,
             "target_speedup": 1.2,
             "calibration_samples": 32,
@@ -93,12 +97,13 @@ def config(quick: bool, target_speedup: float, threads: int) -> dict[str, Any]:
         **common,
         "train_samples": 60000,
         "test_samples": 10000,
-        "baseline_epochs": {"mobilenetv2": 3, "resnet20": 5},
-        "prune_epochs_per_step": 0.15,
+        "baseline_epochs": {"mobilenetv2": 7, "resnet20": 5},
+        "prune_epochs_per_step": 0.5,
         "prune_step": 0.15,
         "max_amount": 0.85,
-        "distill_epochs": 0.3,
-        "qat_epochs": 0.1,
+        "distill_epochs": {"mobilenetv2": 2.5, "resnet20": 5},
+        "distill_schedule": "cosine",
+        "qat_epochs": 0.3,
         "target_speedup": target_speedup,
         "calibration_samples": 256,
     }
@@ -133,7 +138,7 @@ def train_fp32(
             schedule.step()
 
     train(model, x, y, epochs=epochs, batch_size=recipe["batch_size"], seed=seed,
-          loss_fn=loss, optimizer=optimizer, after_step=after_step)  # fmt: skip
+          loss_fn=loss, optimizer=optimizer, after_step=after_step, channels_last=True)  # fmt: skip
 
 
 def export(
@@ -193,7 +198,14 @@ def run_model(arch: str, data: CompressionData, cfg: dict, seed: int) -> dict[st
             "epochs": cfg["prune_epochs_per_step"],
             "lr": 1e-3,
         },
-        {"stage": "distill", "epochs": cfg["distill_epochs"], "alpha": 0.7, "temperature": 4, "lr": 5e-4},
+        {
+            "stage": "distill",
+            "epochs": cfg["distill_epochs"][arch],
+            "alpha": 0.7,
+            "temperature": 4,
+            "lr": 1e-3,
+            "schedule": cfg["distill_schedule"],
+        },
     ]
     pruned = compress_model(baseline, prune_recipe, data=data, seed=seed, progress=progress)
     final_recipe = [

@@ -29,6 +29,7 @@ from edgedeploy.data.augment import shift_augment
 from edgedeploy.train import LossFn
 
 TEACHERS = ("auto", "input", "previous", "given", "self")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class DistillStage(Stage):
     """Shift each training batch by up to this many pixels (0: the transfer set is the data as is)."""
     carry: bool = False
     """Later stages fine-tune with this stage's distillation loss too."""
+    schedule: str = "constant"
+    """Learning rate over the stage: constant, or cosine (annealed to zero; for longer runs)."""
 
     def check(self) -> None:
         require(self.temperature > 0, self.name, "temperature must be > 0")
@@ -51,6 +54,7 @@ class DistillStage(Stage):
         require(self.teacher in TEACHERS, self.name, f"teacher must be one of {', '.join(TEACHERS)}")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
         require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
+        require(self.schedule in SCHEDULES, self.name, f"schedule must be one of {', '.join(SCHEDULES)}")
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
         require(
@@ -78,6 +82,7 @@ class DistillStage(Stage):
                     loss_fn=self.loss(teacher),
                     seed_offset=epoch,
                     augment=augment,
+                    channels_last=True,
                 )
             ctx.notes["teacher"] = "self"
             self.carry_loss(ctx, frozen_copy(model))
@@ -101,6 +106,8 @@ class DistillStage(Stage):
             lr=self.lr,
             loss_fn=self.loss(teacher),
             augment=augment,
+            lr_schedule=self.schedule,
+            channels_last=True,
         )
         ctx.notes["teacher"] = which
         self.carry_loss(ctx, teacher)

@@ -186,9 +186,8 @@ class StructuredPruneStage(Stage):
             check_pruned(model, example, expected, self.name)
             # With a latency goal, each step gets the full `epochs`: the number of steps is not known ahead.
             epochs = self.epochs if baseline_file is not None else self.epochs / steps
-            fine_tune(
-                model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr, seed_offset=step
-            )
+            fine_tune(model, ctx, label=f"prune_structured step {step}", epochs=epochs, lr=self.lr,
+                      seed_offset=step, channels_last=True)  # fmt: skip
             record = self.step_record(step, model, example, None)
             history.append(record)
             if baseline_file is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from edgedeploy.compress.stage import StageContext
@@ -24,11 +25,14 @@ def fine_tune(
     seed_offset: int = 0,
     on_step: Callable[[int], None] | None = None,
     augment: Augment | None = None,
+    lr_schedule: str = "constant",
+    channels_last: bool = False,
 ) -> int:
     """Train `model` on the training data while keeping masks and clusters; returns steps taken.
 
     The loss is `loss_fn`, else the one an earlier stage carried forward (ctx.loss_fn), else
-    cross-entropy on the labels."""
+    cross-entropy on the labels. `channels_last` (faster CNN training on CPU, see `train`) is honoured
+    only for a model with no masks, clusters or parametrizations, which index weights as laid out."""
     if epochs <= 0:
         return 0
     data = ctx.data
@@ -59,9 +63,15 @@ def fine_tune(
             after_step=after_step,
             on_epoch=on_epoch,
             augment=augment,
+            lr_schedule=lr_schedule,
+            channels_last=channels_last and not ctx.constraints and not _parametrized(model),
         )
     ctx.constraints.enforce(model)
     return steps
+
+
+def _parametrized(model: nn.Module) -> bool:
+    return any(parametrize.is_parametrized(m) for m in model.modules())
 
 
 def steps_for(ctx: StageContext, epochs: float) -> int:
