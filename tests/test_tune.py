@@ -214,10 +214,16 @@ def test_default_space_loads_and_builds_recipes() -> None:
     assert "tflite-int8" in space.exports and space.threads == [1, 2]
     settings = {"structured_amount": 0.5, "sparsity": 0.8, "cluster": 16, "distill": True, "epochs": 2.0}
     stages = [s["stage"] for s in recipe_for(settings)]
-    assert stages == ["prune_structured", "prune", "distill", "cluster"]
+    # distillation on: the pruning stages learn from the input model too (a carry stage first)
+    assert stages == ["distill", "prune_structured", "prune", "distill", "cluster"]
+    assert recipe_for(settings)[0] == {"stage": "distill", "epochs": 0, "carry": True}
     from edgedeploy.compress.pipeline import load_recipe
 
-    assert len(load_recipe(recipe_for(settings))) == 4  # every built recipe is a valid recipe
+    assert len(load_recipe(recipe_for(settings))) == 5  # every built recipe is a valid recipe
+    assert [s["stage"] for s in recipe_for({**settings, "structured_amount": 0.0, "sparsity": 0.0})] == [
+        "distill",
+        "cluster",
+    ]
     off = {"structured_amount": 0.0, "sparsity": 0.0, "cluster": 0, "distill": False, "epochs": 1.0}
     assert recipe_for(off) == []
 

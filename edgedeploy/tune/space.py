@@ -249,7 +249,9 @@ def suggest(trial: Any, space: SearchSpace) -> dict[str, Any]:
 def recipe_for(settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The compress recipe of a candidate: prune_structured -> prune -> distill -> cluster, each only
     when on (empty: the input model as it is). The order is the default recipe's: remove weights,
-    recover accuracy from the unpruned model, then share the values that are left."""
+    recover accuracy from the unpruned model, then share the values that are left. With distillation
+    on, the pruning stages fine-tune on the input model's soft targets too (a `carry` stage first, as
+    docs/compress.md recommends for CNNs), and the distill stage anneals its learning rate (cosine)."""
     epochs = float(settings["epochs"])
     stages: list[dict[str, Any]] = []
     if settings["structured_amount"] > 0:
@@ -259,7 +261,9 @@ def recipe_for(settings: dict[str, Any]) -> list[dict[str, Any]]:
     if settings["sparsity"] > 0:
         stages.append({"stage": "prune", "sparsity": float(settings["sparsity"]), "epochs": epochs})
     if settings["distill"]:
-        stages.append({"stage": "distill", "epochs": epochs})
+        if stages:
+            stages.insert(0, {"stage": "distill", "epochs": 0, "carry": True})
+        stages.append({"stage": "distill", "epochs": epochs, "schedule": "cosine"})
     if settings["cluster"] > 0:
         stages.append({"stage": "cluster", "clusters": int(settings["cluster"]), "epochs": min(epochs, 1.0)})
     return stages
