@@ -147,7 +147,9 @@ def train_fp32(
 ) -> None:
     """bench/cnn_compression.py's schedule (Adam, learning rate stepped down), at `batch` per step."""
     for index, (share, lr) in enumerate([(0.6, 2e-3), (0.25, 7e-4), (0.15, 2e-4)]):
-        train(model, x, y, epochs=epochs * share, lr=lr, seed=seed + index, batch_size=batch, channels_last=True)
+        train(
+            model, x, y, epochs=epochs * share, lr=lr, seed=seed + index, batch_size=batch, channels_last=True
+        )
 
 
 def progress(message: str) -> None:
