@@ -181,7 +181,8 @@ def run_model(arch: str, data: CompressionData, cfg: dict, seed: int) -> dict[st
     progress = lambda msg: print(f"  {arch} {msg}", file=sys.stderr, flush=True)  # noqa: E731
     seed_everything(seed)
     factory = getattr(zoo, arch)
-    baseline = factory(**MODELS[arch])
+    model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {})}
+    baseline = factory(**model_kwargs)
     train_fp32(baseline, arch, data.train_x, data.train_y, cfg, seed)
     baseline.eval()
     train_seconds = round(time.perf_counter() - started, 1)
@@ -270,7 +271,7 @@ def run_model(arch: str, data: CompressionData, cfg: dict, seed: int) -> dict[st
         "params": {"fp32": base_stats.params, "pruned": pruned_stats.params},
         "prune_steps": next(r.details for r in pruned.reports if r.stage == "prune_structured").get("steps"),
         "errors": {f"{s}.{f}": e["error"] for s, fs in files.items() for f, e in fs.items() if "error" in e},
-        "model": {"factory": f"edgedeploy.models.zoo:{arch}", **MODELS[arch]},
+        "model": {"factory": f"edgedeploy.models.zoo:{arch}", **model_kwargs},
         "baseline_train_seconds": train_seconds,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -304,6 +305,7 @@ def run_side_by_side(archs: list[str], args: argparse.Namespace) -> dict[str, An
     def one(arch: str) -> Any:
         command = [sys.executable, __file__, "--only", arch, "--seed", str(args.seed),
                    "--target-speedup", str(args.target_speedup), "--threads", str(args.threads)]  # fmt: skip
+        command += ["--stem-stride", str(args.stem_stride)] if args.stem_stride else []
         proc = subprocess.run(command + ["--quick"] * args.quick, stdout=subprocess.PIPE, text=True)
         if proc.returncode:
             return {"error": f"{arch} exited with {proc.returncode} (its stderr above)"}
@@ -318,6 +320,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run on a few hundred images")
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stem-stride", type=int, choices=(1, 2), help="override the models' stem stride (1: 28x28 after it)"
+    )
     parser.add_argument("--target-speedup", type=float, default=2.8, help="prune until this much faster")
     parser.add_argument(
         "--threads", type=int, default=2, help="torch training threads (1 is faster on a busy machine)"
@@ -337,6 +342,8 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     cfg = {**config(args.quick, args.target_speedup, args.threads), "jobs": args.jobs}
+    if args.stem_stride:
+        cfg["model_overrides"] = {"stem_stride": args.stem_stride}
     archs = args.only or list(MODELS)
     if args.jobs > 1 and len(archs) > 1:
         doc = {"quick": args.quick, "config": cfg, "goals": GOALS, "seed": args.seed}
