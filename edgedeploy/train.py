@@ -17,6 +17,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 """augment(batch, generator) -> batch, e.g. edgedeploy.data.augment.shift_augment(2)."""
 
+LR_SCHEDULES = ("constant", "cosine")
+"""What `train(lr_schedule=...)` accepts (the distill stage's `schedule` key too)."""
+
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
@@ -93,9 +96,9 @@ def train(
 
     arrays = _arrays(x, y)
     gen = torch.Generator().manual_seed(seed)
-    loader: DataLoader | None = None
     if arrays is not None:
-        n = len(arrays[1])
+        xt, yt = arrays
+        n = len(yt)
         steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
     elif isinstance(x, DataLoader):
         loader = x  # ready-made by the user: its batch size and order stand
@@ -109,8 +112,8 @@ def train(
         else max(1, int(round(epochs * steps_per_epoch)))
     )
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be constant or cosine, not {lr_schedule!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
     schedule = None
     if lr_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
@@ -120,8 +123,7 @@ def train(
         epoch = 0
         while step < total_steps:
             if arrays is not None:
-                xt, yt = arrays
-                perm = torch.randperm(len(yt), generator=gen)
+                perm = torch.randperm(n, generator=gen)
                 batches: Any = ((xt[idx], yt[idx]) for idx in perm.split(batch_size))
             else:
                 batches = (split_batch(batch) for batch in iterate(loader))

@@ -49,7 +49,7 @@ def test_cosine_schedule_anneals_to_zero() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     assert train(model, x, y, epochs=2, batch_size=8, optimizer=optimizer, lr_schedule="cosine") == 8
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError, match="constant or cosine"):
+    with pytest.raises(ValueError, match="one of constant, cosine"):
         train(model, x, y, lr_schedule="linear")
 
 

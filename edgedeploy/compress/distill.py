@@ -26,10 +26,9 @@ from torch import nn
 from edgedeploy.compress.stage import Stage, StageContext, require
 from edgedeploy.compress.tuning import fine_tune
 from edgedeploy.data.augment import shift_augment
-from edgedeploy.train import LossFn
+from edgedeploy.train import LR_SCHEDULES, LossFn
 
 TEACHERS = ("auto", "input", "previous", "given", "self")
-SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -54,7 +53,9 @@ class DistillStage(Stage):
         require(self.teacher in TEACHERS, self.name, f"teacher must be one of {', '.join(TEACHERS)}")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
         require(self.jitter >= 0, self.name, "jitter must be >= 0 pixels")
-        require(self.schedule in SCHEDULES, self.name, f"schedule must be one of {', '.join(SCHEDULES)}")
+        require(
+            self.schedule in LR_SCHEDULES, self.name, f"schedule must be one of {', '.join(LR_SCHEDULES)}"
+        )
 
     def apply(self, model: nn.Module, ctx: StageContext) -> nn.Module:
         require(
