@@ -13,7 +13,8 @@ One run, one process, every latency through the stand-alone runner:
    ONNX int8), `structured_only` (prune_structured, fine-tuned, ONNX fp32); with TFLite exports in the
    space the baselines are exported to TFLite too and the faster file counts;
 3. `tune` (its default sampler: multi-objective TPE) with `--trials` trained candidates,
-   accuracy,latency,size, `--max-accuracy-drop 1`: `best_under_1pt` is its recommended model;
+   the config's `objectives` (accuracy,latency in the full run), `--max-accuracy-drop 1`:
+   `best_under_1pt` is its recommended model;
 4. the same study with Optuna's RandomSampler and the same number of trials;
 5. the contenders (each baseline's file, tune's and random search's best) timed again side by side in
    one runner session per thread count, interleaved rounds: the goal figures come from there, so a
@@ -84,6 +85,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             "calibration_samples": 32,
             "default_recipe_epoch_scale": 0.02,
             "structured_only": {"amount": 0.5, "epochs": 0.1},
+            "objectives": "accuracy,latency,size",
             "space": {
                 "training": {"structured_amount": [0.0, 0.5], "epochs": [0.1]},
                 "exports": ["onnx-fp32", "onnx-int8-dynamic"],
@@ -106,13 +108,20 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             # one pass here, as each candidate of the search gets at most one epoch per stage.
             "default_recipe_epoch_scale": 0.25,
             "structured_only": {"amount": 0.5, "epochs": 1.0},
+            # The bench's goal is the fastest model within 1 pt, so both studies search accuracy and
+            # latency (size is still reported); with size as a third objective the sampler also
+            # chases clustering and sparsity, which shrink files but do not speed up dense runtimes.
+            "objectives": "accuracy,latency",
             "space": {
                 "training": {
-                    "structured_amount": [0.0, 0.25, 0.5, 0.625, 0.75],
+                    # 0.625 and 0.75 were dropped: no candidate pruned that far came within 1 pt in
+                    # the earlier runs, and 0.5 with distillation and 8 epochs was still 0.5 pt short
+                    # (docs/tune.md). 1-4 epochs: one or two passes were 3-5 pt short at 0.25.
+                    "structured_amount": [0.0, 0.25, 0.375, 0.5],
                     "sparsity": [0.0, 0.5],
                     "cluster": [0, 32],
                     "distill": [False, True],
-                    "epochs": [0.5, 1.0, 2.0],
+                    "epochs": [1.0, 2.0, 4.0],
                 },
                 "exports": [
                     "onnx-fp32",
@@ -251,7 +260,7 @@ def run_study(
         model=str(model_file), data=str(data_file), target=target, output=root / name, trials=cfg["trials"],
         max_accuracy_drop=GOAL_MAX_DROP_PT, space=space_file, study=name, seed=args.seed, runs=cfg["runs"],
         eval_samples=cfg["eval_samples"], inventory=inventory, sampler=sampler, say=progress,
-        data_options=DataOptions(batch_size=cfg["batch_size"]),
+        data_options=DataOptions(batch_size=cfg["batch_size"]), objectives=cfg["objectives"],
     )  # fmt: skip
     started = time.perf_counter()
     try:
@@ -442,7 +451,6 @@ def main() -> None:
             "data": f"fashion-mnist: {len(arrays['y_train'])} training images (seeded subset), "
             f"the first {len(arrays['y_val'])} test images as validation",
             "target": device_info["target"],
-            "objectives": "accuracy,latency,size",
             "max_accuracy_drop_pt": GOAL_MAX_DROP_PT,
         },
         "trials": cfg["trials"],
