@@ -102,7 +102,8 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": 32,
             "trials": 8,
             "runs": 50,
-            "rounds": 3,
+            # Side-by-side rounds per file: its fastest round counts (runner_client.time_models).
+            "rounds": 5,
             "calibration_samples": 256,
             # The default recipe makes 4 passes over the data (2 + 1 + 0.5 + 0.5 epochs): scaled to
             # one pass here, as each candidate of the search gets at most one epoch per stage.
@@ -288,17 +289,35 @@ def slim(trial: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: trial.get(k) for k in keys}
 
 
+def candidate_accuracy(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each trained candidate of a study, in order: its settings and the best accuracy of its exported
+    files (what decides whether any of them is within the floor)."""
+    best: dict[str, dict[str, Any]] = {}
+    for trial in result.get("trials", []):
+        name, accuracy = trial.get("candidate"), trial.get("accuracy")
+        if not name or accuracy is None:
+            continue
+        entry = best.setdefault(
+            name, {"candidate": name, "settings": trial.get("settings"), "accuracy": accuracy}
+        )
+        entry["accuracy"] = max(entry["accuracy"], accuracy)
+    return [best[name] for name in sorted(best)]
+
+
 def side_by_side(contenders: dict[str, Path], target: str, inventory: Path, cfg: dict) -> dict[str, Any]:
     """Every contender file timed in one runner session per thread count, interleaved rounds (the
-    runner's `time_models`); each contender's figure is its fastest thread count."""
+    runner's `time_models`: the p50 of each file's fastest round); each contender's figure is its
+    fastest thread count. The medians of the rounds are kept beside (`p50_ms_median_by_threads`)."""
     device = load_inventory(inventory).get(
         target if target == "local" else sorted(t.name for t in load_inventory(inventory).resolve(target))[0]
     )
     by_threads: dict[int, dict[str, float]] = {}
+    medians: dict[int, dict[str, float]] = {}
     with open_transport(device) as transport:
         for threads in cfg["space"]["threads"]:
             timed = time_models(transport, device, contenders, threads=threads, rounds=cfg["rounds"])
             by_threads[threads] = {name: float(ms) for name, ms in timed["p50_ms"].items()}
+            medians[threads] = {name: float(ms) for name, ms in timed["p50_ms_median"].items()}
     best = {
         name: min((by_threads[t][name], t) for t in by_threads if name in by_threads[t])
         for name in contenders
@@ -308,6 +327,8 @@ def side_by_side(contenders: dict[str, Path], target: str, inventory: Path, cfg:
         "p50_ms": {name: ms for name, (ms, _t) in best.items()},
         "threads": {name: t for name, (_ms, t) in best.items()},
         "p50_ms_by_threads": by_threads,
+        "statistic": f"p50 of the fastest of {cfg['rounds']} rounds",
+        "p50_ms_median_by_threads": medians,
     }
 
 
@@ -474,6 +495,7 @@ def main() -> None:
                 "devices_used": r.get("devices", {}).get("used"),
                 "messages": r.get("messages"),
                 "candidates": sorted({t["candidate"] for t in r.get("trials", []) if t.get("candidate")}),
+                "candidate_accuracy": candidate_accuracy(r),
             }
             for name, r in (("tuned", tuned), ("random", random))
         },

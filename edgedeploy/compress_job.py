@@ -91,6 +91,14 @@ def run(model: str, options: CompressOptions | None = None) -> CompressResult:
                 )
             )
         first = runs[0]
+        for report in first.reports:
+            emptied = (report.details or {}).get("emptied_layers")
+            if emptied:
+                warnings.append(
+                    f"stage {report.stage}: layer(s) {', '.join(emptied)} lost >= 99% of their weights "
+                    "(a global ranking compares weight scales across layers): give them layer_sparsity "
+                    "or use scope: layer"
+                )
         accuracies = [r.summary["accuracy_after"] for r in runs]
         result: dict[str, Any] = {
             "model": model,

@@ -64,6 +64,19 @@ def test_gradual_pruning_reaches_sparsity_per_layer(data: CompressionData, train
     assert sparsity(weights(trained_mlp)["net.1"]) == 0  # the input model is untouched
 
 
+def test_global_pruning_reports_a_layer_it_empties(data: CompressionData, trained_mlp: nn.Module) -> None:
+    model = copy.deepcopy(trained_mlp)
+    with torch.no_grad():
+        model.net[5].weight.mul_(1e-3)  # its weights now rank below every other layer's, as behind BN
+    result = compress_model(model, [{"stage": "prune", "sparsity": 0.9, "epochs": 0}], data=data)
+    assert result.reports[0].details["emptied_layers"] == ["net.5"]
+    assert sparsity(weights(result.model)["net.5"]) >= 0.99
+    kept = compress_model(
+        model, [{"stage": "prune", "sparsity": 0.9, "epochs": 0, "layer_sparsity": {"net.5": 0.5}}], data=data
+    )
+    assert "emptied_layers" not in kept.reports[0].details  # its own target keeps it
+
+
 def test_polynomial_schedule_rises_fast_then_slow() -> None:
     (stage,) = load_recipe([{"stage": "prune", "sparsity": 0.9, "initial_sparsity": 0.1, "power": 3}])
     values = [stage.target("x", p) for p in (0.0, 0.25, 0.5, 1.0)]

@@ -14,8 +14,8 @@ from pathlib import Path
 def time_files(
     models: dict[str, Path], target_name: str = "local", threads: int = 1, rounds: int = 3
 ) -> dict[str, float]:
-    """Median p50 latency (ms) of each model file on the target named `target_name`, timed by the
-    runner at `threads`."""
+    """p50 latency (ms) of each model file on the target named `target_name`, timed by the runner at
+    `threads`: the p50 of its fastest round (runner_client.time_models says why)."""
     from edgedeploy.deploy.inventory import load_inventory
     from edgedeploy.deploy.runner_client import time_models
     from edgedeploy.deploy.transports.connect import open_transport

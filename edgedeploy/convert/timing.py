@@ -69,6 +69,7 @@ class TargetTimer:
         )
         return {
             "p50_ms": timed["p50_ms"],
+            "statistic": timed["statistic"],
             "timed_on": {
                 "target": target["name"],
                 "connection": target["connection"],
