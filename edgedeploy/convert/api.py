@@ -524,7 +524,7 @@ def _select_int8(
     fastest = min(passing, key=lambda name: latency[name])
     others = [n for n in passing if n != fastest]
     slower = latency[fastest] > latency["fp32"]  # every passing int8 encoding is slower than fp32
-    where = f"({timed.get('statistic', 'median p50')}, {timed['where']})"
+    where = f"({timed['statistic']}, {timed['where']})"
     figures = ", ".join(f"{formats[n]} {latency[n]:.3g} ms" for n in (fastest, *others))
     figures += f", fp32 {latency['fp32']:.3g} ms {where}"
     warning = None

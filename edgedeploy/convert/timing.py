@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 class LatencyTimer(Protocol):
     def latencies(self, models: dict[str, Path], sample: np.ndarray, threads: int | None) -> dict[str, Any]:
-        """{"p50_ms": {name: median ms}, "timed_on": {...}, "where": a phrase for the reason}."""
+        """{"p50_ms": {name: ms}, "statistic": what p50_ms is, "timed_on": {...}, "where": a phrase
+        for the reason}."""
         ...
 
 
@@ -33,6 +34,7 @@ class HostTimer:
         p50 = profile_latencies({name: OnnxRunner(path, threads) for name, path in models.items()}, sample)
         return {
             "p50_ms": p50,
+            "statistic": "median p50",
             "timed_on": {
                 "target": None,
                 "host": platform.node(),
