@@ -130,11 +130,26 @@ def run(opts: TuneOptions) -> TuneResult:
     }
     points = space.distinct_recipes()
     input_point = space.input_model_point()
-    if not study.trials and input_point is not None:
-        # The input model as it is, first: the reference every compressed candidate is judged against.
-        study.enqueue_trial(input_point)
+    startup: list[dict[str, Any]] = []
+    if not study.trials:
+        if input_point is not None:
+            # The input model as it is, first: the reference every compressed candidate is judged against.
+            study.enqueue_trial(input_point)
+        if opts.sampler != "random":
+            # A guided search starts from each structured amount at its best budget (space.py says
+            # why), up to half the trials with the input model; random search stays random.
+            startup = space.startup_points(opts.trials // 2 - (input_point is not None))
+            for point in startup:
+                study.enqueue_trial(point, user_attrs={"startup": True})
     started = time.perf_counter()
     messages: list[str] = []
+    if startup:
+        from edgedeploy.tune.space import describe_settings
+
+        messages.append(
+            "start-up candidates (each structured amount at its best budget): "
+            + "; ".join(describe_settings(point) for point in startup)
+        )
     messages += _search(study, context, done, points)
     result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
     from edgedeploy.tune.report import write_html

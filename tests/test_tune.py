@@ -228,6 +228,62 @@ def test_default_space_loads_and_builds_recipes() -> None:
     assert recipe_for(off) == []
 
 
+def test_guided_search_starts_from_each_structured_amount(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 4 trials asked: the input model, then (half the trials) the smallest structured amount at its
+    # best budget, then what TPE proposes (the space holds 3 recipes: all are trained).
+    code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "4", "--max-accuracy-drop", "50")
+    assert code == 0, err
+    result = json.loads((workdir / "out/tune.json").read_text())
+    assert any(m.startswith("start-up candidates") and "structured 0.25" in m for m in result["messages"])
+    asked = sorted({t["candidate"]: t for t in result["trials"] if t.get("candidate")}.items())
+    assert len(asked) == 3
+    assert asked[0][1]["recipe"] == []
+    assert asked[1][1]["settings"]["structured_amount"] == 0.25
+    import optuna
+
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{workdir / 'out/study.db'}")
+    enqueued = [t.params["structured_amount"] for t in study.trials if t.user_attrs.get("startup")]
+    assert enqueued == [0.25]
+
+
+def test_startup_points_cover_each_structured_amount_at_its_best_budget(tmp_path: Path) -> None:
+    space = load_space(None, tflite_ok=True)  # structured 0 / 0.25 / 0.5, epochs 1 / 2 / 4
+    points = space.startup_points(3)
+    assert points == [
+        {"structured_amount": 0.25, "sparsity": 0.0, "cluster": 0, "distill": True, "epochs": 4.0},
+        {"structured_amount": 0.5, "sparsity": 0.0, "cluster": 0, "distill": True, "epochs": 4.0},
+    ]
+    assert space.startup_points(1) == points[:1] and space.startup_points(0) == []
+    # A range: its grid (with a step) or evenly spaced amounts; no off value: the mildest one.
+    ranged = tmp_path / "ranged.yaml"
+    ranged.write_text(
+        yaml.safe_dump(
+            {
+                "training": {
+                    "structured_amount": {"low": 0.0, "high": 0.6, "step": 0.2},
+                    "cluster": [16, 64],
+                    "distill": [False],
+                    "epochs": {"low": 1.0, "high": 3.0},
+                },
+                "exports": ["onnx-fp32"],
+            }
+        )
+    )
+    points = load_space(ranged).startup_points(2)
+    assert [round(p["structured_amount"], 6) for p in points] == [0.2, 0.4]
+    assert points[0] | {"structured_amount": 0} == {
+        "structured_amount": 0,
+        "cluster": 64,
+        "distill": False,
+        "epochs": 3.0,
+    }
+    no_structured = tmp_path / "dense.yaml"
+    no_structured.write_text(yaml.safe_dump({"training": {"sparsity": [0.0, 0.5]}, "exports": ["onnx-fp32"]}))
+    assert load_space(no_structured).startup_points(3) == []
+
+
 def test_pool_holds_one_measurement_per_device(tmp_path: Path) -> None:
     pool = DevicePool([Target("a"), Target("b")], tmp_path / "locks")
     active: dict[str, int] = {"a": 0, "b": 0}

@@ -89,6 +89,53 @@ class SearchSpace:
             point[axis] = off
         return point
 
+    def startup_points(self, limit: int) -> list[dict[str, Any]]:
+        """The guided search's first compressed candidates (after the input model): one per
+        structured-pruning amount of the space, smallest first, at most `limit`, each trained with
+        the settings of the space most likely to keep its accuracy: distillation on, the largest
+        fine-tuning budget, sparsity and clustering off (or their mildest value when the space has no
+        off).
+
+        Why: the structured amount is the axis that changes the deployed architecture, so the one
+        that sets the latency; the others cost training time (epochs, distillation) or accuracy
+        (sparsity, clustering) and do not speed up a dense runtime. A sampler that starts from the
+        input model alone sees only unpruned points within the accuracy floor and keeps proposing
+        unpruned variants; pruned candidates trained with too little budget fall below the floor and
+        teach it nothing (bench/tune.py, docs/tune.md). Starting from each amount at its best
+        budget shows it which amounts can come within the floor at all."""
+        amounts = self.training.get("structured_amount")
+        if limit < 1 or amounts is None:
+            return []
+        if isinstance(amounts, Range):
+            if amounts.step:
+                count = int(round((amounts.high - amounts.low) / amounts.step)) + 1
+                grid = [amounts.low + i * amounts.step for i in range(count)]
+            else:
+                grid = [amounts.low + (amounts.high - amounts.low) * i / limit for i in range(limit + 1)]
+        else:
+            grid = list(amounts)
+        chosen = sorted(a for a in set(grid) if a > 0)[:limit]
+        best: dict[str, Any] = {}
+        for axis, values in self.training.items():
+            if axis == "structured_amount":
+                continue
+            if isinstance(values, Range):
+                if axis == "cluster":
+                    mildest = 0 if values.low <= 0 else values.high
+                else:
+                    mildest = values.high if axis == "epochs" else values.low
+            elif axis == "distill":
+                mildest = True in values
+            elif axis == "epochs":
+                mildest = max(values)
+            elif axis == "cluster":
+                # 0 (off), else the most clusters: the smallest loss of precision.
+                mildest = 0 if 0 in values else max(values)
+            else:
+                mildest = min(values)
+            best[axis] = mildest
+        return [{**best, "structured_amount": amount} for amount in chosen]
+
     def distinct_recipes(self) -> int | None:
         """How many different recipes the training axes give (None: a range makes it unbounded), so
         that a study stops when it has trained them all instead of asking forever."""
