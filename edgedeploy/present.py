@@ -665,6 +665,15 @@ def tune(tuned: TuneResult) -> None:
         f"{result['input_model']['accuracy']:.4f}), p50 {rec['p50_ms']:.3f} ms, {rec['size_bytes']:,} B "
         f"-> {result['recommended_files']['model']}"
     )
+    recheck = result.get("recheck") or {}
+    if recheck.get("chosen") is not None:
+        console.print(
+            f"chosen after re-timing the {len(recheck['p50_ms'])} fastest variants side by side on "
+            f"{recheck['device']} ({recheck['statistic']}): "
+            + ", ".join(f"trial {n} {ms:.3f} ms" for n, ms in recheck["p50_ms"].items())
+        )
+    elif recheck.get("skipped"):
+        console.print(f"recheck: {recheck['skipped']}")
     if result.get("report"):
         console.print(f"report: {result['report']}")
 

@@ -78,6 +78,10 @@ BASE = ["tunemodels:digits_mlp", "--data", "digits", "--runs", "5", "--space", "
 def test_tune_on_local_measures_exports_and_resumes(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from edgedeploy import tune_job
+
+    # Both variants re-timed side by side before one is recommended, however far apart their profiles.
+    monkeypatch.setattr(tune_job, "RECHECK_MARGIN", 100.0)
     code, out, err = tune(monkeypatch, capsys, *BASE, "--trials", "1", "--max-accuracy-drop", "5")
     assert code == 0, err
     assert "Pareto front on local" in out and "recommended: trial" in out
@@ -86,6 +90,12 @@ def test_tune_on_local_measures_exports_and_resumes(
     assert sorted(t["export"] for t in result["trials"]) == ["onnx-fp32", "onnx-int8-dynamic"]
     assert all(t["recipe"] == [] and t["state"] == "COMPLETE" for t in result["trials"])
     rec = result["recommended"]
+    recheck = result["recheck"]
+    assert sorted(recheck["variants"]) == sorted(t["number"] for t in result["trials"])
+    assert recheck["chosen"] == rec["number"] and recheck["device"] == "local"
+    assert set(recheck["p50_ms"]) == {str(n) for n in recheck["variants"]}
+    assert recheck["p50_ms"][str(rec["number"])] == min(recheck["p50_ms"].values())
+    assert "chosen after re-timing the 2 fastest variants side by side on local" in " ".join(out.split())
     assert rec["accuracy"] >= result["accuracy_floor"] > 0.5
     assert Path(result["recommended_files"]["model"]).read_bytes() == Path(rec["file"]).read_bytes()
     assert json.loads((workdir / "out/recommended.profile.json").read_text())["model"]["sha256"]

@@ -208,9 +208,12 @@ def time_models(
     rounds: int = 2,
     remote_prefix: str = "",
     timeout: float = 600.0,
+    settings_of: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Latency of each model on `target` by the runner, at the same thread count, for choosing or
     comparing files (convert's int8 auto, NetAdapt steps, the benches' side-by-side); stores no profile.
+    `settings_of`: name -> `threads` / `runtime` for that model alone (tune compares variants measured
+    at different thread counts and runtimes in one interleaved session).
 
     The models take turns for `rounds` rounds (one runner process each, so a background burst lands on
     all of them, not on one). Each model's figure (`p50_ms`) is the p50 of its fastest round: what
@@ -219,9 +222,18 @@ def time_models(
     of 0.208-0.277 ms (one copy 1.33x "slower" than its twin) while their fastest rounds agreed within
     1.2% (0.202-0.205 ms). `p50_ms_median` (median of the rounds) and `p50_ms_rounds` are kept too.
     """
-    settings = RunnerSettings.for_target(target, threads=threads, warmup=warmup, duration=seconds)
-    # No sampling thread beside the timed runs; power is not asked.
-    args = settings.replace(power_sensor="none").profile_args()
+    args: dict[str, list[str]] = {}
+    for name in models:
+        own = (settings_of or {}).get(name, {})
+        settings = RunnerSettings.for_target(
+            target,
+            threads=own.get("threads", threads),
+            runtime=own.get("runtime", "auto"),
+            warmup=warmup,
+            duration=seconds,
+        )
+        # No sampling thread beside the timed runs; power is not asked.
+        args[name] = settings.replace(power_sensor="none").profile_args()
     commands = {
         name: deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
         for name, path in models.items()
@@ -230,7 +242,7 @@ def time_models(
     doc: dict[str, Any] = {}
     for _ in range(rounds):
         for name, path in models.items():
-            doc = invoke_runner(transport, target, path, commands[name], args, timeout)
+            doc = invoke_runner(transport, target, path, commands[name], args[name], timeout)
             p50s[name].append(doc["latency_ms"]["p50"])
     return {
         "p50_ms": {name: min(values) for name, values in p50s.items()},

@@ -187,8 +187,16 @@ def write_html(result: dict[str, Any], output: Path) -> Path:
         else ""
     )
     rec = result.get("recommended")
+    recheck = result.get("recheck") or {}
+    rechecked = (
+        f"; the {len(recheck['p50_ms'])} fastest variants re-timed side by side on "
+        f"{html.escape(str(recheck['device']))}, tune.json's <code>recheck</code>"
+        if recheck.get("chosen") is not None
+        else ""
+    )
     recommended = (
-        f"<p>Recommended (the lowest p50 within the accuracy floor): <b>trial {rec['number']}</b>, "
+        f"<p>Recommended (the lowest p50 within the accuracy floor{rechecked}): "
+        f"<b>trial {rec['number']}</b>, "
         f"{html.escape(rec['export'])} at {rec['threads']} threads, accuracy {rec['accuracy']:.4f}, "
         f"p50 {rec['p50_ms']:.3f} ms, {rec['size_bytes']:,} B; written to "
         f"<code>{html.escape(str((result.get('recommended_files') or {}).get('model', '')))}</code>.</p>"
