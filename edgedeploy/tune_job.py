@@ -574,9 +574,7 @@ def _recheck(ctx: _Context, feasible: list[dict[str, Any]]) -> dict[str, Any]:
         return doc
     names = {f"trial-{t['number']}": t for t in close}
     # A device that lacks one of their runtimes cannot time them all.
-    skip = frozenset(
-        device for t in close for device in ctx.lacking.get(t.get("requested_runtime") or "", {})
-    )
+    skip = frozenset(device for t in close for device in ctx.lacking.get(t["requested_runtime"], {}))
     try:
         with ctx.pool.device(skip=skip) as target, open_transport(target) as transport:
             timed = time_models(
