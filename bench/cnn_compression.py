@@ -183,7 +183,8 @@ def baseline_model(
     arch: str, data: CompressionData, cfg: dict, seed: int, cache: Path | None
 ) -> tuple[nn.Module, float, str | None]:
     """(trained fp32 baseline, its training seconds, the cache file it came from or None). The cache key
-    covers everything the training depends on, so a changed recipe trains again."""
+    covers everything the training depends on, thread count included (MobileNetV2's 7 epochs reached
+    92.54% with 1 torch thread and 91.92% with 2, same seed), so a changed recipe trains again."""
     factory = getattr(zoo, arch)
     model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {})}
     baseline = factory(**model_kwargs)
@@ -197,7 +198,8 @@ def baseline_model(
             cfg["normalisation"],
             seed,
             len(data.train_y),
-        ],  # fmt: skip
+            cfg["torch_threads"],
+        ],
         sort_keys=True,
     )
     path = cache / f"{arch}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt" if cache else None
