@@ -151,7 +151,11 @@ def run(opts: TuneOptions) -> TuneResult:
             + "; ".join(describe_settings(point) for point in startup)
         )
     messages += _search(study, context, done, points)
-    result = _result(study, context, baseline, messages, time.perf_counter() - started, stale)
+    trials = _trial_docs(study)
+    # The one step after the search that uses a device: kept out of _result, which only assembles.
+    recheck = _recheck(context, _feasible(trials, context.floor))
+    seconds = time.perf_counter() - started
+    result = _result(study, context, baseline, messages, seconds, stale, trials, recheck)
     from edgedeploy.tune.report import write_html
 
     # Written also when nothing meets the floor: every trial is in it, which is what to look at then.
@@ -603,6 +607,21 @@ def _recheck(ctx: _Context, feasible: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _trial_docs(study: Any) -> list[dict[str, Any]]:
+    """Every trial as tune.json lists it: number, state and what the trial recorded."""
+    trials = []
+    for t in study.trials:
+        attrs = dict(t.user_attrs)
+        attrs.pop("asked", None)
+        trials.append({"number": t.number, "state": t.state.name, **attrs})
+    return trials
+
+
+def _feasible(trials: list[dict[str, Any]], floor: float) -> list[dict[str, Any]]:
+    """The measured trials whose exported file is within the accuracy floor."""
+    return [t for t in trials if t["state"] == "COMPLETE" and t["accuracy"] >= floor]
+
+
 def _result(
     study: Any,
     ctx: _Context,
@@ -610,25 +629,19 @@ def _result(
     messages: list[str],
     seconds: float,
     stale: list[int],
+    trials: list[dict[str, Any]],
+    recheck: dict[str, Any],
 ) -> dict[str, Any]:
-    from optuna.trial import TrialState
-
     out = ctx.opts.output
-    trials = []
-    for t in study.trials:
-        attrs = dict(t.user_attrs)
-        attrs.pop("asked", None)
-        trials.append({"number": t.number, "state": t.state.name, **attrs})
-    measured = [t for t in trials if t["state"] == TrialState.COMPLETE.name]
+    measured = [t for t in trials if t["state"] == "COMPLETE"]
     front_numbers = {t.number for t in study.best_trials} if measured else set()
     front = sorted(
         (t for t in measured if t["number"] in front_numbers), key=lambda t: (t["p50_ms"], t["size_bytes"])
     )
-    feasible = [t for t in measured if t["accuracy"] >= ctx.floor]
+    feasible = _feasible(trials, ctx.floor)
     scored = [t for t in trials if t.get("accuracy") is not None]
     best_found = max(scored, key=lambda t: t["accuracy"], default=None)
     recommended = min(feasible, key=lambda t: (t["p50_ms"], t["size_bytes"]), default=None)
-    recheck = _recheck(ctx, feasible)
     if recheck.get("chosen") is not None:
         recommended = next(t for t in feasible if t["number"] == recheck["chosen"])
     files: dict[str, str] = {}

@@ -69,6 +69,9 @@ class StructuredPruneStage(Stage):
     target_latency_ms: float | None = None
     target: str = "local"
     threads: int = 1
+    timing_rounds: int = 5
+    """Interleaved rounds per timing (each file's fastest round counts): on a shared 2-core VM, 3 rounds
+    left bursts of 1.7x in one file's figure and steps measured slower than the step before them."""
     max_amount: float = 0.9
     taylor_batches: int = 8
 
@@ -87,7 +90,11 @@ class StructuredPruneStage(Stage):
         require(self.drop_layers >= 0, self.name, "drop_layers must be >= 0")
         require(self.epochs >= 0 and self.lr > 0, self.name, "epochs must be >= 0 and lr > 0")
         require(self.round_to >= 1 and self.steps >= 1, self.name, "round_to and steps must be >= 1")
-        require(self.threads >= 1 and self.taylor_batches >= 1, self.name, "threads, taylor_batches >= 1")
+        require(
+            self.threads >= 1 and self.taylor_batches >= 1 and self.timing_rounds >= 1,
+            self.name,
+            "threads, taylor_batches, timing_rounds >= 1",
+        )
         require(
             not (self.target_speedup is not None and self.target_latency_ms is not None),
             self.name,
@@ -193,7 +200,12 @@ class StructuredPruneStage(Stage):
             if baseline_file is None:
                 continue
             candidate = export_onnx(model, example, baseline_file.with_name(f"step{step}.onnx"))
-            p50 = time_files({"baseline": baseline_file, "candidate": candidate}, self.target, self.threads)
+            p50 = time_files(
+                {"baseline": baseline_file, "candidate": candidate},
+                self.target,
+                self.threads,
+                self.timing_rounds,
+            )
             speedup = p50["baseline"] / p50["candidate"]
             record.update(latency_ms=round(p50["candidate"], 4), baseline_ms=round(p50["baseline"], 4),
                           speedup=round(speedup, 3))  # fmt: skip

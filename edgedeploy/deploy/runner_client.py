@@ -234,10 +234,12 @@ def time_models(
         )
         # No sampling thread beside the timed runs; power is not asked.
         args[name] = settings.replace(power_sensor="none").profile_args()
-    commands = {
-        name: deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
-        for name, path in models.items()
-    }
+    # One push per file: tune re-times one file at several thread counts under different names.
+    pushed: dict[Path, list[str]] = {}
+    for path in models.values():
+        if path not in pushed:
+            pushed[path] = deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
+    commands = {name: pushed[path] for name, path in models.items()}
     p50s: dict[str, list[float]] = {name: [] for name in models}
     doc: dict[str, Any] = {}
     for _ in range(rounds):
