@@ -121,6 +121,13 @@ def test_unknown_layer_is_a_clear_error() -> None:
         compress_model(zoo.resnet20(), recipe, data=data)
 
 
+def test_timing_rounds_below_one_is_a_clear_error() -> None:
+    data = random_data((1, 16, 16))
+    recipe = [{"stage": "prune_structured", "target_speedup": 1.5, "timing_rounds": 0, "epochs": 0}]
+    with pytest.raises(UsageError, match="timing_rounds >= 1"):
+        compress_model(zoo.resnet20(), recipe, data=data)
+
+
 def test_batch_norm_folding_keeps_outputs_and_removes_batch_norms() -> None:
     torch.manual_seed(0)
     model = zoo.mobilenetv2(width_mult=0.5, in_channels=1)
