@@ -96,6 +96,10 @@ def test_latency_target_steps_until_measured_goal() -> None:
     # It stops at the first step that meets the goal (each timed beside the input model's file in one
     # runner session), or at max_amount (3 steps of 0.3).
     speedups = [s["speedup"] for s in steps[1:]]
+    # Each step's ratio is against the baseline's fastest reading so far (the same file every step).
+    readings = [s["baseline_ms"] for s in steps[1:]]
+    running_min = [min(readings[: i + 1]) for i in range(len(readings))]
+    assert [s["baseline_best_ms"] for s in steps[1:]] == running_min
     if details["goal_met"]:
         assert speedups[-1] >= 1.5 and all(s < 1.5 for s in speedups[:-1])
     else:
