@@ -181,21 +181,18 @@ def export(
 
 
 def baseline_model(
-    arch: str, data: CompressionData, cfg: dict, seed: int, cache: Path | None
+    arch: str, model_kwargs: dict[str, Any], data: CompressionData, cfg: dict, seed: int, cache: Path | None
 ) -> tuple[nn.Module, float, str | None]:
     """(trained fp32 baseline, its training seconds, the cache file it came from or None). The cache key
     covers everything the training depends on, thread count included (MobileNetV2's 7 epochs reached
     92.54% with 1 torch thread and 91.92% with 2, same seed), so a changed recipe trains again."""
-    factory = getattr(zoo, arch)
-    model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {})}
-    baseline = factory(**model_kwargs)
+    baseline = getattr(zoo, arch)(**model_kwargs)
     key = json.dumps(
         [
             arch,
             model_kwargs,
             cfg["baseline"],
             cfg["baseline_epochs"][arch],
-            cfg["train_samples"],
             cfg["normalisation"],
             seed,
             len(data.train_y),
@@ -224,12 +221,12 @@ def run_model(
     progress = lambda msg: print(f"  {arch} {msg}", file=sys.stderr, flush=True)  # noqa: E731
     seed_everything(seed)
     model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {})}
-    baseline, train_seconds, cached = baseline_model(arch, data, cfg, seed, cache)
+    baseline, train_seconds, cached = baseline_model(arch, model_kwargs, data, cfg, seed, cache)
     progress(
         f"baseline {'loaded from ' + cached if cached else 'trained'} ({train_seconds:.0f}s of training), "
         f"torch test accuracy {data.accuracy(baseline):.4f}"
     )
-    seed_everything(seed)
+    seed_everything(seed)  # compression draws the same numbers whether the baseline was trained or loaded
     prune_recipe = [
         {"stage": "distill", "epochs": 0, "carry": True, "alpha": 0.7, "temperature": 4},
         {
