@@ -220,7 +220,7 @@ def run_model(
     started = time.perf_counter()
     progress = lambda msg: print(f"  {arch} {msg}", file=sys.stderr, flush=True)  # noqa: E731
     seed_everything(seed)
-    model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {})}
+    model_kwargs = {**MODELS[arch], **cfg.get("model_overrides", {}).get(arch, {})}
     baseline, train_seconds, cached = baseline_model(arch, model_kwargs, data, cfg, seed, cache)
     progress(
         f"baseline {'loaded from ' + cached if cached else 'trained'} ({train_seconds:.0f}s of training), "
@@ -340,6 +340,25 @@ def goals_met(r: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def model_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """{model: {factory argument: value}} from --stem-stride and --width-mult, each `V` (every model) or
+    `MODEL=V` (one model), repeatable."""
+    overrides: dict[str, dict[str, Any]] = {arch: {} for arch in MODELS}
+    for key, kind in (("stem_stride", int), ("width_mult", float)):
+        for spec in getattr(args, key) or []:
+            arch, _, text = spec.rpartition("=")
+            try:
+                value = kind(text)
+            except ValueError:
+                value = 0
+            if (arch and arch not in MODELS) or not value > 0 or (kind is int and value not in (1, 2)):
+                flag = "--" + key.replace("_", "-")
+                parser.error(f"{flag} {spec}: expected V or MODEL=V, MODEL one of {', '.join(MODELS)}")
+            for name in [arch] if arch else list(MODELS):
+                overrides[name][key] = value
+    return {arch: kwargs for arch, kwargs in overrides.items() if kwargs}
+
+
 def run_side_by_side(archs: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Each model in its own process of this script (`--only`), `args.jobs` at a time; their JSON merged."""
     from concurrent.futures import ThreadPoolExecutor
@@ -347,7 +366,8 @@ def run_side_by_side(archs: list[str], args: argparse.Namespace) -> dict[str, An
     def one(arch: str) -> Any:
         command = [sys.executable, __file__, "--only", arch, "--seed", str(args.seed),
                    "--target-speedup", str(args.target_speedup), "--threads", str(args.threads)]  # fmt: skip
-        command += ["--stem-stride", str(args.stem_stride)] if args.stem_stride else []
+        command += [f"--stem-stride={spec}" for spec in args.stem_stride or []]
+        command += [f"--width-mult={spec}" for spec in args.width_mult or []]
         command += ["--baseline-cache", str(args.baseline_cache)] if args.baseline_cache else []
         proc = subprocess.run(command + ["--quick"] * args.quick, stdout=subprocess.PIPE, text=True)
         if proc.returncode:
@@ -364,7 +384,16 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--stem-stride", type=int, choices=(1, 2), help="override the models' stem stride (1: 28x28 after it)"
+        "--stem-stride",
+        action="append",
+        metavar="[MODEL=]S",
+        help="override the stem stride (1: 28x28 after it) of every model or one: resnet20=1 (repeatable)",
+    )
+    parser.add_argument(
+        "--width-mult",
+        action="append",
+        metavar="[MODEL=]W",
+        help="override the width multiplier of every model or one, e.g. resnet20=2 (repeatable)",
     )
     parser.add_argument("--target-speedup", type=float, default=2.5, help="prune until this much faster")
     parser.add_argument(
@@ -391,8 +420,9 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     cfg = {**config(args.quick, args.target_speedup, args.threads), "jobs": args.jobs}
-    if args.stem_stride:
-        cfg["model_overrides"] = {"stem_stride": args.stem_stride}
+    overrides = model_overrides(parser, args)
+    if overrides:
+        cfg["model_overrides"] = overrides
     archs = args.only or list(MODELS)
     if args.jobs > 1 and len(archs) > 1:
         doc = {"quick": args.quick, "config": cfg, "goals": GOALS, "seed": args.seed}
