@@ -101,7 +101,7 @@ def config(quick: bool, target_speedup: float, threads: int) -> dict[str, Any]:
         **common,
         # Wider than the other benches' models (bench.support.training.MODELS): at 0.1-0.3 ms per image
         # onnxruntime's per-node cost, not the MACs, sets the latency of ResNet-20 (width 1) and
-        # MobileNetV2-0.5, so pruning them 2.5x faster cost 6-8x fewer MACs and 1-2 pt; with 4x the
+        # MobileNetV2-0.5, so pruning them 2.5x faster cost 6-9x fewer MACs and 0.8-2.1 pt; with 4x the
         # work per node (ResNet-20 width 2 at full resolution, MobileNetV2 width 1) ~3.5-4x fewer MACs
         # give 2.5x (docs/compress.md has the measurements).
         "models": {
@@ -112,7 +112,8 @@ def config(quick: bool, target_speedup: float, threads: int) -> dict[str, Any]:
         "test_samples": 10000,
         "baseline_epochs": {"mobilenetv2": 7, "resnet20": 5},
         "prune_epochs_per_step": 0.5,
-        # MobileNetV2 in finer steps: its ONNX speed-up needs ~5x fewer MACs (onnxruntime's per-node cost
+        # MobileNetV2 in finer steps (measured on MobileNetV2-0.5 in earlier runs):
+        # its ONNX speed-up needs ~5x fewer MACs (onnxruntime's per-node cost
         # dominates at these sizes); a 0.15 step overshot from 5x to 10x MACs (-2.3 pt), a 0.1 step stopped
         # at 6.7x (-0.9 pt); 0.05 also gives more fine-tuning on the way (0.5 epoch per step).
         "prune_step": {"mobilenetv2": 0.05, "resnet20": 0.15},
@@ -364,8 +365,9 @@ def model_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             except ValueError:
                 value = 0
             if (arch and arch not in MODELS) or not value > 0 or (kind is int and value not in (1, 2)):
-                flag = "--" + key.replace("_", "-")
-                parser.error(f"{flag} {spec}: expected V or MODEL=V, MODEL one of {', '.join(MODELS)}")
+                flag, values = "--" + key.replace("_", "-"), "1 or 2" if kind is int else "> 0"
+                names = ", ".join(MODELS)
+                parser.error(f"{flag} {spec}: expected V or MODEL=V, V {values}, MODEL one of {names}")
             for name in [arch] if arch else list(MODELS):
                 overrides[name][key] = value
     return {arch: kwargs for arch, kwargs in overrides.items() if kwargs}
