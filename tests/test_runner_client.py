@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
 
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.runner_client import RunnerSettings
+from edgedeploy.deploy.runner_client import RunnerSettings, remote_model_names, time_models
+from edgedeploy.deploy.transports.local import LocalTransport
 from tests.support.cli import runner_pyz
 
 BOARD = Target(
@@ -59,3 +64,36 @@ def test_run_args_and_the_runner_accepts_them() -> None:
     every_flag = {*args, *RunnerSettings.for_target(BOARD, raw_samples=True, cores="0").profile_args()}
     for flag in sorted(a for a in every_flag if a.startswith("--")):
         assert flag in help_text, flag
+
+
+def _onnx_model(path: Path, op: str) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op, [x], [y])
+    path.parent.mkdir(parents=True)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, path)
+    return path
+
+
+def test_files_sharing_a_name_are_timed_as_themselves(tmp_path: Path) -> None:
+    """`a/model.onnx` and `b/model.onnx` pushed under one name: the second overwrote the first on the
+    device, and both were timed as the second (found timing two checkpoints' fp32.onnx side by side)."""
+    first, second = (
+        _onnx_model(tmp_path / "a" / "model.onnx", "Relu"),
+        _onnx_model(tmp_path / "b" / "model.onnx", "Neg"),
+    )
+    assert remote_model_names([first, second, first, tmp_path / "c.onnx"], "t-") == {
+        first: "t-0-model.onnx",
+        second: "t-1-model.onnx",
+        tmp_path / "c.onnx": "t-c.onnx",
+    }
+    device = tmp_path / "device"
+    target = Target(
+        "local", vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    )
+    with LocalTransport("local", device) as local:
+        timed = time_models(local, target, {"a": first, "b": second}, threads=1, seconds=0.05, rounds=1)
+    assert set(timed["p50_ms"]) == {"a", "b"}
+    assert (device / "models" / "0-model.onnx").read_bytes() == first.read_bytes()
+    assert (device / "models" / "1-model.onnx").read_bytes() == second.read_bytes()

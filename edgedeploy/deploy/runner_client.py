@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,18 @@ def target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def remote_model_names(paths: list[Path], prefix: str = "") -> dict[Path, str]:
+    """The name each distinct file gets in the device's models folder: its own name, or `N-name` where
+    two files share one (`a/model.onnx`, `b/model.onnx`): pushed under one name, the second would
+    overwrite the first and both would be timed as the second."""
+    distinct = list(dict.fromkeys(paths))
+    uses = Counter(path.name for path in distinct)
+    return {
+        path: prefix + (f"{i}-{path.name}" if uses[path.name] > 1 else path.name)
+        for i, path in enumerate(distinct)
+    }
+
+
 def time_models(
     transport: Transport,
     target: Target,
@@ -236,9 +249,8 @@ def time_models(
         args[name] = settings.replace(power_sensor="none").profile_args()
     # One push per file: tune re-times one file at several thread counts under different names.
     pushed: dict[Path, list[str]] = {}
-    for path in models.values():
-        if path not in pushed:
-            pushed[path] = deploy_runner(transport, target, path, remote_name=remote_prefix + path.name)
+    for path, remote_name in remote_model_names(list(models.values()), remote_prefix).items():
+        pushed[path] = deploy_runner(transport, target, path, remote_name=remote_name)
     commands = {name: pushed[path] for name, path in models.items()}
     p50s: dict[str, list[float]] = {name: [] for name in models}
     doc: dict[str, Any] = {}
