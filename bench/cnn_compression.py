@@ -14,7 +14,7 @@ the 10k test set, and all six files are timed side by side in one runner session
 interleaved rounds), so speed-ups are baseline fp32 p50 / compressed p50 from the same run.
 
 Models: ResNet-20 at width 2 with a stride-1 stem (28x28 after it, 124 M MACs) and MobileNetV2 at width 2
-with a stride-2 stem (14x14, 80 M MACs): big enough per node that pruning shows in onnxruntime's latency
+with a stride-2 stem (14x14, 78 M MACs): big enough per node that pruning shows in onnxruntime's latency
 (`--width-mult`, `--stem-stride` override them; `--quick` uses the small ones). CPU training is the cost on
 the 2-core machine, so the run uses a few epochs per model; inputs are normalised with Fashion-MNIST's mean
 and std; the JSON's `config` and each model's `model` say what was used. Training runs the CNNs' weights
@@ -107,7 +107,7 @@ def config(quick: bool, target_speedup: float | None, threads: int) -> dict[str,
         # its 52 convolutions cost ~2 us each in onnxruntime whatever their size, so no file of it got
         # under ~0.09 ms (6.5x fewer MACs and int8: 2.8x, the 2026-12-07 runs; untrained copies pruned
         # uniformly, int8 per-tensor or per-channel, QDQ or QOperator, depthwise convs left fp32: 0.088-0.16
-        # ms). Width 2 (80 M MACs, 1.3 ms fp32): untrained copies pruned uniformly by 0.3 / 0.4 of the
+        # ms). Width 2 (78 M MACs, 1.3 ms fp32): untrained copies pruned uniformly by 0.3 / 0.4 of the
         # channels timed 2.8x / 3.7x faster in fp32 and 5.1x / 6.4x in int8 (docs/compress.md).
         "models": {
             "mobilenetv2": {"width_mult": 2.0, "stem_stride": 2},
