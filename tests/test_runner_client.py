@@ -7,13 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
-from onnx import TensorProto, helper
+import numpy as np
 
 from edgedeploy.deploy.inventory import Target
-from edgedeploy.deploy.runner_client import RunnerSettings, remote_model_names, time_models
+from edgedeploy.deploy.runner_client import (
+    RunnerSettings,
+    distinct_remote_names,
+    push_inputs,
+    time_models,
+)
 from edgedeploy.deploy.transports.local import LocalTransport
 from tests.support.cli import runner_pyz
+from tests.support.onnx_models import onnx_model
 
 BOARD = Target(
     "board",
@@ -66,24 +71,15 @@ def test_run_args_and_the_runner_accepts_them() -> None:
         assert flag in help_text, flag
 
 
-def _onnx_model(path: Path, op: str) -> Path:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op, [x], [y])
-    path.parent.mkdir(parents=True)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.save(model, path)
-    return path
-
-
 def test_files_sharing_a_name_are_timed_as_themselves(tmp_path: Path) -> None:
     """`a/model.onnx` and `b/model.onnx` pushed under one name: the second overwrote the first on the
-    device, and both were timed as the second (found timing two checkpoints' fp32.onnx side by side)."""
-    first, second = (
-        _onnx_model(tmp_path / "a" / "model.onnx", "Relu"),
-        _onnx_model(tmp_path / "b" / "model.onnx", "Neg"),
-    )
-    assert remote_model_names([first, second, first, tmp_path / "c.onnx"], "t-") == {
+    device, and both were timed as the second (found timing two untrained copies' fp32.onnx side by
+    side). A model's .npy inputs sharing a name were fed as the last one the same way."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first = onnx_model(tmp_path / "a" / "model.onnx", [("Relu", ["x"], ["y"])], {"x": [1, 4]}, {"y": [1, 4]})
+    second = onnx_model(tmp_path / "b" / "model.onnx", [("Neg", ["x"], ["y"])], {"x": [1, 4]}, {"y": [1, 4]})
+    assert distinct_remote_names([first, second, first, tmp_path / "c.onnx"], "t-") == {
         first: "t-0-model.onnx",
         second: "t-1-model.onnx",
         tmp_path / "c.onnx": "t-c.onnx",
@@ -97,3 +93,12 @@ def test_files_sharing_a_name_are_timed_as_themselves(tmp_path: Path) -> None:
     assert set(timed["p50_ms"]) == {"a", "b"}
     assert (device / "models" / "0-model.onnx").read_bytes() == first.read_bytes()
     assert (device / "models" / "1-model.onnx").read_bytes() == second.read_bytes()
+    # The same for a model's input files: each remote path holds its own array, in the order given.
+    arrays = {folder: np.full((1, 4), i, np.float32) for i, folder in enumerate("ab")}
+    for folder, array in arrays.items():
+        np.save(tmp_path / folder / "x.npy", array)
+    with LocalTransport("local", device) as local:
+        args = push_inputs(local, target, [tmp_path / "a" / "x.npy", tmp_path / "b" / "x.npy"])
+    assert args[0] == "--inputs" and len(set(args[1:])) == 2
+    for remote, array in zip(args[1:], arrays.values(), strict=True):
+        assert np.array_equal(np.load(remote), array)

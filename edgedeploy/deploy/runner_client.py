@@ -173,11 +173,27 @@ def invoke_runner(
     return doc
 
 
+def distinct_remote_names(paths: list[Path], prefix: str = "") -> dict[Path, str]:
+    """The name each distinct file gets in the device folder it is pushed to: its own name, or `N-name`
+    where two files share one (`a/model.onnx`, `b/model.onnx`): pushed under one name, the second would
+    overwrite the first and both would be run (timed, fed) as the second."""
+    distinct = list(dict.fromkeys(paths))
+    uses = Counter(path.name for path in distinct)
+    return {
+        path: prefix + (f"{i}-{path.name}" if uses[path.name] > 1 else path.name)
+        for i, path in enumerate(distinct)
+    }
+
+
 def push_inputs(transport: Transport, target: Target, inputs: list[Path]) -> list[str]:
     if not inputs:
         return []
-    remote = [push_file(transport, p, "inputs", python=target.python).remote_path for p in inputs]
-    return ["--inputs", *remote]
+    names = distinct_remote_names(inputs)
+    remote = {
+        p: push_file(transport, p, "inputs", python=target.python, remote_name=name).remote_path
+        for p, name in names.items()
+    }
+    return ["--inputs", *(remote[p] for p in inputs)]
 
 
 def target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]:
@@ -195,18 +211,6 @@ def target_summary(target: Target, runner_doc: dict[str, Any]) -> dict[str, Any]
         "kernel": host.get("kernel"),
         "emulated": target.emulated,
         "groups": [g for g in target.groups if g != "all"],
-    }
-
-
-def remote_model_names(paths: list[Path], prefix: str = "") -> dict[Path, str]:
-    """The name each distinct file gets in the device's models folder: its own name, or `N-name` where
-    two files share one (`a/model.onnx`, `b/model.onnx`): pushed under one name, the second would
-    overwrite the first and both would be timed as the second."""
-    distinct = list(dict.fromkeys(paths))
-    uses = Counter(path.name for path in distinct)
-    return {
-        path: prefix + (f"{i}-{path.name}" if uses[path.name] > 1 else path.name)
-        for i, path in enumerate(distinct)
     }
 
 
@@ -249,7 +253,7 @@ def time_models(
         args[name] = settings.replace(power_sensor="none").profile_args()
     # One push per file: tune re-times one file at several thread counts under different names.
     pushed: dict[Path, list[str]] = {}
-    for path, remote_name in remote_model_names(list(models.values()), remote_prefix).items():
+    for path, remote_name in distinct_remote_names(list(models.values()), remote_prefix).items():
         pushed[path] = deploy_runner(transport, target, path, remote_name=remote_name)
     commands = {name: pushed[path] for name, path in models.items()}
     p50s: dict[str, list[float]] = {name: [] for name in models}
